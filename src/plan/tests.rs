@@ -1,0 +1,457 @@
+//! Planner snapshot tests. Every case goes through [`check`]: build a Desired and an Observed by
+//! hand, plan, and compare the rendered plan with its snapshot (`cargo insta review` to update).
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::model::{
+    DependsOn, MountSource, MountSpec, NetworkSpec, ObservedMount, ObservedObject, Secret,
+    VolumeSpec, labels,
+};
+use crate::render::plan_text;
+
+/// Plan `desired` against `observed` and compare the human rendering with the snapshot `name`.
+/// Also checks the invariants every plan must keep, whatever the case.
+fn check(name: &str, desired: &Desired, observed: &Observed, opts: PlanOptions) -> Plan {
+    let plan = plan(desired, observed, &opts);
+    let text = plan_text(&plan);
+    // Invariant: never touch a container berth does not own.
+    for a in &plan.actions {
+        let id = match a {
+            Action::ReplaceContainer { old_id, .. } => Some(old_id),
+            Action::StartContainer { id, .. } | Action::RemoveContainer { id, .. } => Some(id),
+            _ => None,
+        };
+        if let Some(id) = id {
+            let c = observed.containers.iter().find(|c| &c.id == id).unwrap();
+            assert!(
+                c.managed(),
+                "{name}: plan touches unowned container {}",
+                c.name
+            );
+        }
+    }
+    // Invariant: secret values never reach the text or the JSON.
+    let json = serde_json::to_string(&plan).unwrap();
+    for stack in desired.stacks.values() {
+        for spec in stack.services.values() {
+            for v in spec.environment.values() {
+                if v.expose().len() >= 4 {
+                    assert!(!text.contains(v.expose()), "{name}: secret in plan text");
+                    assert!(!json.contains(v.expose()), "{name}: secret in plan JSON");
+                }
+            }
+        }
+    }
+    // Planning is deterministic.
+    assert_eq!(plan, super::plan(desired, observed, &opts));
+    insta::assert_snapshot!(name, text);
+    plan
+}
+
+fn svc(image: &str) -> ServiceSpec {
+    ServiceSpec {
+        image: image.into(),
+        replicas: 1,
+        ..Default::default()
+    }
+}
+
+fn stack(name: &str, services: &[(&str, ServiceSpec)]) -> StackSpec {
+    StackSpec {
+        name: name.into(),
+        file: format!("{name}/compose.yaml").into(),
+        dir: format!("/srv/config/{name}").into(),
+        services: services
+            .iter()
+            .map(|(n, s)| (n.to_string(), s.clone()))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn desired(stacks: &[StackSpec]) -> Desired {
+    Desired {
+        stacks: stacks.iter().map(|s| (s.name.clone(), s.clone())).collect(),
+    }
+}
+
+fn image_id(image: &str) -> String {
+    crate::model::sha256_hex(image.as_bytes())
+}
+
+/// The Engine holds every image the desired state names.
+fn images_for(d: &Desired) -> BTreeMap<String, String> {
+    d.stacks
+        .values()
+        .flat_map(|s| s.services.values())
+        .map(|s| {
+            let r = crate::model::normalize_image_ref(&s.image);
+            (r.clone(), image_id(&r))
+        })
+        .collect()
+}
+
+/// A container berth created for `spec`, in `state`.
+fn container(
+    stack: &str,
+    service: &str,
+    n: u32,
+    spec: &ServiceSpec,
+    state: ContainerState,
+) -> ObservedContainer {
+    let name = container_name(stack, service, spec, n);
+    let labels = BTreeMap::from([
+        (labels::MANAGED.to_string(), "true".to_string()),
+        (labels::STACK.to_string(), stack.to_string()),
+        (labels::SERVICE.to_string(), service.to_string()),
+        (labels::COMPOSE_NUMBER.to_string(), n.to_string()),
+        (labels::SPEC_HASH.to_string(), spec.spec_hash()),
+        (labels::SPEC.to_string(), spec.canonical_json()),
+    ]);
+    ObservedContainer {
+        id: format!("{:0>64}", name.len() * 1000 + n as usize),
+        name,
+        labels,
+        state,
+        health: None,
+        image_id: image_id(&crate::model::normalize_image_ref(&spec.image)),
+        networks: vec![],
+        volumes: vec![],
+    }
+}
+
+/// What the Engine shows after berth applied `d` successfully.
+fn converged(d: &Desired) -> Observed {
+    let mut containers = Vec::new();
+    for s in d.stacks.values() {
+        for (name, spec) in &s.services {
+            for n in 1..=spec.replicas.max(1) {
+                let mut c = container(&s.name, name, n, spec, ContainerState::Running);
+                c.networks = spec.networks.keys().cloned().collect();
+                c.volumes = spec
+                    .mounts
+                    .iter()
+                    .filter_map(|m| match &m.source {
+                        MountSource::Volume { name, .. } => Some(ObservedMount {
+                            name: name.clone(),
+                            destination: m.target.clone(),
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                containers.push(c);
+            }
+        }
+    }
+    Observed {
+        containers,
+        images: images_for(d),
+        networks: None,
+        volumes: None,
+    }
+}
+
+/// A typical small stack: web depends on a healthy db; db has a data volume and a password.
+fn webapp(web_image: &str, password: &str) -> StackSpec {
+    let mut db = svc("postgres:16");
+    db.environment
+        .insert("POSTGRES_PASSWORD".into(), Secret::new(password));
+    db.mounts.push(MountSpec {
+        target: "/var/lib/postgresql/data".into(),
+        source: MountSource::Volume {
+            name: "webapp_data".into(),
+            nocopy: false,
+            subpath: None,
+        },
+        read_only: false,
+    });
+    db.networks
+        .insert("webapp_default".into(), Default::default());
+    let mut web = svc(web_image);
+    web.depends_on.insert(
+        "db".into(),
+        DependsOn {
+            condition: crate::model::DependsCondition::ServiceHealthy,
+            required: true,
+            restart: false,
+        },
+    );
+    web.networks
+        .insert("webapp_default".into(), Default::default());
+    // "a-web" sorts before "db": the plan must still start db first.
+    let mut s = stack("webapp", &[("a-web", web), ("db", db)]);
+    s.networks.insert(
+        "default".into(),
+        NetworkSpec {
+            name: "webapp_default".into(),
+            ..Default::default()
+        },
+    );
+    s.volumes.insert(
+        "data".into(),
+        VolumeSpec {
+            name: "webapp_data".into(),
+            ..Default::default()
+        },
+    );
+    s
+}
+
+#[test]
+fn empty_engine_creates_everything_in_dependency_order() {
+    let d = desired(&[webapp("test/app:1", "s3cret-pw")]);
+    let plan = check(
+        "from_empty",
+        &d,
+        &Observed::default(),
+        PlanOptions::default(),
+    );
+    let order: Vec<&str> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::CreateContainer { service, .. } => Some(service.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order, ["db", "a-web"]);
+}
+
+#[test]
+fn converged_state_is_a_no_op() {
+    let d = desired(&[webapp("test/app:1", "s3cret-pw")]);
+    let plan = check("no_op", &d, &converged(&d), PlanOptions::default());
+    assert!(!plan.has_changes());
+    assert_eq!(plan.unchanged.len(), 2);
+}
+
+#[test]
+fn image_change_replaces_only_that_service() {
+    let before = desired(&[webapp("test/app:1", "s3cret-pw")]);
+    let after = desired(&[webapp("test/app:2", "s3cret-pw")]);
+    let mut observed = converged(&before);
+    observed.images = images_for(&after);
+    let plan = check("image_change", &after, &observed, PlanOptions::default());
+    assert_eq!(plan.summary().replaced, 1);
+    assert_eq!(plan.unchanged.len(), 1);
+}
+
+#[test]
+fn secret_change_names_the_key_not_the_value() {
+    let before = desired(&[webapp("test/app:1", "old-password-1")]);
+    let after = desired(&[webapp("test/app:1", "new-password-2")]);
+    let plan = check(
+        "secret_change",
+        &after,
+        &converged(&before),
+        PlanOptions::default(),
+    );
+    let text = plan_text(&plan);
+    assert!(text.contains("environment POSTGRES_PASSWORD changed (value hidden)"));
+    assert!(!text.contains("old-password-1"));
+}
+
+#[test]
+fn exited_container_is_started_again() {
+    let d = desired(&[webapp("test/app:1", "s3cret-pw")]);
+    let mut observed = converged(&d);
+    observed.containers[0].state = ContainerState::Exited(137);
+    let plan = check("exited", &d, &observed, PlanOptions::default());
+    assert_eq!(plan.summary().started, 1);
+}
+
+#[test]
+fn tag_that_moved_to_a_new_image_replaces() {
+    let d = desired(&[webapp("test/app:1", "s3cret-pw")]);
+    let mut observed = converged(&d);
+    observed
+        .images
+        .insert("test/app:1".into(), image_id("rebuilt"));
+    check("image_moved", &d, &observed, PlanOptions::default());
+}
+
+#[test]
+fn removed_service_and_stack_are_pruned_volumes_kept() {
+    let other = stack("other", &[("job", svc("busybox"))]);
+    let before = desired(&[webapp("test/app:1", "pw-123456"), other]);
+    let mut s = webapp("test/app:1", "pw-123456");
+    s.services.remove("a-web");
+    let after = desired(&[s]);
+    let mut observed = converged(&before);
+    observed.volumes = Some(BTreeMap::from([(
+        "webapp_data".into(),
+        ObservedObject {
+            name: "webapp_data".into(),
+            managed: true,
+            stack: Some("webapp".into()),
+        },
+    )]));
+    observed.networks = Some(BTreeMap::from([(
+        "other_default".into(),
+        ObservedObject {
+            name: "other_default".into(),
+            managed: true,
+            stack: Some("other".into()),
+        },
+    )]));
+    let plan = check("prune", &after, &observed, PlanOptions::default());
+    assert!(
+        !plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::RemoveVolume { .. }))
+    );
+}
+
+#[test]
+fn prune_volumes_only_when_asked_and_only_owned() {
+    let before = desired(&[webapp("test/app:1", "pw-123456")]);
+    let mut observed = converged(&before);
+    observed.volumes = Some(BTreeMap::from([
+        (
+            "webapp_data".into(),
+            ObservedObject {
+                name: "webapp_data".into(),
+                managed: true,
+                stack: Some("webapp".into()),
+            },
+        ),
+        (
+            "precious".into(),
+            ObservedObject {
+                name: "precious".into(),
+                managed: false,
+                stack: None,
+            },
+        ),
+    ]));
+    let opts = PlanOptions {
+        allow_empty: true,
+        prune_volumes: true,
+    };
+    check("prune_volumes", &desired(&[]), &observed, opts);
+}
+
+#[test]
+fn empty_config_refuses_to_prune_everything() {
+    let before = desired(&[webapp("test/app:1", "pw-123456")]);
+    let plan = check(
+        "empty_refused",
+        &desired(&[]),
+        &converged(&before),
+        PlanOptions::default(),
+    );
+    assert!(plan.actions.is_empty());
+    let allowed = PlanOptions {
+        allow_empty: true,
+        prune_volumes: false,
+    };
+    check("empty_allowed", &desired(&[]), &converged(&before), allowed);
+}
+
+#[test]
+fn unowned_container_holding_a_name_is_a_conflict() {
+    let d = desired(&[stack("blog", &[("web", svc("test/app:1"))])]);
+    let mut observed = converged(&desired(&[]));
+    observed.images = images_for(&d);
+    let mut stranger = container("blog", "web", 1, &svc("nginx"), ContainerState::Running);
+    stranger.labels.clear();
+    observed.containers.push(stranger);
+    let plan = check("conflict", &d, &observed, PlanOptions::default());
+    assert!(plan.actions.is_empty());
+}
+
+#[test]
+fn build_is_reported_not_applied() {
+    let mut s = svc("blog-web");
+    s.build = true;
+    let d = desired(&[stack("blog", &[("web", s)])]);
+    check("build", &d, &Observed::default(), PlanOptions::default());
+}
+
+#[test]
+fn scale_down_removes_the_highest_replicas() {
+    let mut s = svc("test/app:1");
+    s.replicas = 3;
+    let before = desired(&[stack("w", &[("worker", s.clone())])]);
+    s.replicas = 1;
+    let after = desired(&[stack("w", &[("worker", s)])]);
+    check(
+        "scale_down",
+        &after,
+        &converged(&before),
+        PlanOptions::default(),
+    );
+}
+
+#[test]
+fn restart_true_follows_a_replaced_dependency() {
+    let mut web = svc("test/app:1");
+    web.depends_on.insert(
+        "db".into(),
+        DependsOn {
+            condition: Default::default(),
+            required: true,
+            restart: true,
+        },
+    );
+    let before = desired(&[stack(
+        "s",
+        &[("web", web.clone()), ("db", svc("postgres:15"))],
+    )]);
+    let after = desired(&[stack("s", &[("web", web), ("db", svc("postgres:16"))])]);
+    let mut observed = converged(&before);
+    observed.images = images_for(&after);
+    check(
+        "restart_dependency",
+        &after,
+        &observed,
+        PlanOptions::default(),
+    );
+}
+
+#[test]
+fn leftover_of_an_interrupted_replace_is_removed() {
+    let d = desired(&[stack("s", &[("web", svc("test/app:1"))])]);
+    let mut observed = converged(&d);
+    let mut old = observed.containers[0].clone();
+    old.id = "f".repeat(64);
+    old.name = "s-web-1-berth-old".into();
+    old.state = ContainerState::Exited(0);
+    observed.containers.push(old);
+    check("leftover", &d, &observed, PlanOptions::default());
+}
+
+#[test]
+fn changed_fields_are_named_one_by_one() {
+    let mut a = svc("test/app:1");
+    a.labels.insert("tier".into(), "front".into());
+    a.ports.push(crate::model::PortSpec {
+        target: 80,
+        published: Some(8080),
+        host_ip: Some("127.0.0.1".into()),
+        protocol: "tcp".into(),
+    });
+    let mut b = a.clone();
+    b.labels.insert("tier".into(), "back".into());
+    b.ports[0].published = Some(8081);
+    b.command = Some(vec!["httpd".into(), "-f".into()]);
+    b.mounts.push(MountSpec {
+        target: "/run/secrets/token".into(),
+        source: MountSource::File {
+            file: "/srv/config/s/token.txt".into(),
+            digest: image_id("token"),
+            content: None,
+        },
+        read_only: true,
+    });
+    let before = desired(&[stack("s", &[("web", a)])]);
+    let after = desired(&[stack("s", &[("web", b)])]);
+    check(
+        "fields",
+        &after,
+        &converged(&before),
+        PlanOptions::default(),
+    );
+}

@@ -19,6 +19,9 @@ use sha2::{Digest, Sha256};
 pub mod labels {
     /// `"true"` on every container, network and volume berth created. Nothing else is pruned.
     pub const MANAGED: &str = "io.berth.managed";
+    /// The berth instance that owns the object (`--instance`, default `default`). Two berth
+    /// instances on one Engine never touch each other's objects.
+    pub const INSTANCE: &str = "io.berth.instance";
     /// The stack (Compose project) name.
     pub const STACK: &str = "io.berth.stack";
     /// The service name within the stack.
@@ -532,7 +535,19 @@ pub struct ObservedObject {
     pub managed: bool,
     /// The `io.berth.stack` label, if any.
     pub stack: Option<String>,
+    /// The `io.berth.instance` label, if any (absent means [`DEFAULT_INSTANCE`]).
+    pub instance: Option<String>,
 }
+
+impl ObservedObject {
+    /// Created by this berth instance: the only networks/volumes it may remove.
+    pub fn owned_by(&self, instance: &str) -> bool {
+        self.managed && self.instance.as_deref().unwrap_or(DEFAULT_INSTANCE) == instance
+    }
+}
+
+/// The instance name when none is given.
+pub const DEFAULT_INSTANCE: &str = "default";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ContainerState {
@@ -594,9 +609,18 @@ pub struct ObservedMount {
 }
 
 impl ObservedContainer {
-    /// Owned by berth (the only containers berth may stop, replace or remove).
+    /// Created by some berth instance.
     pub fn managed(&self) -> bool {
         self.labels.get(labels::MANAGED).map(String::as_str) == Some("true")
+    }
+    /// Created by this berth instance: the only containers it may stop, replace or remove.
+    pub fn owned_by(&self, instance: &str) -> bool {
+        self.managed()
+            && self
+                .labels
+                .get(labels::INSTANCE)
+                .map_or(DEFAULT_INSTANCE, String::as_str)
+                == instance
     }
     pub fn stack(&self) -> Option<&str> {
         self.labels.get(labels::STACK).map(String::as_str)

@@ -13,12 +13,24 @@ use crate::model::{
 };
 
 /// Switches that widen what a plan may do. Defaults are the safe ones.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanOptions {
+    /// This berth instance's name: only objects labelled with it are berth's to change.
+    pub instance: String,
     /// Allow removing every berth-owned object when the config declares no stack at all.
     pub allow_empty: bool,
     /// Remove berth-owned named volumes that left the config (data loss: off by default).
     pub prune_volumes: bool,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions {
+            instance: crate::model::DEFAULT_INSTANCE.to_string(),
+            allow_empty: false,
+            prune_volumes: false,
+        }
+    }
 }
 
 /// What berth will do, in execution order, and what it will not do and why.
@@ -335,8 +347,11 @@ pub fn container_name(stack: &str, service: &str, spec: &ServiceSpec, number: u3
 /// Decide everything. Pure: the same inputs always give the same plan.
 pub fn plan(desired: &Desired, observed: &Observed, opts: &PlanOptions) -> Plan {
     let mut plan = Plan::default();
-    let owned: Vec<&ObservedContainer> =
-        observed.containers.iter().filter(|c| c.managed()).collect();
+    let owned: Vec<&ObservedContainer> = observed
+        .containers
+        .iter()
+        .filter(|c| c.owned_by(&opts.instance))
+        .collect();
 
     if desired.stacks.is_empty() && !owned.is_empty() && !opts.allow_empty {
         plan.errors.push(PlanError::EmptyDesired {
@@ -483,7 +498,7 @@ fn plan_object_removals(
     };
     if let Some(networks) = &observed.networks {
         for (name, o) in networks {
-            if let (true, Some(stack)) = (o.managed, &o.stack) {
+            if let (true, Some(stack)) = (o.owned_by(&opts.instance), &o.stack) {
                 if !declared(stack, name, false) {
                     removals.push(Action::RemoveNetwork {
                         stack: stack.clone(),
@@ -498,7 +513,7 @@ fn plan_object_removals(
     }
     if let Some(volumes) = &observed.volumes {
         for (name, o) in volumes {
-            if let (true, Some(stack)) = (o.managed, &o.stack) {
+            if let (true, Some(stack)) = (o.owned_by(&opts.instance), &o.stack) {
                 if !declared(stack, name, true) {
                     removals.push(Action::RemoveVolume {
                         stack: stack.clone(),

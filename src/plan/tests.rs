@@ -14,6 +14,7 @@ use crate::render::plan_text;
 /// Also checks the invariants every plan must keep, whatever the case.
 fn check(name: &str, desired: &Desired, observed: &Observed, opts: PlanOptions) -> Plan {
     let plan = plan(desired, observed, &opts);
+    let opts = &opts;
     let text = plan_text(&plan);
     // Invariant: never touch a container berth does not own.
     for a in &plan.actions {
@@ -44,7 +45,7 @@ fn check(name: &str, desired: &Desired, observed: &Observed, opts: PlanOptions) 
         }
     }
     // Planning is deterministic.
-    assert_eq!(plan, super::plan(desired, observed, &opts));
+    assert_eq!(plan, super::plan(desired, observed, opts));
     insta::assert_snapshot!(name, text);
     plan
 }
@@ -285,6 +286,7 @@ fn removed_service_and_stack_are_pruned_volumes_kept() {
             name: "webapp_data".into(),
             managed: true,
             stack: Some("webapp".into()),
+            instance: None,
         },
     )]));
     observed.networks = Some(BTreeMap::from([(
@@ -293,6 +295,7 @@ fn removed_service_and_stack_are_pruned_volumes_kept() {
             name: "other_default".into(),
             managed: true,
             stack: Some("other".into()),
+            instance: None,
         },
     )]));
     let plan = check("prune", &after, &observed, PlanOptions::default());
@@ -315,6 +318,7 @@ fn prune_volumes_only_when_asked_and_only_owned() {
                 name: "webapp_data".into(),
                 managed: true,
                 stack: Some("webapp".into()),
+                instance: None,
             },
         ),
         (
@@ -323,12 +327,14 @@ fn prune_volumes_only_when_asked_and_only_owned() {
                 name: "precious".into(),
                 managed: false,
                 stack: None,
+                instance: None,
             },
         ),
     ]));
     let opts = PlanOptions {
         allow_empty: true,
         prune_volumes: true,
+        ..Default::default()
     };
     check("prune_volumes", &desired(&[]), &observed, opts);
 }
@@ -345,7 +351,7 @@ fn empty_config_refuses_to_prune_everything() {
     assert!(plan.actions.is_empty());
     let allowed = PlanOptions {
         allow_empty: true,
-        prune_volumes: false,
+        ..Default::default()
     };
     check("empty_allowed", &desired(&[]), &converged(&before), allowed);
 }
@@ -360,6 +366,23 @@ fn unowned_container_holding_a_name_is_a_conflict() {
     observed.containers.push(stranger);
     let plan = check("conflict", &d, &observed, PlanOptions::default());
     assert!(plan.actions.is_empty());
+}
+
+#[test]
+fn another_instances_containers_are_not_ours() {
+    let d = desired(&[stack("blog", &[("web", svc("test/app:1"))])]);
+    let mut observed = converged(&d);
+    for c in &mut observed.containers {
+        c.labels.insert(labels::INSTANCE.into(), "staging".into());
+    }
+    // Not pruned although its stack is not in "prod"'s config, and its name is a conflict.
+    let prod = PlanOptions {
+        instance: "prod".into(),
+        allow_empty: true,
+        ..Default::default()
+    };
+    check("other_instance", &desired(&[]), &observed, prod.clone());
+    check("other_instance_conflict", &d, &observed, prod);
 }
 
 #[test]

@@ -36,7 +36,8 @@ impl Default for PlanOptions {
 /// What berth will do, in execution order, and what it will not do and why.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Plan {
-    /// In execution order: pulls, networks and volumes, services in dependency order, removals.
+    /// In execution order: pulls, container removals, networks and volumes, services in
+    /// dependency order, network/volume removals.
     pub actions: Vec<Action>,
     /// Services that need nothing.
     pub unchanged: Vec<ServiceRef>,
@@ -406,9 +407,16 @@ pub fn plan(desired: &Desired, observed: &Observed, opts: &PlanOptions) -> Plan 
                 services,
             }),
     );
+    // Containers that leave go first: they may hold a port or a name a new one needs, and the
+    // config no longer wants them whatever happens next. Network and volume removals go last,
+    // once no container of ours uses them.
+    let (gone, objects_gone): (Vec<Action>, Vec<Action>) = removals
+        .into_iter()
+        .partition(|a| matches!(a, Action::RemoveContainer { .. }));
+    plan.actions.extend(gone);
     plan.actions.extend(objects);
     plan.actions.extend(containers);
-    plan.actions.extend(removals);
+    plan.actions.extend(objects_gone);
     plan
 }
 

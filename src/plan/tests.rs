@@ -478,3 +478,16 @@ fn changed_fields_are_named_one_by_one() {
         PlanOptions::default(),
     );
 }
+
+#[test]
+fn renamed_stack_frees_its_names_and_ports_before_creating() {
+    let before = desired(&[stack("old", &[("web", svc("test/app:1"))])]);
+    let after = desired(&[stack("new", &[("web", svc("test/app:1"))])]);
+    let plan = check(
+        "renamed_stack",
+        &after,
+        &converged(&before),
+        PlanOptions::default(),
+    );
+    assert!(matches!(plan.actions[0], Action::RemoveContainer { .. }));
+}

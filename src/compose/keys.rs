@@ -1,0 +1,271 @@
+//! The keys berth understands, and the Compose keys it knowingly does not support. A test checks
+//! these lists against the Compose JSON schema (tests/fixtures/compose-spec) so they cannot drift.
+
+pub const TOP: &[&str] = &[
+    "version", "name", "services", "networks", "volumes", "secrets", "configs",
+];
+pub const TOP_UNSUPPORTED: &[&str] = &["include", "models"];
+
+pub const SERVICE: &[&str] = &[
+    "build",
+    "cap_add",
+    "cap_drop",
+    "cgroup_parent",
+    "command",
+    "configs",
+    "container_name",
+    "cpu_shares",
+    "cpus",
+    "cpuset",
+    "depends_on",
+    "deploy",
+    "devices",
+    "dns",
+    "dns_opt",
+    "dns_search",
+    "domainname",
+    "entrypoint",
+    "env_file",
+    "environment",
+    "expose",
+    "extra_hosts",
+    "group_add",
+    "healthcheck",
+    "hostname",
+    "image",
+    "init",
+    "ipc",
+    "labels",
+    "links",
+    "logging",
+    "mac_address",
+    "mem_limit",
+    "mem_reservation",
+    "memswap_limit",
+    "network_mode",
+    "networks",
+    "oom_score_adj",
+    "pid",
+    "pids_limit",
+    "platform",
+    "ports",
+    "privileged",
+    "profiles",
+    "pull_policy",
+    "read_only",
+    "restart",
+    "runtime",
+    "scale",
+    "secrets",
+    "security_opt",
+    "shm_size",
+    "stdin_open",
+    "stop_grace_period",
+    "stop_signal",
+    "sysctls",
+    "tmpfs",
+    "tty",
+    "ulimits",
+    "user",
+    "userns_mode",
+    "volumes",
+    "working_dir",
+];
+pub const SERVICE_UNSUPPORTED: &[&str] = &[
+    "annotations",
+    "attach",
+    "blkio_config",
+    "cgroup",
+    "cpu_count",
+    "cpu_percent",
+    "cpu_period",
+    "cpu_quota",
+    "cpu_rt_period",
+    "cpu_rt_runtime",
+    "credential_spec",
+    "develop",
+    "device_cgroup_rules",
+    "extends",
+    "external_links",
+    "gpus",
+    "isolation",
+    "label_file",
+    "mem_swappiness",
+    "models",
+    "oom_kill_disable",
+    "post_start",
+    "pre_stop",
+    "provider",
+    "pull_refresh_after",
+    "storage_opt",
+    "use_api_socket",
+    "uts",
+    "volumes_from",
+];
+
+pub const DEPLOY: &[&str] = &["mode", "replicas", "resources", "restart_policy"];
+pub const DEPLOY_UNSUPPORTED: &[&str] = &[
+    "endpoint_mode",
+    "labels",
+    "placement",
+    "rollback_config",
+    "update_config",
+];
+
+pub const NETWORK: &[&str] = &[
+    "name",
+    "external",
+    "driver",
+    "driver_opts",
+    "internal",
+    "attachable",
+    "enable_ipv6",
+    "ipam",
+    "labels",
+];
+pub const NETWORK_UNSUPPORTED: &[&str] = &["enable_ipv4"];
+
+pub const VOLUME: &[&str] = &["name", "external", "driver", "driver_opts", "labels"];
+
+pub const SECRET: &[&str] = &["file", "environment", "name"];
+pub const SECRET_UNSUPPORTED: &[&str] = &[
+    "external",
+    "driver",
+    "driver_opts",
+    "labels",
+    "template_driver",
+];
+pub const CONFIG: &[&str] = &["file", "environment", "content", "name"];
+pub const CONFIG_UNSUPPORTED: &[&str] = &["external", "labels", "template_driver"];
+
+pub const PORT: &[&str] = &["target", "published", "host_ip", "protocol", "mode", "name"];
+pub const PORT_UNSUPPORTED: &[&str] = &["app_protocol"];
+
+pub const MOUNT: &[&str] = &[
+    "type",
+    "source",
+    "target",
+    "read_only",
+    "consistency",
+    "bind",
+    "volume",
+    "tmpfs",
+];
+pub const MOUNT_UNSUPPORTED: &[&str] = &["image"];
+
+pub const ATTACHMENT: &[&str] = &[
+    "aliases",
+    "ipv4_address",
+    "ipv6_address",
+    "mac_address",
+    "priority",
+];
+pub const ATTACHMENT_UNSUPPORTED: &[&str] = &[
+    "interface_name",
+    "link_local_ips",
+    "driver_opts",
+    "gw_priority",
+];
+
+pub const HEALTHCHECK: &[&str] = &[
+    "test",
+    "interval",
+    "timeout",
+    "retries",
+    "start_period",
+    "start_interval",
+    "disable",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn schema() -> serde_json::Value {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/compose-spec/compose-spec.json"
+        );
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn props(v: &serde_json::Value) -> BTreeSet<String> {
+        v["properties"]
+            .as_object()
+            .expect("properties")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    #[track_caller]
+    fn same(what: &str, schema: BTreeSet<String>, supported: &[&str], unsupported: &[&str]) {
+        let ours: BTreeSet<String> = supported
+            .iter()
+            .chain(unsupported)
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            ours.len(),
+            supported.len() + unsupported.len(),
+            "{what}: a key is both supported and unsupported"
+        );
+        let missing: Vec<_> = schema.difference(&ours).collect();
+        let extra: Vec<_> = ours.difference(&schema).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{what}: in schema only {missing:?}, in berth only {extra:?}"
+        );
+    }
+
+    #[test]
+    fn key_lists_match_the_compose_schema() {
+        let s = schema();
+        let d = &s["definitions"];
+        same("top level", props(&s), TOP, TOP_UNSUPPORTED);
+        same(
+            "service",
+            props(&d["service"]),
+            SERVICE,
+            SERVICE_UNSUPPORTED,
+        );
+        same(
+            "deploy",
+            props(&d["deployment"]),
+            DEPLOY,
+            DEPLOY_UNSUPPORTED,
+        );
+        same(
+            "network",
+            props(&d["network"]),
+            NETWORK,
+            NETWORK_UNSUPPORTED,
+        );
+        same("volume", props(&d["volume"]), VOLUME, &[]);
+        same("secret", props(&d["secret"]), SECRET, SECRET_UNSUPPORTED);
+        same("config", props(&d["config"]), CONFIG, CONFIG_UNSUPPORTED);
+        let sv = &d["service"]["properties"];
+        same(
+            "service port",
+            props(&sv["ports"]["items"]["oneOf"][2]),
+            PORT,
+            PORT_UNSUPPORTED,
+        );
+        same(
+            "service volume",
+            props(&sv["volumes"]["items"]["oneOf"][1]),
+            MOUNT,
+            MOUNT_UNSUPPORTED,
+        );
+        same(
+            "service network",
+            props(
+                &sv["networks"]["oneOf"][1]["patternProperties"]["^[a-zA-Z0-9._-]+$"]["oneOf"][0],
+            ),
+            ATTACHMENT,
+            ATTACHMENT_UNSUPPORTED,
+        );
+        same("healthcheck", props(&d["healthcheck"]), HEALTHCHECK, &[]);
+    }
+}

@@ -1,0 +1,365 @@
+//! The Compose loader: a folder tree of Compose files → [`Desired`].
+//!
+//! A *stack* is a folder holding a Compose file. Every problem in every file is collected and
+//! reported with `file:line:column` (see [`crate::diag`]); keys berth does not support are errors,
+//! never silently dropped.
+//!
+//! The pipeline for one file:
+//! 1. [`yaml`]: parse into a tree where every node and key carries its position (anchors,
+//!    aliases and `<<` merge keys resolved; duplicate keys and alias bombs refused). YAML 1.2
+//!    scalars, with two Compose (go-yaml) habits: `0755` is octal, and `yes`/`no`/`on`/`off`
+//!    stay strings.
+//! 2. [`interp`]: interpolate `${VAR...}` in every string value (never in keys). Variables come
+//!    from the process environment, then the `.env` file beside the Compose file.
+//! 3. `convert`: check every mapping against the keys berth supports (`keys`, kept in step
+//!    with the Compose JSON schema by a test), then fold short and long syntax into
+//!    [`crate::model::ServiceSpec`] & co. Secrets and configs are read here, to hash them.
+//!
+//! A key position points at where the text is written: for a value that came through an alias
+//! or a merge key, that is the anchored definition.
+
+mod convert;
+pub mod interp;
+mod keys;
+pub mod yaml;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::model::{Desired, StackSpec};
+
+use convert::Cx;
+use yaml::{Node, Value};
+
+/// The file names that make a folder a stack, in Compose's order of preference.
+pub const COMPOSE_FILE_NAMES: &[&str] = &[
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yaml",
+    "docker-compose.yml",
+];
+
+/// Load every stack below `root`. `env` holds the variables for interpolation (the caller
+/// passes the process environment); the `.env` file beside each Compose file fills in what
+/// `env` does not set.
+pub fn load_dir(root: &Path, env: &BTreeMap<String, String>) -> Result<Desired, Diagnostics> {
+    let mut diags = Vec::new();
+    let root_abs = match root.canonicalize() {
+        Ok(p) => p,
+        Err(e) => {
+            return Err(Diagnostics(vec![Diagnostic::new(
+                root,
+                0,
+                0,
+                format!("cannot open the config folder: {e}"),
+            )]));
+        }
+    };
+    let mut found: Vec<PathBuf> = Vec::new();
+    find_stacks(&root_abs, &root_abs, &mut found, &mut diags);
+
+    let mut desired = Desired::default();
+    let mut files_by_name: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for file in found {
+        let rel = file.strip_prefix(&root_abs).unwrap_or(&file).to_path_buf();
+        let (stack, mut d) = load_file(&file, &rel, env);
+        diags.append(&mut d);
+        let Some(stack) = stack else { continue };
+        if let Some(other) = files_by_name.get(&stack.name) {
+            diags.push(Diagnostic::new(
+                &rel,
+                0,
+                0,
+                format!(
+                    "stack name `{}` is already used by {}; set a different top-level `name:`",
+                    stack.name,
+                    other.display()
+                ),
+            ));
+            continue;
+        }
+        files_by_name.insert(stack.name.clone(), rel);
+        desired.stacks.insert(stack.name.clone(), stack);
+    }
+    // Fixed container names must be unique on the Engine.
+    let mut container_names: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
+    for (stack_name, stack) in &desired.stacks {
+        for (svc_name, svc) in &stack.services {
+            let Some(cn) = svc.container_name.as_deref() else {
+                continue;
+            };
+            if let Some((other_stack, other_svc)) = container_names.get(cn) {
+                diags.push(Diagnostic::new(
+                    &stack.file,
+                    0,
+                    0,
+                    format!(
+                        "services.{svc_name}: container_name `{cn}` is already used by service \
+                         `{other_svc}` of stack `{other_stack}`"
+                    ),
+                ));
+            } else {
+                container_names.insert(cn, (stack_name, svc_name));
+            }
+        }
+    }
+    if diags.is_empty() {
+        Ok(desired)
+    } else {
+        diags.sort();
+        diags.dedup();
+        Err(Diagnostics(diags))
+    }
+}
+
+/// Depth-first, sorted, skipping hidden folders. Stacks may nest.
+fn find_stacks(root: &Path, dir: &Path, found: &mut Vec<PathBuf>, diags: &mut Vec<Diagnostic>) {
+    let rel = |p: &Path| p.strip_prefix(root).unwrap_or(p).to_path_buf();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            diags.push(Diagnostic::new(
+                rel(dir),
+                0,
+                0,
+                format!("cannot read folder: {e}"),
+            ));
+            return;
+        }
+    };
+    let mut files = BTreeSet::new();
+    let mut dirs = BTreeSet::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => {
+                if !name.starts_with('.') {
+                    dirs.insert(name);
+                }
+            }
+            Ok(_) => {
+                if COMPOSE_FILE_NAMES.contains(&name.as_str()) {
+                    files.insert(name);
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    let here: Vec<&str> = COMPOSE_FILE_NAMES
+        .iter()
+        .copied()
+        .filter(|n| files.contains(*n))
+        .collect();
+    match here.as_slice() {
+        [] => {}
+        [one] => found.push(dir.join(one)),
+        [first, rest @ ..] => diags.push(Diagnostic::new(
+            rel(&dir.join(first)),
+            0,
+            0,
+            format!(
+                "the folder holds more than one Compose file: {} and {}; keep one",
+                first,
+                rest.join(" and ")
+            ),
+        )),
+    }
+    for d in dirs {
+        find_stacks(root, &dir.join(d), found, diags);
+    }
+}
+
+/// Load one Compose file. `rel` is the file relative to the config root (used in messages).
+fn load_file(
+    file: &Path,
+    rel: &Path,
+    env: &BTreeMap<String, String>,
+) -> (Option<StackSpec>, Vec<Diagnostic>) {
+    let mut cx = Cx {
+        file: rel.to_path_buf(),
+        diags: Vec::new(),
+    };
+    let dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            cx.diags
+                .push(Diagnostic::new(rel, 0, 0, format!("cannot read: {e}")));
+            return (None, cx.diags);
+        }
+    };
+
+    // Variables: `.env` beside the file, overlaid by the process environment.
+    let mut vars = BTreeMap::new();
+    let dotenv = dir.join(".env");
+    if dotenv.is_file() {
+        let rel_env = rel.with_file_name(".env");
+        match std::fs::read_to_string(&dotenv) {
+            Ok(t) => match interp::parse_env_entries(&t) {
+                // Values may use earlier values and the process environment.
+                Ok(entries) => {
+                    for e in entries {
+                        let value = if e.literal {
+                            e.value
+                        } else {
+                            let mut scope = vars.clone();
+                            scope.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
+                            match interp::interpolate(&e.value, &scope) {
+                                Ok(v) => v,
+                                Err(msg) => {
+                                    cx.diags.push(Diagnostic::new(
+                                        &rel_env,
+                                        e.line,
+                                        1,
+                                        format!("{}: {msg}", e.key),
+                                    ));
+                                    continue;
+                                }
+                            }
+                        };
+                        vars.insert(e.key, value);
+                    }
+                }
+                Err((line, msg)) => cx.diags.push(Diagnostic::new(rel_env, line, 1, msg)),
+            },
+            Err(e) => cx
+                .diags
+                .push(Diagnostic::new(rel_env, 0, 0, format!("cannot read: {e}"))),
+        }
+    }
+    for (k, v) in env {
+        vars.insert(k.clone(), v.clone());
+    }
+    let stack = load_text(&mut cx, &text, dir, &vars);
+    (stack, cx.diags)
+}
+
+/// Parse, interpolate and convert one Compose file's text. `dir` is its absolute folder.
+fn load_text(
+    cx: &mut Cx,
+    text: &str,
+    dir: PathBuf,
+    vars: &BTreeMap<String, String>,
+) -> Option<StackSpec> {
+    let rel = cx.file.clone();
+    let mut root = match yaml::parse(text) {
+        Ok(n) => n,
+        Err(e) => {
+            cx.diags.push(Diagnostic::new(
+                rel,
+                e.pos.line.max(1),
+                e.pos.col.max(1),
+                format!("invalid YAML: {}", e.message),
+            ));
+            return None;
+        }
+    };
+    interpolate_tree(cx, &mut root, "", vars);
+
+    let name = stack_name(cx, &root, &dir);
+    let profiles = vars
+        .get("COMPOSE_PROFILES")
+        .map(|p| {
+            p.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    let st = convert::StackCtx {
+        name: name.clone().unwrap_or_default(),
+        dir,
+        vars,
+        profiles,
+    };
+    let spec = convert::convert_stack(cx, &root, &st);
+    name.map(|_| spec)
+}
+
+fn interpolate_tree(cx: &mut Cx, node: &mut Node, path: &str, vars: &BTreeMap<String, String>) {
+    match &mut node.value {
+        Value::Str(s) => match interp::interpolate(s, vars) {
+            Ok(v) => *s = v,
+            Err(e) => cx.err(node.pos, path, e),
+        },
+        Value::Seq(items) => {
+            for (i, it) in items.iter_mut().enumerate() {
+                interpolate_tree(cx, it, &format!("{path}[{i}]"), vars);
+            }
+        }
+        Value::Map(entries) => {
+            for (k, v) in entries.iter_mut() {
+                let p = if path.is_empty() {
+                    k.name.clone()
+                } else {
+                    format!("{path}.{}", k.name)
+                };
+                interpolate_tree(cx, v, &p, vars);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Top-level `name:` (validated) or the folder name (normalised like Compose).
+fn stack_name(cx: &mut Cx, root: &Node, dir: &Path) -> Option<String> {
+    if let Value::Map(m) = &root.value
+        && let Some((_, n)) = m.iter().find(|(k, _)| k.name == "name")
+        && n.value != Value::Null
+    {
+        let Some(name) = n.scalar_text() else {
+            cx.err(
+                n.pos,
+                "name",
+                format!("must be a string, found {}", n.value.kind()),
+            );
+            return None;
+        };
+        if normalise_name(&name) != name || name.is_empty() {
+            cx.err(
+                n.pos,
+                "name",
+                format!(
+                    "invalid project name {name:?}: use lowercase letters, digits, `-` and `_`, starting with a letter or digit"
+                ),
+            );
+            return None;
+        }
+        return Some(name);
+    }
+    let folder = dir
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = normalise_name(&folder);
+    if name.is_empty() {
+        cx.err(
+            yaml::Pos { line: 0, col: 0 },
+            "",
+            format!("cannot derive a project name from the folder name {folder:?}; set a top-level `name:`"),
+        );
+        return None;
+    }
+    Some(name)
+}
+
+/// Parse a duration in Compose's (Go's) syntax: `1m30s`, `10s`, `500ms`, `1.5h`, `0`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let ns = convert::parse_duration(s)?;
+    Ok(std::time::Duration::from_nanos(ns.max(0) as u64))
+}
+
+/// Compose's project-name normalisation: lower case, keep `[a-z0-9_-]`, no leading `_`/`-`.
+pub fn normalise_name(s: &str) -> String {
+    let lower: String = s
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-')
+        .collect();
+    lower.trim_start_matches(['_', '-']).to_string()
+}
+
+#[cfg(test)]
+mod tests;

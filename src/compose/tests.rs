@@ -1,0 +1,974 @@
+use std::fs;
+
+use super::*;
+use crate::model::*;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/compose")
+}
+
+fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Write `files` (path → content) into a fresh folder and load it.
+fn load_files(
+    files: &[(&str, &str)],
+    vars: &[(&str, &str)],
+) -> (tempfile::TempDir, Result<Desired, Diagnostics>) {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, content) in files {
+        let p = dir.path().join(path);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, content).unwrap();
+    }
+    let r = load_dir(dir.path(), &env(vars));
+    (dir, r)
+}
+
+/// Load one Compose file as stack `app`.
+fn load_one(yaml: &str) -> Result<StackSpec, Vec<String>> {
+    load_one_env(yaml, &[])
+}
+
+fn load_one_env(yaml: &str, vars: &[(&str, &str)]) -> Result<StackSpec, Vec<String>> {
+    let (_dir, r) = load_files(&[("app/compose.yaml", yaml)], vars);
+    match r {
+        Ok(mut d) => Ok(d.stacks.remove("app").expect("stack app")),
+        Err(e) => Err(e.0.iter().map(|d| d.to_string()).collect()),
+    }
+}
+
+fn errors(yaml: &str) -> Vec<String> {
+    match load_one(yaml) {
+        Ok(s) => panic!("expected errors, got {s:#?}"),
+        Err(e) => e,
+    }
+}
+
+#[track_caller]
+fn assert_one_error(yaml: &str, expected: &str) {
+    let errs = errors(yaml);
+    assert_eq!(errs, vec![expected.to_string()]);
+}
+
+fn svc(yaml: &str) -> ServiceSpec {
+    let mut s = load_one(yaml).unwrap_or_else(|e| panic!("{e:#?}"));
+    assert_eq!(s.services.len(), 1, "{s:#?}");
+    s.services.pop_first().unwrap().1
+}
+
+/// A stable JSON view of a stack for snapshots (the absolute folder replaced by `<dir>`).
+fn stack_json(s: &StackSpec) -> String {
+    let services: serde_json::Map<String, serde_json::Value> = s
+        .services
+        .iter()
+        .map(|(k, v)| {
+            let mut j = serde_json::to_value(v).unwrap();
+            j["replicas"] = v.replicas.into();
+            (k.clone(), j)
+        })
+        .collect();
+    let v = serde_json::json!({
+        "name": s.name,
+        "file": s.file,
+        "networks": s.networks,
+        "volumes": s.volumes,
+        "skipped": s.skipped,
+        "services": services,
+    });
+    let text = serde_json::to_string_pretty(&v).unwrap();
+    text.replace(&s.dir.to_string_lossy().into_owned(), "<dir>")
+}
+
+fn fixture_stacks(vars: &[(&str, &str)]) -> Desired {
+    load_dir(&fixtures(), &env(vars)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+
+#[test]
+fn fixtures_all_load_and_hidden_folders_are_skipped() {
+    let d = fixture_stacks(&[]);
+    let names: Vec<_> = d.stacks.keys().cloned().collect();
+    assert_eq!(
+        names,
+        [
+            "anchors",
+            "edge",
+            "gitea",
+            "legacy",
+            "monitoring",
+            "wordpress"
+        ]
+    );
+    let gitea = &d.stacks["gitea"];
+    assert_eq!(gitea.file, Path::new("git/gitea/compose.yml"));
+    assert_eq!(
+        gitea.dir,
+        fixtures().canonicalize().unwrap().join("git/gitea")
+    );
+}
+
+#[test]
+fn snapshot_wordpress() {
+    let d = fixture_stacks(&[]);
+    insta::assert_snapshot!(stack_json(&d.stacks["wordpress"]));
+}
+
+#[test]
+fn snapshot_edge_proxy() {
+    let d = fixture_stacks(&[]);
+    insta::assert_snapshot!(stack_json(&d.stacks["edge"]));
+}
+
+#[test]
+fn snapshot_monitoring() {
+    let d = fixture_stacks(&[]);
+    insta::assert_snapshot!(stack_json(&d.stacks["monitoring"]));
+}
+
+#[test]
+fn snapshot_gitea() {
+    let d = fixture_stacks(&[]);
+    insta::assert_snapshot!(stack_json(&d.stacks["gitea"]));
+}
+
+#[test]
+fn snapshot_anchors() {
+    let d = fixture_stacks(&[]);
+    insta::assert_snapshot!(stack_json(&d.stacks["anchors"]));
+}
+
+#[test]
+fn snapshot_legacy() {
+    let d = fixture_stacks(&[]);
+    insta::assert_snapshot!(stack_json(&d.stacks["legacy"]));
+}
+
+#[test]
+fn wordpress_reads_dotenv_and_process_env_wins() {
+    let d = fixture_stacks(&[]);
+    let wp = &d.stacks["wordpress"];
+    let db = &wp.services["db"];
+    assert_eq!(
+        db.environment["MARIADB_PASSWORD"].expose(),
+        "correct horse battery staple"
+    );
+    assert_eq!(wp.services["wordpress"].ports[0].published, Some(8081));
+    let d = fixture_stacks(&[("WP_PORT", "9000"), ("DB_PASSWORD", "from-env")]);
+    let wp = &d.stacks["wordpress"];
+    assert_eq!(wp.services["wordpress"].ports[0].published, Some(9000));
+    assert_eq!(
+        wp.services["db"].environment["MARIADB_PASSWORD"].expose(),
+        "from-env"
+    );
+    // Relative bind mounts resolve against the stack folder.
+    let m = &wp.services["wordpress"].mounts;
+    assert!(
+        m.iter()
+            .any(|m| matches!(&m.source, MountSource::Bind { path, .. }
+        if Path::new(path) == wp.dir.join("uploads.ini"))
+                && m.read_only)
+    );
+}
+
+#[test]
+fn monitoring_profiles_and_file_mounts() {
+    let d = fixture_stacks(&[]);
+    let mon = &d.stacks["monitoring"];
+    assert_eq!(
+        mon.skipped.get("node-exporter").map(String::as_str),
+        Some("profile host-metrics not active")
+    );
+    assert!(!mon.services.contains_key("node-exporter"));
+    let grafana = &mon.services["grafana"];
+    let secret = grafana
+        .mounts
+        .iter()
+        .find(|m| m.target == "/run/secrets/grafana_admin_password")
+        .expect("secret mount");
+    let MountSource::File { file, digest, .. } = &secret.source else {
+        panic!("{secret:?}")
+    };
+    assert!(file.ends_with("grafana/admin_password.txt"));
+    assert_eq!(digest, &sha256_hex(b"not-a-real-password\n"));
+
+    let d = fixture_stacks(&[("COMPOSE_PROFILES", "other, host-metrics")]);
+    let mon = &d.stacks["monitoring"];
+    assert!(mon.skipped.is_empty());
+    assert_eq!(
+        mon.services["node-exporter"].network_mode.as_deref(),
+        Some("host")
+    );
+}
+
+#[test]
+fn anchors_and_merge_keys_are_applied() {
+    let d = fixture_stacks(&[]);
+    let s = &d.stacks["anchors"];
+    let api = &s.services["api"];
+    assert_eq!(api.restart.as_deref(), Some("unless-stopped"));
+    assert_eq!(api.environment["TZ"].expose(), "Europe/Berlin");
+    assert_eq!(api.environment["LOG_LEVEL"].expose(), "debug");
+    assert_eq!(api.logging.as_ref().unwrap().options["max-size"], "10m");
+    let worker = &s.services["worker"];
+    assert_eq!(worker.mem_limit, Some(256 << 20));
+    assert_eq!(worker.nano_cpus, Some(500_000_000));
+    assert_eq!(worker.environment["LOG_LEVEL"].expose(), "info");
+    assert_eq!(worker.cap_add, ["CHOWN", "NET_BIND_SERVICE"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors, with exact locations
+
+#[test]
+fn unknown_key_is_an_error_with_location() {
+    assert_one_error(
+        "services:\n  web:\n    image: nginx\n    imagee: nginx\n",
+        "app/compose.yaml:4:5: services.web: unknown key `imagee` (not part of the Compose specification); did you mean `image`?",
+    );
+}
+
+#[test]
+fn unsupported_key_is_an_error_with_location() {
+    assert_one_error(
+        "services:\n  web:\n    image: nginx\n    develop:\n      watch: []\n",
+        "app/compose.yaml:4:5: services.web: key `develop` is not supported by berth",
+    );
+    assert_one_error(
+        "include:\n  - other.yaml\nservices:\n  web:\n    image: nginx\n",
+        "app/compose.yaml:1:1: key `include` is not supported by berth",
+    );
+    assert_one_error(
+        "services:\n  web:\n    image: nginx\n    deploy:\n      placement:\n        constraints: []\n",
+        "app/compose.yaml:5:7: services.web.deploy: key `placement` is not supported by berth",
+    );
+}
+
+#[test]
+fn extensions_and_version_are_ignored() {
+    let s = load_one(
+        "version: '3.8'\nx-top: 1\nservices:\n  web:\n    image: nginx\n    x-mine: {a: 1}\nnetworks:\n  x-net: 1\n",
+    )
+    .unwrap();
+    assert_eq!(s.services["web"].image, "nginx");
+}
+
+#[test]
+fn bad_port_names_the_item() {
+    assert_one_error(
+        "services:\n  web:\n    image: nginx\n    ports:\n      - 80\n      - \"80:abc\"\n",
+        "app/compose.yaml:6:9: services.web.ports[1]: invalid port \"80:abc\": \"abc\" is not a port number",
+    );
+}
+
+#[test]
+fn missing_required_variable() {
+    assert_one_error(
+        "services:\n  web:\n    image: nginx\n    environment:\n      PW: ${PW:?please set PW}\n",
+        "app/compose.yaml:5:11: services.web.environment.PW: required variable PW is missing a value: please set PW",
+    );
+    let s = load_one_env(
+        "services:\n  web:\n    image: nginx\n    environment:\n      PW: ${PW:?please set PW}\n",
+        &[("PW", "x")],
+    )
+    .unwrap();
+    assert_eq!(s.services["web"].environment["PW"].expose(), "x");
+}
+
+#[test]
+fn duplicate_key_is_reported_at_its_line() {
+    let errs = errors("services:\n  web:\n    image: nginx\n    image: httpd\n");
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].starts_with("app/compose.yaml:4:"), "{errs:?}");
+    assert!(errs[0].to_lowercase().contains("duplicate"), "{errs:?}");
+}
+
+#[test]
+fn invalid_yaml_has_location() {
+    let errs = errors("services:\n  web:\n    image: [nginx\n");
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].starts_with("app/compose.yaml:"), "{errs:?}");
+    assert!(errs[0].contains("invalid YAML"), "{errs:?}");
+}
+
+#[test]
+fn all_problems_are_reported() {
+    let errs = errors(
+        "services:\n  a:\n    image: x\n    ports: [\"99999\"]\n  b:\n    image: y\n    restart: sometimes\n    cpu_count: 2\n",
+    );
+    assert_eq!(
+        errs,
+        [
+            "app/compose.yaml:4:13: services.a.ports[0]: invalid port \"99999\": port \"99999\" is out of range 1-65535",
+            "app/compose.yaml:7:14: services.b.restart: invalid restart policy \"sometimes\" (use no, always, on-failure[:N] or unless-stopped)",
+            "app/compose.yaml:8:5: services.b: key `cpu_count` is not supported by berth",
+        ]
+    );
+}
+
+#[test]
+fn problems_across_files_are_all_reported_sorted() {
+    let (_d, r) = load_files(
+        &[
+            ("b/compose.yaml", "services:\n  x:\n    imag: y\n"),
+            (
+                "a/compose.yaml",
+                "services:\n  x:\n    image: y\n    foo: 1\n",
+            ),
+        ],
+        &[],
+    );
+    let errs: Vec<String> = r.unwrap_err().0.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        errs,
+        [
+            "a/compose.yaml:4:5: services.x: unknown key `foo` (not part of the Compose specification)",
+            "b/compose.yaml:2:3: services.x: service has neither `image` nor `build`",
+            "b/compose.yaml:3:5: services.x: unknown key `imag` (not part of the Compose specification); did you mean `image`?",
+        ]
+    );
+}
+
+#[test]
+fn location_inside_merged_anchor_points_at_the_definition() {
+    let errs = errors(
+        "x-base: &base\n  restart: always\n  bogus: 1\nservices:\n  web:\n    <<: *base\n    image: nginx\n",
+    );
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("app/compose.yaml:3:3: services.web: unknown key `bogus`"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn two_compose_files_in_one_folder() {
+    let (_d, r) = load_files(
+        &[
+            ("app/compose.yaml", "services: {}\n"),
+            ("app/docker-compose.yml", "services: {}\n"),
+        ],
+        &[],
+    );
+    let errs = r.unwrap_err().to_string();
+    assert_eq!(
+        errs,
+        "app/compose.yaml: the folder holds more than one Compose file: compose.yaml and docker-compose.yml; keep one"
+    );
+}
+
+#[test]
+fn duplicate_stack_names() {
+    let (_d, r) = load_files(
+        &[
+            ("one/compose.yaml", "name: shop\nservices: {}\n"),
+            ("two/compose.yaml", "name: shop\nservices: {}\n"),
+        ],
+        &[],
+    );
+    assert_eq!(
+        r.unwrap_err().to_string(),
+        "two/compose.yaml: stack name `shop` is already used by one/compose.yaml; set a different top-level `name:`"
+    );
+}
+
+#[test]
+fn stack_names_are_normalised_and_nested_stacks_found() {
+    let (_d, r) = load_files(
+        &[
+            ("My App.v2/compose.yaml", "services: {}\n"),
+            ("My App.v2/inner/compose.yml", "services: {}\n"),
+            (".git/compose.yaml", "garbage: ["),
+        ],
+        &[],
+    );
+    let d = r.unwrap();
+    assert_eq!(d.stacks.keys().collect::<Vec<_>>(), ["inner", "myappv2"]);
+    let errs = errors("name: My-App\nservices: {}\n");
+    assert!(
+        errs[0].contains("invalid project name \"My-App\""),
+        "{errs:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Services
+
+#[test]
+fn port_short_syntax() {
+    let p = |s: &str| {
+        convert::parse_port_short(s).map(|v| v.iter().map(|p| format!("{p}")).collect::<Vec<_>>())
+    };
+    assert_eq!(p("80").unwrap(), ["80"]);
+    assert_eq!(p("8080:80").unwrap(), ["8080:80"]);
+    assert_eq!(p("127.0.0.1:3000:3000").unwrap(), ["127.0.0.1:3000:3000"]);
+    assert_eq!(p("127.0.0.1::80").unwrap(), ["127.0.0.1:80"]);
+    assert_eq!(p("8000-8001:80-81").unwrap(), ["8000:80", "8001:81"]);
+    assert_eq!(p("53:53/udp").unwrap(), ["53:53/udp"]);
+    assert_eq!(p("[::1]:80:80").unwrap(), ["::1:80:80"]);
+    assert!(p("8000-8002:80-81").unwrap_err().contains("differ in size"));
+    assert!(p("80/xyz").is_err());
+    assert!(p("abc:80:80").unwrap_err().contains("not an IP address"));
+    assert!(p("0").is_err());
+}
+
+#[test]
+fn ports_long_syntax_and_sorting() {
+    let s = svc(
+        "services:\n  w:\n    image: x\n    ports:\n      - 9000\n      - target: \"80-81\"\n        published: \"8000-8001\"\n        host_ip: 127.0.0.1\n        protocol: udp\n        mode: host\n      - target: \"81\"\n      - \"3000:3000\"\n",
+    );
+    let ports: Vec<String> = s.ports.iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        ports,
+        [
+            "127.0.0.1:8000:80/udp",
+            "81",
+            "127.0.0.1:8001:81/udp",
+            "3000:3000",
+            "9000"
+        ]
+    );
+}
+
+#[test]
+fn volumes_short_and_long_syntax() {
+    let s = load_one(
+        "services:\n  w:\n    image: x\n    volumes:\n      - data:/data:ro,nocopy\n      - ./conf:/etc/conf:Z\n      - /srv/a:/a:rw,rshared\n      - /anon\n      - type: tmpfs\n        target: /tmp\n        tmpfs: {size: 64m, mode: 01777}\n      - type: volume\n        source: data\n        target: /sub\n        volume: {subpath: x, nocopy: true}\n      - type: bind\n        source: ../shared\n        target: /shared\n        bind: {create_host_path: false, selinux: z, propagation: rprivate}\nvolumes:\n  data:\n    name: custom-data\n",
+    )
+    .unwrap();
+    let m = &s.services["w"].mounts;
+    let dir = s.dir.to_string_lossy().into_owned();
+    let parent = s.dir.parent().unwrap().to_string_lossy().into_owned();
+    let got: Vec<_> = m
+        .iter()
+        .map(|m| (m.target.as_str(), &m.source, m.read_only))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "/a",
+                &MountSource::Bind {
+                    path: "/srv/a".into(),
+                    selinux: None,
+                    propagation: Some("rshared".into()),
+                    create_host_path: true
+                },
+                false
+            ),
+            ("/anon", &MountSource::Anonymous, false),
+            (
+                "/data",
+                &MountSource::Volume {
+                    name: "custom-data".into(),
+                    nocopy: true,
+                    subpath: None
+                },
+                true
+            ),
+            (
+                "/etc/conf",
+                &MountSource::Bind {
+                    path: format!("{dir}/conf"),
+                    selinux: Some("Z".into()),
+                    propagation: None,
+                    create_host_path: true
+                },
+                false
+            ),
+            (
+                "/shared",
+                &MountSource::Bind {
+                    path: format!("{parent}/shared"),
+                    selinux: Some("z".into()),
+                    propagation: Some("rprivate".into()),
+                    create_host_path: false
+                },
+                false
+            ),
+            (
+                "/sub",
+                &MountSource::Volume {
+                    name: "custom-data".into(),
+                    nocopy: true,
+                    subpath: Some("x".into())
+                },
+                false
+            ),
+            (
+                "/tmp",
+                &MountSource::Tmpfs {
+                    size: Some(64 << 20),
+                    mode: Some(0o1777)
+                },
+                false
+            ),
+        ]
+    );
+    assert_eq!(s.volumes["data"].name, "custom-data");
+}
+
+#[test]
+fn undeclared_volume_and_network() {
+    let errs = errors(
+        "services:\n  w:\n    image: x\n    volumes:\n      - data:/data\n    networks: [front]\n",
+    );
+    assert_eq!(
+        errs,
+        [
+            "app/compose.yaml:5:9: services.w.volumes[0]: volume `data` is not declared in the top-level `volumes`",
+            "app/compose.yaml:6:16: services.w.networks: network `front` is not declared in the top-level `networks`",
+        ]
+    );
+}
+
+#[test]
+fn networks_default_and_engine_names() {
+    let s = load_one(
+        "services:\n  a:\n    image: x\n  b:\n    image: x\n    networks:\n      back:\n        aliases: [db, b2]\n        ipv4_address: 10.5.0.5\n      outside:\n  c:\n    image: x\n    network_mode: \"service:a\"\nnetworks:\n  back:\n    driver: bridge\n    internal: true\n    ipam:\n      config:\n        - subnet: 10.5.0.0/16\n          gateway: 10.5.0.1\n  outside:\n    external: true\n",
+    )
+    .unwrap();
+    assert_eq!(s.networks["default"].name, "app_default");
+    assert_eq!(s.networks["back"].name, "app_back");
+    assert_eq!(
+        s.networks["outside"],
+        NetworkSpec {
+            name: "outside".into(),
+            external: true,
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        s.networks["back"].ipam.as_ref().unwrap().config[0]
+            .gateway
+            .as_deref(),
+        Some("10.5.0.1")
+    );
+    assert_eq!(
+        s.services["a"].networks.keys().collect::<Vec<_>>(),
+        ["app_default"]
+    );
+    let b = &s.services["b"].networks;
+    assert_eq!(b.keys().collect::<Vec<_>>(), ["app_back", "outside"]);
+    assert_eq!(b["app_back"].aliases, ["b2", "db"]);
+    assert_eq!(b["app_back"].ipv4_address.as_deref(), Some("10.5.0.5"));
+    assert!(s.services["c"].networks.is_empty());
+
+    // No service on the default network: it is not created.
+    let s = load_one("services:\n  a:\n    image: x\n    network_mode: host\n").unwrap();
+    assert!(s.networks.is_empty());
+}
+
+#[test]
+fn network_mode_with_networks_is_an_error() {
+    assert_one_error(
+        "services:\n  a:\n    image: x\n    network_mode: host\n    networks: [default]\n",
+        "app/compose.yaml:5:5: services.a.networks: cannot be used together with `network_mode`",
+    );
+}
+
+#[test]
+fn depends_on_unknown_and_cycles() {
+    assert_one_error(
+        "services:\n  a:\n    image: x\n    depends_on: [nope]\n",
+        "app/compose.yaml:4:18: services.a.depends_on: depends on undefined service `nope`",
+    );
+    assert_one_error(
+        "services:\n  a:\n    image: x\n    depends_on: [b]\n  b:\n    image: x\n    depends_on:\n      a: {condition: service_started}\n",
+        "app/compose.yaml:2:3: services.a: dependency cycle: a -> b -> a",
+    );
+    let s = load_one("services:\n  a:\n    image: x\n    depends_on:\n      gone: {condition: service_started, required: false}\n").unwrap();
+    assert!(!s.services["a"].depends_on["gone"].required);
+}
+
+#[test]
+fn environment_forms_and_env_file() {
+    let (_d, r) = load_files(
+        &[
+            (
+                "app/compose.yaml",
+                "services:\n  w:\n    image: x\n    env_file:\n      - common.env\n      - path: missing.env\n        required: false\n    environment:\n      - A=override\n      - FROM_SHELL\n      - NOT_SET\n      - EMPTY=\n",
+            ),
+            ("app/common.env", "# shared\nA=1\nB=${HOST_VAR:-dflt}\n"),
+        ],
+        &[("FROM_SHELL", "shell")],
+    );
+    let d = r.unwrap();
+    let e = &d.stacks["app"].services["w"].environment;
+    let got: Vec<(&str, &str)> = e.iter().map(|(k, v)| (k.as_str(), v.expose())).collect();
+    assert_eq!(
+        got,
+        [
+            ("A", "override"),
+            ("B", "dflt"),
+            ("EMPTY", ""),
+            ("FROM_SHELL", "shell")
+        ]
+    );
+
+    let errs = errors("services:\n  w:\n    image: x\n    env_file: nope.env\n");
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0].starts_with(
+            "app/compose.yaml:4:15: services.w.env_file: cannot read env file \"nope.env\""
+        ),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn command_entrypoint_and_healthcheck() {
+    let s = svc(
+        "services:\n  w:\n    image: x\n    command: sh -c 'echo \"hi there\"'\n    entrypoint: [\"/bin/tini\", \"--\"]\n    healthcheck:\n      test: curl -f http://localhost/ || exit 1\n      interval: 1m30s\n      timeout: 500ms\n      start_period: 1h\n      retries: 3\n",
+    );
+    assert_eq!(s.command.unwrap(), ["sh", "-c", "echo \"hi there\""]);
+    assert_eq!(s.entrypoint.unwrap(), ["/bin/tini", "--"]);
+    let h = s.healthcheck.unwrap();
+    assert_eq!(h.test, ["CMD-SHELL", "curl -f http://localhost/ || exit 1"]);
+    assert_eq!(h.interval, Some(90_000_000_000));
+    assert_eq!(h.timeout, Some(500_000_000));
+    assert_eq!(h.start_period, Some(3_600_000_000_000));
+    assert_eq!(h.retries, Some(3));
+    let s = svc("services:\n  w:\n    image: x\n    healthcheck:\n      disable: true\n");
+    assert_eq!(s.healthcheck.unwrap().test, ["NONE"]);
+    assert_one_error(
+        "services:\n  w:\n    image: x\n    healthcheck:\n      interval: 10\n",
+        "app/compose.yaml:5:17: services.w.healthcheck.interval: missing unit in duration \"10\" (use e.g. 10s, 1m30s, 500ms)",
+    );
+}
+
+#[test]
+fn sizes_and_durations() {
+    assert_eq!(convert::parse_bytes("1g").unwrap(), 1 << 30);
+    assert_eq!(convert::parse_bytes("1gb").unwrap(), 1 << 30);
+    assert_eq!(convert::parse_bytes("512M").unwrap(), 512 << 20);
+    assert_eq!(convert::parse_bytes("100k").unwrap(), 100 << 10);
+    assert_eq!(convert::parse_bytes("1024").unwrap(), 1024);
+    assert_eq!(convert::parse_bytes("1.5g").unwrap(), 3 << 29);
+    assert!(convert::parse_bytes("lots").is_err());
+    assert!(convert::parse_bytes("1x").is_err());
+    assert_eq!(convert::parse_duration("1m30s").unwrap(), 90_000_000_000);
+    assert_eq!(convert::parse_duration("1.5s").unwrap(), 1_500_000_000);
+    assert_eq!(convert::parse_duration("0").unwrap(), 0);
+    assert!(convert::parse_duration("5 minutes").is_err());
+    assert!(convert::parse_duration("-5s").is_err());
+    assert_eq!(
+        parse_duration("2m").unwrap(),
+        std::time::Duration::from_secs(120)
+    );
+    let s = svc(
+        "services:\n  w:\n    image: x\n    shm_size: 1gb\n    mem_limit: 536870912\n    memswap_limit: 1g\n    mem_reservation: 128m\n    cpus: \"1.5\"\n    stop_grace_period: 1m30s\n",
+    );
+    assert_eq!(s.shm_size, Some(1 << 30));
+    assert_eq!(s.mem_limit, Some(512 << 20));
+    assert_eq!(s.memswap_limit, Some(1 << 30));
+    assert_eq!(s.mem_reservation, Some(128 << 20));
+    assert_eq!(s.nano_cpus, Some(1_500_000_000));
+    assert_eq!(s.stop_grace_period, Some(90));
+}
+
+#[test]
+fn replicas_scale_and_container_name() {
+    assert_eq!(svc("services:\n  w:\n    image: x\n").replicas, 1);
+    assert_eq!(
+        svc("services:\n  w:\n    image: x\n    scale: 3\n").replicas,
+        3
+    );
+    assert_eq!(
+        svc("services:\n  w:\n    image: x\n    deploy: {replicas: 2}\n").replicas,
+        2
+    );
+    let g = svc("services:\n  w:\n    image: x\n    deploy: {mode: global}\n");
+    assert_eq!((g.replicas, g.deploy_mode.as_deref()), (1, Some("global")));
+    assert_one_error(
+        "services:\n  w:\n    image: x\n    scale: 3\n    deploy:\n      replicas: 2\n",
+        "app/compose.yaml:6:17: services.w.deploy.replicas: conflicts with `scale: 3`",
+    );
+    assert_one_error(
+        "services:\n  w:\n    image: x\n    container_name: w\n    scale: 2\n",
+        "app/compose.yaml:5:12: services.w: `container_name` requires a single replica, but 2 are requested",
+    );
+}
+
+#[test]
+fn restart_policy_from_deploy() {
+    let s = svc(
+        "services:\n  w:\n    image: x\n    deploy:\n      restart_policy: {condition: on-failure, max_attempts: 5}\n",
+    );
+    assert_eq!(s.restart.as_deref(), Some("on-failure:5"));
+    let s = svc(
+        "services:\n  w:\n    image: x\n    restart: always\n    deploy:\n      restart_policy: {condition: none}\n",
+    );
+    assert_eq!(s.restart.as_deref(), Some("always"));
+    let s =
+        svc("services:\n  w:\n    image: x\n    deploy:\n      restart_policy: {condition: any}\n");
+    assert_eq!(s.restart.as_deref(), Some("always"));
+}
+
+#[test]
+fn pull_policy_and_build() {
+    assert_eq!(
+        svc("services:\n  w:\n    image: x\n    pull_policy: if_not_present\n").pull_policy,
+        PullPolicy::Missing
+    );
+    assert_eq!(
+        svc("services:\n  w:\n    image: x\n    pull_policy: always\n").pull_policy,
+        PullPolicy::Always
+    );
+    assert_one_error(
+        "services:\n  w:\n    image: x\n    pull_policy: daily\n",
+        "app/compose.yaml:4:18: services.w.pull_policy: `daily` is not supported by berth (use always, missing, never or build)",
+    );
+    let b = svc("services:\n  w:\n    build:\n      context: .\n      dockerfile: Dockerfile\n");
+    assert!(b.build);
+    assert_eq!(b.image, "app-w");
+    assert_one_error(
+        "services:\n  w:\n    restart: always\n",
+        "app/compose.yaml:2:3: services.w: service has neither `image` nor `build`",
+    );
+}
+
+#[test]
+fn misc_service_fields() {
+    let s = svc(
+        "services:\n  w:\n    image: x\n    labels:\n      - a=1\n      - b\n    extra_hosts:\n      - \"db:10.0.0.2\"\n      - host.docker.internal=host-gateway\n    dns: 1.1.1.1\n    sysctls:\n      net.ipv4.ip_forward: 1\n    ulimits:\n      nofile: {soft: 1024, hard: 2048}\n    devices:\n      - /dev/fuse\n      - /dev/sda:/dev/xvda:r\n      - source: /dev/kvm\n    expose: [\"8000-8001\", \"53/udp\"]\n    tty: true\n    init: true\n    user: \"1000\"\n    read_only: true\n    oom_score_adj: -500\n",
+    );
+    assert_eq!(
+        s.labels,
+        BTreeMap::from([("a".into(), "1".into()), ("b".into(), "".into())])
+    );
+    assert_eq!(
+        s.extra_hosts,
+        ["db:10.0.0.2", "host.docker.internal:host-gateway"]
+    );
+    assert_eq!(s.dns, ["1.1.1.1"]);
+    assert_eq!(s.sysctls["net.ipv4.ip_forward"], "1");
+    assert_eq!(
+        s.ulimits["nofile"],
+        Ulimit {
+            soft: 1024,
+            hard: 2048
+        }
+    );
+    assert_eq!(
+        s.devices,
+        [
+            DeviceMapping {
+                host: "/dev/fuse".into(),
+                container: "/dev/fuse".into(),
+                permissions: "rwm".into()
+            },
+            DeviceMapping {
+                host: "/dev/sda".into(),
+                container: "/dev/xvda".into(),
+                permissions: "r".into()
+            },
+            DeviceMapping {
+                host: "/dev/kvm".into(),
+                container: "/dev/kvm".into(),
+                permissions: "rwm".into()
+            },
+        ]
+    );
+    assert_eq!(s.expose, ["53/udp", "8000/tcp", "8001/tcp"]);
+    assert!(s.tty && s.read_only);
+    assert_eq!(s.init, Some(true));
+    assert_eq!(s.user.as_deref(), Some("1000"));
+    assert_eq!(s.oom_score_adj, Some(-500));
+}
+
+#[test]
+fn secrets_and_configs() {
+    let (_d, r) = load_files(
+        &[
+            (
+                "app/compose.yaml",
+                "services:\n  w:\n    image: x\n    secrets:\n      - db_pw\n      - source: token\n        target: api_token\n    configs:\n      - inline\n      - source: nginx\n        target: /etc/nginx/nginx.conf\nsecrets:\n  db_pw:\n    file: ./pw.txt\n  token:\n    environment: API_TOKEN\nconfigs:\n  inline:\n    content: |\n      hello\n  nginx:\n    file: nginx.conf\n",
+            ),
+            ("app/pw.txt", "s3cret"),
+            ("app/nginx.conf", "events {}\n"),
+        ],
+        &[("API_TOKEN", "tok")],
+    );
+    let d = r.unwrap();
+    let w = &d.stacks["app"].services["w"];
+    let targets: Vec<_> = w.mounts.iter().map(|m| m.target.as_str()).collect();
+    assert_eq!(
+        targets,
+        [
+            "/etc/nginx/nginx.conf",
+            "/inline",
+            "/run/secrets/api_token",
+            "/run/secrets/db_pw"
+        ]
+    );
+    let MountSource::File {
+        digest,
+        content,
+        file,
+    } = &w.mounts[2].source
+    else {
+        panic!()
+    };
+    assert_eq!(digest, &sha256_hex(b"tok"));
+    assert_eq!(content.as_ref().unwrap().expose(), "tok");
+    assert!(file.is_empty());
+    // Secret content never appears in the canonical JSON.
+    assert!(!w.canonical_json().contains("s3cret") && !w.canonical_json().contains("\"tok\""));
+
+    let errs = errors(
+        "services:\n  w:\n    image: x\n    secrets: [pw]\nsecrets:\n  pw:\n    file: ./nope.txt\n",
+    );
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("app/compose.yaml:7:11: secrets.pw.file: cannot read \"./nope.txt\""),
+        "{errs:?}"
+    );
+    assert_one_error(
+        "services:\n  w:\n    image: x\n    secrets: [pw]\nsecrets:\n  pw:\n    external: true\n",
+        "app/compose.yaml:7:5: secrets.pw: key `external` is not supported by berth",
+    );
+    assert_one_error(
+        "services:\n  w:\n    image: x\n    secrets: [nope]\n",
+        "app/compose.yaml:4:15: services.w.secrets[0]: secret `nope` is not declared in the top-level `secrets`",
+    );
+}
+
+#[test]
+fn interpolation_applies_to_values_not_keys() {
+    let s = load_one_env(
+        "services:\n  w:\n    image: \"nginx:${TAG:-1.27}\"\n    labels:\n      ${KEY}: $$literal\n    ports:\n      - \"${PORT}:80\"\n",
+        &[("PORT", "8080"), ("KEY", "k")],
+    )
+    .unwrap();
+    let w = &s.services["w"];
+    assert_eq!(w.image, "nginx:1.27");
+    assert_eq!(w.labels["${KEY}"], "$literal");
+    assert_eq!(w.ports[0].published, Some(8080));
+    assert_one_error(
+        "services:\n  w:\n    image: \"nginx:${TAG\"\n",
+        "app/compose.yaml:3:12: services.w.image: invalid interpolation format for \"nginx:${TAG\": missing `}`",
+    );
+}
+
+#[test]
+fn reserved_labels_and_bad_service_names() {
+    assert_one_error(
+        "services:\n  w:\n    image: x\n    labels:\n      io.berth.managed: \"true\"\n      ok: yes\n",
+        "app/compose.yaml:5:7: services.w.labels: label `io.berth.managed` is reserved (`io.berth.*` labels are set by berth)",
+    );
+    assert_one_error(
+        "services:\n  w:\n    image: x\nnetworks:\n  n:\n    labels: [\"com.docker.compose.project=other\"]\n",
+        "app/compose.yaml:6:14: networks.n.labels: label `com.docker.compose.project` is reserved (`com.docker.compose.*` labels are set by berth)",
+    );
+    assert_one_error(
+        "services:\n  \"my app\":\n    image: x\n",
+        "app/compose.yaml:2:3: services: invalid service name \"my app\": use letters, digits, `.`, `_` and `-`, starting with a letter or digit",
+    );
+}
+
+#[test]
+fn dotenv_interpolates_and_single_quotes_are_literal() {
+    let (_d, r) = load_files(
+        &[
+            (
+                "app/compose.yaml",
+                "services:\n  w:\n    image: \"x:${TAG}\"\n    env_file: [app.env]\n    environment:\n      - FROM_FILE\n",
+            ),
+            ("app/.env", "BASE=1.2\nTAG=${BASE}-alpine\nLIT='$BASE'\n"),
+            ("app/app.env", "FROM_FILE=${BASE}\nRAW='${BASE}'\n"),
+        ],
+        &[],
+    );
+    let d = r.unwrap();
+    let w = &d.stacks["app"].services["w"];
+    assert_eq!(w.image, "x:1.2-alpine");
+    assert_eq!(w.environment["FROM_FILE"].expose(), "1.2");
+    assert_eq!(w.environment["RAW"].expose(), "${BASE}");
+}
+
+#[test]
+fn container_names_are_unique_across_stacks() {
+    let (_d, r) = load_files(
+        &[
+            (
+                "a/compose.yaml",
+                "services:\n  db:\n    image: x\n    container_name: db\n",
+            ),
+            (
+                "b/compose.yaml",
+                "services:\n  pg:\n    image: x\n    container_name: db\n",
+            ),
+        ],
+        &[],
+    );
+    assert_eq!(
+        r.unwrap_err().to_string(),
+        "b/compose.yaml: services.pg: container_name `db` is already used by service `db` of stack `a`"
+    );
+}
+
+#[test]
+fn type_errors_name_the_expected_shape() {
+    let errs = errors(
+        "services:\n  w:\n    image: x\n    ports: \"80:80\"\n    read_only: maybe\n    environment: 5\n    cpus: lots\n    mem_limit: 1q\n",
+    );
+    assert_eq!(
+        errs,
+        [
+            "app/compose.yaml:4:12: services.w.ports: must be a list, found a string",
+            "app/compose.yaml:5:16: services.w.read_only: must be a boolean, found \"maybe\"",
+            "app/compose.yaml:6:18: services.w.environment: must be a list or a mapping, found an integer",
+            "app/compose.yaml:7:11: services.w.cpus: must be a number, found \"lots\"",
+            "app/compose.yaml:8:16: services.w.mem_limit: invalid size \"1q\": unknown unit \"q\" (use b, k, m, g, t, p)",
+        ]
+    );
+}
+
+/// Every prefix of every fixture either loads or yields located diagnostics; nothing panics.
+#[test]
+fn truncated_fixtures_never_panic() {
+    let root = fixtures().canonicalize().unwrap();
+    let mut files = Vec::new();
+    let mut diags = Vec::new();
+    find_stacks(&root, &root, &mut files, &mut diags);
+    assert!(diags.is_empty() && files.len() >= 6, "{files:?} {diags:?}");
+    let vars = env(&[("DB_PASSWORD", "x")]);
+    for file in files {
+        let text = fs::read_to_string(&file).unwrap();
+        let dir = file.parent().unwrap().to_path_buf();
+        let cuts: Vec<usize> = (0..text.len())
+            .filter(|i| text.is_char_boundary(*i))
+            .step_by(7)
+            .collect();
+        for cut in cuts {
+            let mut cx = convert::Cx {
+                file: PathBuf::from("f.yaml"),
+                diags: Vec::new(),
+            };
+            let r = load_text(&mut cx, &text[..cut], dir.clone(), &vars);
+            for d in &cx.diags {
+                assert!(!d.message.is_empty());
+            }
+            let _ = r;
+        }
+    }
+}
+
+#[test]
+fn links_must_name_services() {
+    let s =
+        load_one("services:\n  a:\n    image: x\n    links: [\"b:db\", b]\n  b:\n    image: x\n")
+            .unwrap();
+    assert_eq!(s.services["a"].links, ["b", "b:db"]);
+    assert_one_error(
+        "services:\n  a:\n    image: x\n    links:\n      - nope:db\n",
+        "app/compose.yaml:5:9: services.a.links: links to undefined service `nope`",
+    );
+}

@@ -1,6 +1,9 @@
 //! berth: a GitOps controller for self-hosted servers. See ARCHITECTURE.md for the map.
 
+pub mod apply;
+pub mod compose;
 pub mod diag;
+pub mod docker;
 pub mod model;
 pub mod plan;
 pub mod render;

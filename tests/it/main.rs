@@ -1,1 +1,6 @@
+//! The integration tests: one binary (`autotests = false`), real Docker Engine, real git.
 
+mod support;
+
+mod cli;
+mod engine;

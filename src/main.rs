@@ -1,1 +1,236 @@
-fn main() {}
+//! The `berth` command line.
+//!
+//! Exit codes (documented in README.md):
+//! - 0: success; for `plan`, nothing would change.
+//! - 1: error (invalid config, Docker unreachable, a failed apply step, a plan that cannot be applied).
+//! - 2: `plan` only: changes are pending (terraform's `-detailed-exitcode` convention).
+//! - 64: the command line itself is wrong (usage error).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use berth::apply::{ApplyOptions, apply};
+use berth::docker::Engine;
+use berth::model::Desired;
+use berth::plan::{Plan, PlanOptions, plan};
+
+#[derive(Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "GitOps for a self-hosted server: Compose files in git, applied to Docker"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// This berth's instance name: it owns only objects labelled with it.
+    #[arg(long, global = true, env = "BERTH_INSTANCE", default_value = berth::model::DEFAULT_INSTANCE)]
+    instance: String,
+    /// Log format on stderr.
+    #[arg(long, global = true, default_value = "human", value_parser = ["human", "json"])]
+    log_format: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a config folder; print every problem as `path:line:col: message`.
+    Validate {
+        /// The config folder (stacks at any depth).
+        dir: PathBuf,
+    },
+    /// Show what apply would change, and why. Exit 0: nothing; 2: changes pending; 1: error.
+    Plan {
+        dir: PathBuf,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        opts: PlanArgs,
+    },
+    /// Make the Engine match the config folder.
+    Apply {
+        dir: PathBuf,
+        #[command(flatten)]
+        opts: PlanArgs,
+        /// How long to wait for a container to become healthy.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        health_timeout: Duration,
+    },
+}
+
+#[derive(Args, Clone)]
+struct PlanArgs {
+    /// Allow removing everything berth owns when the config declares no stack.
+    #[arg(long)]
+    allow_empty: bool,
+    /// Also remove berth-owned named volumes that left the config (deletes their data).
+    #[arg(long)]
+    prune_volumes: bool,
+}
+
+impl PlanArgs {
+    fn options(&self, instance: &str) -> PlanOptions {
+        PlanOptions {
+            instance: instance.to_string(),
+            allow_empty: self.allow_empty,
+            prune_volumes: self.prune_volumes,
+        }
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    berth::compose::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 64 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_logging(&cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli.command, &cli.instance)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(command: Command, instance: &str) -> Result<u8> {
+    match command {
+        Command::Validate { dir } => {
+            let desired = match load(&dir) {
+                Ok(d) => d,
+                Err(code) => return Ok(code),
+            };
+            let services: usize = desired.stacks.values().map(|s| s.services.len()).sum();
+            println!(
+                "{}: valid ({} stacks, {} services)",
+                dir.display(),
+                desired.stacks.len(),
+                services
+            );
+            Ok(0)
+        }
+        Command::Plan { dir, json, opts } => {
+            let Ok(desired) = load(&dir) else {
+                return Ok(1);
+            };
+            let engine = connect(instance).await?;
+            let plan = plan_against(&engine, &desired, opts.options(instance)).await?;
+            log_requests(&engine);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&plan)?);
+            } else {
+                print!("{}", berth::render::plan_text(&plan));
+            }
+            Ok(match (plan.errors.is_empty(), plan.has_changes()) {
+                (false, _) => 1,
+                (true, true) => 2,
+                (true, false) => 0,
+            })
+        }
+        Command::Apply {
+            dir,
+            opts,
+            health_timeout,
+        } => {
+            let Ok(desired) = load(&dir) else {
+                return Ok(1);
+            };
+            let engine = connect(instance).await?;
+            let plan = plan_against(&engine, &desired, opts.options(instance)).await?;
+            print!("{}", berth::render::plan_text(&plan));
+            if !plan.errors.is_empty() {
+                return Ok(1);
+            }
+            if !plan.has_changes() {
+                log_requests(&engine);
+                return Ok(0);
+            }
+            let opts = ApplyOptions {
+                health_timeout,
+                ..ApplyOptions::default()
+            };
+            let result = apply(&engine, &desired, &plan, &opts, &mut |event| {
+                println!("{event}");
+            })
+            .await;
+            log_requests(&engine);
+            let report = result.context("apply failed")?;
+            println!("Applied: {report}.");
+            Ok(0)
+        }
+    }
+}
+
+/// Load and validate the config folder; on problems print them all and return exit code 1.
+fn load(dir: &Path) -> std::result::Result<Desired, u8> {
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    berth::compose::load_dir(dir, &env).map_err(|diags| {
+        for d in &diags.0 {
+            eprintln!("{d}");
+        }
+        eprintln!("{} problem(s) found; nothing was changed.", diags.0.len());
+        1
+    })
+}
+
+async fn connect(instance: &str) -> Result<Engine> {
+    Ok(Engine::connect().await?.with_instance(instance))
+}
+
+/// The Docker API requests of this reconcile (version negotiation excluded), for the log, the
+/// tests and the benchmark.
+fn log_requests(engine: &Engine) {
+    let r = engine.requests();
+    tracing::info!(
+        total = r.total,
+        mutating = r.mutating,
+        "docker requests: total={} mutating={}",
+        r.total,
+        r.mutating
+    );
+}
+
+async fn plan_against(engine: &Engine, desired: &Desired, opts: PlanOptions) -> Result<Plan> {
+    let observed = engine
+        .observe(desired)
+        .await
+        .context("cannot read the Engine's state")?;
+    Ok(plan(desired, &observed, &opts))
+}

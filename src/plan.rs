@@ -169,6 +169,7 @@ pub enum Action {
         stack: String,
         service: String,
         number: u32,
+        /// The name the new container gets (the old one may carry another, e.g. after a crash).
         name: String,
         old_id: String,
         reasons: Vec<Reason>,
@@ -632,6 +633,13 @@ impl StackPlanner<'_> {
                 };
                 let current = existing.remove(pos);
                 let mut reasons = spec_reasons(spec, current);
+                if current.name != name {
+                    // E.g. an apply was killed after renaming the old container aside.
+                    reasons.push(Reason::Field {
+                        field: "container name".into(),
+                        detail: format!("{} → {name}", current.name),
+                    });
+                }
                 match image_id {
                     Some(id) if *id != current.image_id && reasons.is_empty() => {
                         reasons.push(Reason::ImageUpdated {
@@ -656,7 +664,7 @@ impl StackPlanner<'_> {
                         stack: stack.clone(),
                         service: service.to_string(),
                         number,
-                        name: current.name.clone(),
+                        name,
                         old_id: current.id.clone(),
                         reasons,
                     });

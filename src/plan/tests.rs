@@ -491,3 +491,14 @@ fn renamed_stack_frees_its_names_and_ports_before_creating() {
     );
     assert!(matches!(plan.actions[0], Action::RemoveContainer { .. }));
 }
+
+#[test]
+fn old_container_left_aside_by_a_crash_is_moved_back() {
+    let d = desired(&[stack("s", &[("web", svc("test/app:1"))])]);
+    let mut observed = converged(&d);
+    // Killed after "rename old aside", before the new container was created.
+    observed.containers[0].name = "s-web-1-berth-old".into();
+    observed.containers[0].state = ContainerState::Exited(143);
+    let plan = check("crash_left_aside", &d, &observed, PlanOptions::default());
+    assert!(matches!(&plan.actions[0], Action::ReplaceContainer { name, .. } if name == "s-web-1"));
+}

@@ -97,8 +97,8 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: the CLI waits on the Engine, it does not compute in parallel.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -147,10 +147,9 @@ async fn run(command: Command, instance: &str) -> Result<u8> {
             Ok(0)
         }
         Command::Plan { dir, json, opts } => {
-            let Ok(desired) = load(&dir) else {
+            let Some((desired, engine)) = load_and_connect(&dir, instance).await? else {
                 return Ok(1);
             };
-            let engine = connect(instance).await?;
             let plan = plan_against(&engine, &desired, opts.options(instance)).await?;
             log_requests(&engine);
             if json {
@@ -169,10 +168,9 @@ async fn run(command: Command, instance: &str) -> Result<u8> {
             opts,
             health_timeout,
         } => {
-            let Ok(desired) = load(&dir) else {
+            let Some((desired, engine)) = load_and_connect(&dir, instance).await? else {
                 return Ok(1);
             };
-            let engine = connect(instance).await?;
             let plan = plan_against(&engine, &desired, opts.options(instance)).await?;
             print!("{}", berth::render::plan_text(&plan));
             if !plan.errors.is_empty() {
@@ -210,8 +208,16 @@ fn load(dir: &Path) -> std::result::Result<Desired, u8> {
     })
 }
 
-async fn connect(instance: &str) -> Result<Engine> {
-    Ok(Engine::connect().await?.with_instance(instance))
+/// Load the config (on the blocking pool) while connecting to the Engine: the two overlap.
+/// `None` when the config has problems (already printed).
+async fn load_and_connect(dir: &Path, instance: &str) -> Result<Option<(Desired, Engine)>> {
+    let dir = dir.to_path_buf();
+    let loading = tokio::task::spawn_blocking(move || load(&dir));
+    let engine = Engine::connect().await.map(|e| e.with_instance(instance));
+    let Ok(desired) = loading.await.context("config loader crashed")? else {
+        return Ok(None);
+    };
+    Ok(Some((desired, engine?)))
 }
 
 /// The Docker API requests of this reconcile (version negotiation excluded), for the log, the

@@ -1677,6 +1677,17 @@ fn mount(cx: &mut Cx, st: &StackCtx, decls: &Decls, n: &Node, path: &str) -> Opt
             }
             let source = match src {
                 None => MountSource::Anonymous,
+                // `${DATA_DIR}:/data` with DATA_DIR unset: Compose refuses the empty section too.
+                Some("") => {
+                    cx.err(
+                        n.pos,
+                        path,
+                        format!(
+                            "invalid volume {s:?}: the source before `:` is empty (is a variable unset?)"
+                        ),
+                    );
+                    return None;
+                }
                 Some(src) if is_path(src) => {
                     if nocopy {
                         cx.err(

@@ -362,4 +362,6 @@ pub fn normalise_name(s: &str) -> String {
 }
 
 #[cfg(test)]
+mod corpus_tests;
+#[cfg(test)]
 mod tests;

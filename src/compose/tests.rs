@@ -515,6 +515,15 @@ fn volumes_short_and_long_syntax() {
 }
 
 #[test]
+fn empty_volume_source_is_one_clear_error() {
+    // What `${MEDIA_PATH}:/media:z` becomes when MEDIA_PATH is unset.
+    assert_one_error(
+        "services:\n  w:\n    image: x\n    volumes:\n      - ${MEDIA_PATH}:/media:ro,z\n",
+        "app/compose.yaml:5:9: services.w.volumes[0]: invalid volume \":/media:ro,z\": the source before `:` is empty (is a variable unset?)",
+    );
+}
+
+#[test]
 fn undeclared_volume_and_network() {
     let errs = errors(
         "services:\n  w:\n    image: x\n    volumes:\n      - data:/data\n    networks: [front]\n",

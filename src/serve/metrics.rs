@@ -1,0 +1,228 @@
+//! berth's Prometheus metrics: one registry, served as OpenMetrics text on `GET /metrics`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Registry, Unit};
+
+/// The `Content-Type` of [`Metrics::encode`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReconcileLabels {
+    result: String,
+    cause: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct WebhookLabels {
+    event: String,
+    result: String,
+}
+
+/// `berth_last_applied_commit_info{commit}`: at most one series, the newest commit.
+#[derive(Debug, Default)]
+struct LastApplied(Mutex<Option<String>>);
+
+impl Collector for LastApplied {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let commit = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some(commit) = commit else {
+            return Ok(());
+        };
+        let info = Info::new(vec![("commit".to_string(), commit)]);
+        let metric = encoder.encode_descriptor(
+            "berth_last_applied_commit",
+            "The commit of the tracked branch berth last applied",
+            None,
+            info.metric_type(),
+        )?;
+        info.encode(metric)
+    }
+}
+
+/// Every metric berth exports. Cheap to share (`Arc<Metrics>`); all methods take `&self`.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    reconciles: Family<ReconcileLabels, Counter>,
+    reconcile_duration: Histogram,
+    last_applied: Arc<LastApplied>,
+    webhooks: Family<WebhookLabels, Counter>,
+    drift_repairs: Counter,
+    idle_checks: Counter,
+    git_fetch_duration: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let reconciles = Family::<ReconcileLabels, Counter>::default();
+        registry.register(
+            "berth_reconciles",
+            "Reconciles finished, by result (success, noop, failure_transient, failure_permanent) and cause",
+            reconciles.clone(),
+        );
+        // 50 ms … ~14 min.
+        let reconcile_duration = Histogram::new(exponential_buckets(0.05, 2.0, 15));
+        registry.register_with_unit(
+            "berth_reconcile_duration",
+            "Time from taking a batch of work to the end of its reconcile",
+            Unit::Seconds,
+            reconcile_duration.clone(),
+        );
+        let last_applied = Arc::new(LastApplied::default());
+        registry.register_collector(Box::new(last_applied.clone()));
+        let webhooks = Family::<WebhookLabels, Counter>::default();
+        registry.register(
+            "berth_webhook_deliveries",
+            "Webhook deliveries received, by event and outcome",
+            webhooks.clone(),
+        );
+        let drift_repairs = Counter::default();
+        registry.register(
+            "berth_drift_repairs",
+            "Objects re-created or corrected because the Engine drifted from git without a commit",
+            drift_repairs.clone(),
+        );
+        let idle_checks = Counter::default();
+        registry.register(
+            "berth_idle_checks",
+            "Polls and webhooks that found the branch where the last reconcile left it (one ref look-up, no reconcile)",
+            idle_checks.clone(),
+        );
+        // 10 ms … ~2.7 min.
+        let git_fetch_duration = Histogram::new(exponential_buckets(0.01, 2.0, 15));
+        registry.register_with_unit(
+            "berth_git_fetch_duration",
+            "Time taken by git fetches of the tracked repository",
+            Unit::Seconds,
+            git_fetch_duration.clone(),
+        );
+        Metrics {
+            registry,
+            reconciles,
+            reconcile_duration,
+            last_applied,
+            webhooks,
+            drift_repairs,
+            idle_checks,
+            git_fetch_duration,
+        }
+    }
+
+    /// A reconcile ended. `result` is `success`, `noop`, `failure_transient` or
+    /// `failure_permanent`; `cause` is [`super::queue::Cause::as_str`].
+    pub fn reconcile_finished(&self, result: &str, cause: &str, duration: Duration) {
+        self.reconciles
+            .get_or_create(&ReconcileLabels {
+                result: result.to_string(),
+                cause: cause.to_string(),
+            })
+            .inc();
+        self.reconcile_duration.observe(duration.as_secs_f64());
+    }
+
+    /// The tracked branch is now applied at `commit`; replaces the previous series.
+    pub fn set_last_applied(&self, commit: &str) {
+        *self
+            .last_applied
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(commit.to_string());
+    }
+
+    /// One webhook delivery and what became of it.
+    pub fn webhook(&self, event: &str, result: &str) {
+        self.webhooks
+            .get_or_create(&WebhookLabels {
+                event: event.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    /// `n` objects were repaired after drifting.
+    pub fn drift_repaired(&self, n: u64) {
+        self.drift_repairs.inc_by(n);
+    }
+
+    /// A poll or webhook found nothing new (one ref look-up).
+    pub fn idle_check(&self) {
+        self.idle_checks.inc();
+    }
+
+    /// One git fetch took `duration`.
+    pub fn git_fetch(&self, duration: Duration) {
+        self.git_fetch_duration.observe(duration.as_secs_f64());
+    }
+
+    /// The OpenMetrics text exposition ([`CONTENT_TYPE`]).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_output_holds_every_series() {
+        let m = Metrics::new();
+        let empty = m.encode();
+        assert!(empty.ends_with("# EOF\n"), "{empty}");
+        assert!(
+            !empty.contains("berth_last_applied_commit_info{"),
+            "{empty}"
+        );
+
+        m.reconcile_finished("success", "webhook", Duration::from_millis(1500));
+        m.reconcile_finished("success", "webhook", Duration::from_millis(500));
+        m.reconcile_finished("failure_transient", "poll", Duration::from_secs(3));
+        m.set_last_applied("aaaa");
+        m.set_last_applied("bbbb");
+        m.webhook("push", "enqueued");
+        m.webhook("ping", "ping");
+        m.drift_repaired(2);
+        m.drift_repaired(1);
+        m.git_fetch(Duration::from_millis(250));
+        let text = m.encode();
+        for want in [
+            "# TYPE berth_reconciles counter",
+            r#"berth_reconciles_total{result="success",cause="webhook"} 2"#,
+            r#"berth_reconciles_total{result="failure_transient",cause="poll"} 1"#,
+            "# TYPE berth_reconcile_duration_seconds histogram",
+            "# UNIT berth_reconcile_duration_seconds seconds",
+            "berth_reconcile_duration_seconds_count 3",
+            "berth_reconcile_duration_seconds_sum 5.0",
+            "# TYPE berth_last_applied_commit info",
+            r#"berth_last_applied_commit_info{commit="bbbb"} 1"#,
+            r#"berth_webhook_deliveries_total{event="push",result="enqueued"} 1"#,
+            r#"berth_webhook_deliveries_total{event="ping",result="ping"} 1"#,
+            "berth_drift_repairs_total 3",
+            "berth_git_fetch_duration_seconds_count 1",
+            "berth_git_fetch_duration_seconds_sum 0.25",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
+        assert!(!text.contains("aaaa"), "{text}");
+        assert_eq!(text.matches("berth_last_applied_commit_info{").count(), 1);
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

@@ -61,6 +61,8 @@ enum Command {
         #[arg(long, default_value = "60s", value_parser = parse_duration)]
         health_timeout: Duration,
     },
+    /// Run the GitOps loop: follow a git branch, take GitHub webhooks, apply, report back.
+    Serve(Box<berth::serve::config::ServeArgs>),
 }
 
 #[derive(Args, Clone)]
@@ -96,12 +98,14 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_logging(&cli.log_format);
-    // One thread: the CLI waits on the Engine, it does not compute in parallel.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    init_logging(&cli.log_format, matches!(cli.command, Command::Serve(_)));
+    // The one-shot commands wait on the Engine on one thread; the daemon serves webhooks while
+    // it reconciles, so it gets worker threads.
+    let mut builder = match cli.command {
+        Command::Serve(_) => tokio::runtime::Builder::new_multi_thread(),
+        _ => tokio::runtime::Builder::new_current_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -117,9 +121,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: &str) {
+fn init_logging(format: &str, serving: bool) {
+    // The daemon logs what it does by default; the one-shot commands print it instead.
+    let default = if serving { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -132,6 +138,20 @@ fn init_logging(format: &str) {
 
 async fn run(command: Command, instance: &str) -> Result<u8> {
     match command {
+        Command::Serve(args) => {
+            let env: BTreeMap<String, String> = std::env::vars().collect();
+            let config = berth::serve::config::ServeConfig::resolve(&args, instance, &env)?;
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                tracing::info!(
+                    "signal received: finishing the reconcile in progress, then exiting"
+                );
+                let _ = tx.send(true);
+            });
+            berth::serve::run(config, rx).await?;
+            Ok(0)
+        }
         Command::Validate { dir } => {
             let desired = match load(&dir) {
                 Ok(d) => d,
@@ -206,6 +226,25 @@ fn load(dir: &Path) -> std::result::Result<Desired, u8> {
         eprintln!("{} problem(s) found; nothing was changed.", diags.0.len());
         1
     })
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 /// Load the config (on the blocking pool) while connecting to the Engine: the two overlap.

@@ -730,3 +730,87 @@ mod tests {
         assert_eq!(a.spec_hash(), sha256_hex(br#"{"image":"x:1"}"#));
     }
 }
+
+impl Desired {
+    /// Re-root every host path that was resolved under `from` onto `to`: stack folders, bind
+    /// sources, secret/config files. `berth serve` loads a commit from its own exported tree but
+    /// applies it from one stable folder, so a bind mount's source does not change (and replace
+    /// the container) just because the commit did.
+    pub fn rebase(&mut self, from: &std::path::Path, to: &std::path::Path) {
+        let move_path = |p: &str| -> Option<String> {
+            std::path::Path::new(p)
+                .strip_prefix(from)
+                .ok()
+                .map(|rest| to.join(rest).to_string_lossy().into_owned())
+        };
+        for stack in self.stacks.values_mut() {
+            if let Ok(rest) = stack.dir.strip_prefix(from) {
+                stack.dir = to.join(rest);
+            }
+            for spec in stack.services.values_mut() {
+                for m in &mut spec.mounts {
+                    match &mut m.source {
+                        MountSource::Bind { path, .. } => {
+                            if let Some(p) = move_path(path) {
+                                *path = p;
+                            }
+                        }
+                        MountSource::File { file, .. } if !file.is_empty() => {
+                            if let Some(p) = move_path(file) {
+                                *file = p;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod rebase_tests {
+    use super::*;
+
+    #[test]
+    fn rebase_moves_only_paths_under_the_old_root() {
+        let mut spec = ServiceSpec::default();
+        for (target, path) in [("/a", "/state/trees/abc/web/conf"), ("/b", "/etc/hosts")] {
+            spec.mounts.push(MountSpec {
+                target: target.into(),
+                source: MountSource::Bind {
+                    path: path.into(),
+                    selinux: None,
+                    propagation: None,
+                    create_host_path: true,
+                },
+                read_only: false,
+            });
+        }
+        let mut d = Desired::default();
+        d.stacks.insert(
+            "web".into(),
+            StackSpec {
+                name: "web".into(),
+                dir: "/state/trees/abc/web".into(),
+                services: BTreeMap::from([("app".into(), spec)]),
+                ..Default::default()
+            },
+        );
+        d.rebase(
+            std::path::Path::new("/state/trees/abc"),
+            std::path::Path::new("/state/worktree"),
+        );
+        let stack = &d.stacks["web"];
+        assert_eq!(stack.dir, std::path::Path::new("/state/worktree/web"));
+        let paths: Vec<_> = stack.services["app"]
+            .mounts
+            .iter()
+            .map(|m| match &m.source {
+                MountSource::Bind { path, .. } => path.clone(),
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(paths, ["/state/worktree/web/conf", "/etc/hosts"]);
+    }
+}

@@ -4,3 +4,8 @@ mod support;
 
 mod cli;
 mod engine;
+mod git;
+mod github;
+mod github_fake;
+mod serve;
+mod webhooks;

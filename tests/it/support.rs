@@ -87,22 +87,35 @@ impl World {
 }
 
 impl Drop for World {
+    /// Best effort: cleanup must not panic (a panic while a test is failing aborts the run).
     fn drop(&mut self) {
         let label = format!("label=io.berth.instance={}", self.instance);
-        let ids = docker(&["ps", "-aq", "--filter", &label]);
-        let ids: Vec<&str> = ids.split_whitespace().collect();
+        let list = |args: &[&str]| -> Vec<String> {
+            Command::new("docker")
+                .args(args)
+                .output()
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .split_whitespace()
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let ids = list(&["ps", "-aq", "--filter", &label]);
         if !ids.is_empty() {
-            let mut args = vec!["rm", "-f"];
-            args.extend(ids);
-            docker(&args);
+            let _ = Command::new("docker")
+                .args(["rm", "-f"])
+                .args(&ids)
+                .output();
         }
         for kind in ["network", "volume"] {
-            let names = docker(&[kind, "ls", "-q", "--filter", &label]);
-            let names: Vec<&str> = names.split_whitespace().collect();
+            let names = list(&[kind, "ls", "-q", "--filter", &label]);
             if !names.is_empty() {
-                let mut args = vec![kind, "rm"];
-                args.extend(names);
-                docker(&args);
+                let _ = Command::new("docker")
+                    .args([kind, "rm"])
+                    .args(&names)
+                    .output();
             }
         }
     }
@@ -210,4 +223,158 @@ pub fn engine_now() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap();
     format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Run git in `dir` with a fixed identity and no user or system config; its stdout.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(["-c", "init.defaultBranch=main", "-c", "core.symlinks=true"])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Ada Author")
+        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
+        .env("GIT_COMMITTER_NAME", "Ada Author")
+        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?} in {} failed:\n{}{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A bare origin (`<tmp>/srv/origin.git`) and a work clone that commits and pushes to it.
+pub struct GitRepo {
+    tmp: tempfile::TempDir,
+}
+
+impl GitRepo {
+    pub fn new() -> GitRepo {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let repo = GitRepo { tmp };
+        std::fs::create_dir_all(repo.srv()).unwrap();
+        git(&repo.srv(), &["init", "--bare", "-q", "origin.git"]);
+        git(
+            repo.tmp.path(),
+            &["clone", "-q", repo.origin().to_str().unwrap(), "work"],
+        );
+        repo
+    }
+    /// The folder `git daemon` serves.
+    pub fn srv(&self) -> PathBuf {
+        self.tmp.path().join("srv")
+    }
+    pub fn origin(&self) -> PathBuf {
+        self.srv().join("origin.git")
+    }
+    pub fn work(&self) -> PathBuf {
+        self.tmp.path().join("work")
+    }
+    pub fn file_url(&self) -> String {
+        format!("file://{}", self.origin().display())
+    }
+    /// A fresh path inside the fixture's temp dir.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+    pub fn write(&self, rel: &str, content: &str) {
+        let p = self.work().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+    /// git in the work clone.
+    pub fn git(&self, args: &[&str]) -> String {
+        git(&self.work(), args)
+    }
+    /// Stage everything, commit, return the commit id.
+    pub fn commit(&self, message: &str) -> String {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "-m", message]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+    pub fn push(&self) {
+        self.git(&["push", "-q", "origin", "HEAD:refs/heads/main"]);
+    }
+    pub fn force_push(&self) {
+        self.git(&["push", "-q", "--force", "origin", "HEAD:refs/heads/main"]);
+    }
+    /// Publish HEAD under another ref (e.g. `refs/pull/7/head`, as GitHub does for PRs).
+    pub fn push_ref(&self, refname: &str) {
+        self.git(&[
+            "push",
+            "-q",
+            "--force",
+            "origin",
+            &format!("HEAD:{refname}"),
+        ]);
+    }
+}
+
+/// `git daemon` on loopback, serving a folder; killed on drop.
+pub struct GitDaemon {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl GitDaemon {
+    pub fn start(base: &Path) -> GitDaemon {
+        let port = free_port();
+        // The `git-daemon` binary itself: `git daemon` would run it as a child that outlives a
+        // kill of the `git` wrapper.
+        let exec_path = git(base, &["--exec-path"]);
+        let child = Command::new(Path::new(&exec_path).join("git-daemon"))
+            .args([
+                "--reuseaddr",
+                "--listen=127.0.0.1",
+                &format!("--port={port}"),
+                &format!("--base-path={}", base.display()),
+                "--export-all",
+                "--enable=receive-pack",
+                base.to_str().unwrap(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn git daemon");
+        let mut daemon = GitDaemon { child, port };
+        // Readiness: the port accepts connections.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = daemon.child.try_wait().unwrap() {
+                panic!("git daemon exited early: {status}");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "git daemon did not listen on {port}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        daemon
+    }
+    pub fn url(&self, repo: &str) -> String {
+        format!("git://127.0.0.1:{}/{repo}", self.port)
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

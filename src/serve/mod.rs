@@ -1,0 +1,13 @@
+//! `berth serve`: the GitOps loop. See ARCHITECTURE.md.
+
+pub mod config;
+pub mod daemon;
+pub mod http;
+pub mod metrics;
+pub mod queue;
+pub mod report;
+pub mod state;
+pub mod webhook;
+pub mod writeback;
+
+pub use daemon::run;

@@ -1,0 +1,341 @@
+//! What a reconcile tells GitHub, decided without IO: one status per stack
+//! (`berth/<instance>/<stack>`), one overall (`berth/<instance>`), one per preview
+//! (`berth/<instance>/preview`), each with a description under 140 characters, and the Markdown
+//! of the full plan and apply log for check runs and PR comments. Each stack gets its own status,
+//! so one stack's success can never hide another's failure.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use crate::plan::{Action, Plan};
+
+/// GitHub's limit on a status description.
+pub const DESCRIPTION_MAX: usize = 140;
+/// GitHub's limit on check-run output text and comment bodies is 65,535 characters; stay under
+/// it with room for the truncation note.
+pub const MARKDOWN_MAX: usize = 60_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum State {
+    Pending,
+    Success,
+    Failure,
+    Error,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Success => "success",
+            State::Failure => "failure",
+            State::Error => "error",
+        }
+    }
+}
+
+/// One status to post on one commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub context: String,
+    pub state: State,
+    pub description: String,
+    /// Full Markdown (check-run output in App mode; the PR comment for previews).
+    pub markdown: Option<String>,
+}
+
+/// How one stack fared in a reconcile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StackOutcome {
+    /// Nothing needed changing.
+    UpToDate,
+    /// Changes were applied.
+    Applied {
+        created: usize,
+        replaced: usize,
+        started: usize,
+        removed: usize,
+    },
+    /// The plan or an apply step failed; the message says which service and why.
+    Failed { message: String },
+    /// Not attempted because the reconcile stopped before it (e.g. the Engine went away).
+    NotAttempted { reason: String },
+}
+
+pub fn context(instance: &str, stack: Option<&str>) -> String {
+    match stack {
+        Some(stack) => format!("berth/{instance}/{stack}"),
+        None => format!("berth/{instance}"),
+    }
+}
+
+pub fn preview_context(instance: &str) -> String {
+    format!("berth/{instance}/preview")
+}
+
+/// `text` cut to at most `max` characters (not bytes), with `…` when cut.
+pub fn truncate(text: &str, max: usize) -> String {
+    let one_line = text.replace('\n', " ");
+    if one_line.chars().count() <= max {
+        return one_line;
+    }
+    let mut s: String = one_line.chars().take(max.saturating_sub(1)).collect();
+    s.push('…');
+    s
+}
+
+/// Markdown cut under GitHub's limit, on a line boundary, saying it was cut.
+pub fn truncate_markdown(text: &str) -> String {
+    if text.len() <= MARKDOWN_MAX {
+        return text.to_string();
+    }
+    let mut cut = MARKDOWN_MAX;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let cut = text[..cut].rfind('\n').unwrap_or(cut);
+    let mut out = text[..cut].to_string();
+    // Close an open code fence so the note renders.
+    if out.matches("```").count() % 2 == 1 {
+        out.push_str("\n```");
+    }
+    let _ = write!(
+        out,
+        "\n\n_(truncated: {} of {} characters shown; the full plan is in berth's log)_\n",
+        cut,
+        text.len()
+    );
+    out
+}
+
+impl StackOutcome {
+    pub fn state(&self) -> State {
+        match self {
+            StackOutcome::UpToDate | StackOutcome::Applied { .. } => State::Success,
+            StackOutcome::Failed { .. } => State::Failure,
+            StackOutcome::NotAttempted { .. } => State::Error,
+        }
+    }
+
+    pub fn description(&self) -> String {
+        let text = match self {
+            StackOutcome::UpToDate => "up to date".to_string(),
+            StackOutcome::Applied {
+                created,
+                replaced,
+                started,
+                removed,
+            } => {
+                let mut s = format!("{replaced} replaced, {created} created, {removed} removed");
+                if *started > 0 {
+                    let _ = write!(s, ", {started} started");
+                }
+                s
+            }
+            StackOutcome::Failed { message } => message.clone(),
+            StackOutcome::NotAttempted { reason } => format!("not applied: {reason}"),
+        };
+        truncate(&text, DESCRIPTION_MAX)
+    }
+}
+
+/// The per-stack outcome a plan would have if applied without error.
+pub fn planned_outcome(plan: &Plan) -> StackOutcome {
+    let s = plan.summary();
+    if !plan.has_changes() {
+        StackOutcome::UpToDate
+    } else {
+        StackOutcome::Applied {
+            created: s.created,
+            replaced: s.replaced,
+            started: s.started,
+            removed: s.removed,
+        }
+    }
+}
+
+/// The stacks a plan touches or declares, each with its own sub-plan.
+pub fn split_by_stack(plan: &Plan) -> BTreeMap<String, Plan> {
+    let mut out: BTreeMap<String, Plan> = BTreeMap::new();
+    for a in &plan.actions {
+        out.entry(action_stack(a).to_string())
+            .or_default()
+            .actions
+            .push(a.clone());
+    }
+    for u in &plan.unchanged {
+        out.entry(u.stack.clone())
+            .or_default()
+            .unchanged
+            .push(u.clone());
+    }
+    for s in &plan.skipped {
+        out.entry(s.stack.clone())
+            .or_default()
+            .skipped
+            .push(s.clone());
+    }
+    for e in &plan.errors {
+        let stack = error_stack(e).unwrap_or("*");
+        out.entry(stack.to_string())
+            .or_default()
+            .errors
+            .push(e.clone());
+    }
+    out
+}
+
+/// The stack an action belongs to. A pull serves services of possibly several stacks: it goes
+/// with the first of them (pulls are idempotent, so doing it in either stack is right).
+pub fn action_stack(a: &Action) -> &str {
+    match a {
+        Action::PullImage { services, .. } => {
+            services.first().map(|s| s.stack.as_str()).unwrap_or("*")
+        }
+        Action::CreateNetwork { stack, .. }
+        | Action::CreateVolume { stack, .. }
+        | Action::CreateContainer { stack, .. }
+        | Action::ReplaceContainer { stack, .. }
+        | Action::StartContainer { stack, .. }
+        | Action::RemoveContainer { stack, .. }
+        | Action::RemoveNetwork { stack, .. }
+        | Action::RemoveVolume { stack, .. } => stack,
+    }
+}
+
+fn error_stack(e: &crate::plan::PlanError) -> Option<&str> {
+    use crate::plan::PlanError::*;
+    match e {
+        NameConflict { stack, .. }
+        | BuildNotSupported { stack, .. }
+        | ImageMissing { stack, .. }
+        | ExternalMissing { stack, .. } => Some(stack),
+        EmptyDesired { .. } => None,
+    }
+}
+
+/// The overall status from the stacks' outcomes.
+pub fn overall(instance: &str, commit: &str, outcomes: &BTreeMap<String, StackOutcome>) -> Status {
+    let failed: Vec<(&String, &StackOutcome)> = outcomes
+        .iter()
+        .filter(|(_, o)| o.state() != State::Success)
+        .collect();
+    let changed = outcomes
+        .values()
+        .filter(|o| matches!(o, StackOutcome::Applied { .. }))
+        .count();
+    let (state, text) = if failed.is_empty() {
+        (
+            State::Success,
+            format!(
+                "{} stacks up to date at {}, {changed} changed",
+                outcomes.len(),
+                short(commit)
+            ),
+        )
+    } else {
+        let (first, outcome) = failed[0];
+        let state = if failed.iter().any(|(_, o)| o.state() == State::Failure) {
+            State::Failure
+        } else {
+            State::Error
+        };
+        (
+            state,
+            format!(
+                "{} of {} stacks failed; {first}: {}",
+                failed.len(),
+                outcomes.len(),
+                outcome.description()
+            ),
+        )
+    };
+    Status {
+        context: context(instance, None),
+        state,
+        description: truncate(&text, DESCRIPTION_MAX),
+        markdown: None,
+    }
+}
+
+/// Markdown: a heading, the summary, the plan, and (for applies) the log.
+pub fn markdown(title: &str, summary: &str, plan_text: &str, log: &[String]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "### {title}\n\n{summary}\n");
+    let _ = writeln!(
+        out,
+        "<details open><summary>Plan</summary>\n\n```\n{plan_text}```\n</details>"
+    );
+    if !log.is_empty() {
+        let _ = writeln!(out, "\n<details><summary>Apply log</summary>\n\n```");
+        for line in log {
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = writeln!(out, "```\n</details>");
+    }
+    truncate_markdown(&out)
+}
+
+/// The hidden marker that identifies berth's preview comment on a pull request.
+pub fn comment_marker(instance: &str) -> String {
+    format!("<!-- berth:preview:{instance} -->")
+}
+
+pub fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(7)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_fit_github_and_cut_on_characters() {
+        let long = "é".repeat(500);
+        let d = StackOutcome::Failed {
+            message: long.clone(),
+        }
+        .description();
+        assert_eq!(d.chars().count(), DESCRIPTION_MAX);
+        assert!(d.ends_with('…'));
+        assert_eq!(
+            StackOutcome::Applied {
+                created: 1,
+                replaced: 2,
+                started: 0,
+                removed: 0
+            }
+            .description(),
+            "2 replaced, 1 created, 0 removed"
+        );
+    }
+
+    #[test]
+    fn one_failed_stack_fails_the_overall_status() {
+        let outcomes = BTreeMap::from([
+            ("a".to_string(), StackOutcome::UpToDate),
+            (
+                "web".to_string(),
+                StackOutcome::Failed {
+                    message: "web/app: health check failed after 60s".into(),
+                },
+            ),
+        ]);
+        let s = overall("srv", "0123456789", &outcomes);
+        assert_eq!(s.state, State::Failure);
+        assert_eq!(s.context, "berth/srv");
+        assert_eq!(
+            s.description,
+            "1 of 2 stacks failed; web: web/app: health check failed after 60s"
+        );
+    }
+
+    #[test]
+    fn markdown_is_cut_under_the_limit_with_a_closed_fence() {
+        let plan = "line\n".repeat(30_000);
+        let md = markdown("t", "s", &plan, &[]);
+        assert!(md.len() < 65_535);
+        assert!(md.contains("truncated"));
+        assert_eq!(md.matches("```").count() % 2, 0);
+    }
+}

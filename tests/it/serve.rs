@@ -1,0 +1,717 @@
+//! `berth serve` end to end: the real binary, real git (file:// and `git daemon` on loopback),
+//! the real Docker Engine, signed webhooks built from GitHub's example payloads, and the GitHub
+//! stand-in that checks every request against GitHub's OpenAPI description.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+
+use crate::github_fake::{FAKE_REPO, FAKE_TOKEN, GitHubFake};
+use crate::support::{GitDaemon, GitRepo, World, docker, free_port, inspect};
+
+const SECRET: &str = "test-webhook-secret";
+
+/// A running `berth serve` with its repository, state dir and (optionally) GitHub stand-in.
+struct Serve {
+    world: World,
+    repo: GitRepo,
+    state: tempfile::TempDir,
+    port: u16,
+    url: String,
+    args: Vec<String>,
+    child: Option<Child>,
+    log: PathBuf,
+    name: String,
+}
+
+impl Serve {
+    fn new(test: &str) -> Serve {
+        let world = World::new(test);
+        let repo = GitRepo::new();
+        let url = repo.file_url();
+        Serve {
+            name: "it".into(),
+            log: world.path().join("serve.log"),
+            world,
+            repo,
+            state: tempfile::tempdir().unwrap(),
+            port: free_port(),
+            url,
+            args: vec![],
+            child: None,
+        }
+    }
+
+    fn stack(&self, name: &str) -> String {
+        self.world.stack(name)
+    }
+
+    /// Commit `files` and push to main; the new commit id.
+    fn push(&self, files: &[(&str, &str)], message: &str) -> String {
+        for (path, content) in files {
+            self.repo.write(path, content);
+        }
+        let c = self.repo.commit(message);
+        self.repo.push();
+        c
+    }
+
+    fn start(&mut self, fake: Option<&GitHubFake>) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+        cmd.arg("serve")
+            .args(["--repo", &self.url])
+            .args(["--state-dir", self.state.path().to_str().unwrap()])
+            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .args(["--name", &self.name])
+            .args(["--health-timeout", "20s"])
+            .args(&self.args)
+            .env("BERTH_INSTANCE", &self.world.instance)
+            .env("BERTH_WEBHOOK_SECRET", SECRET)
+            .env("BERTH_LOG", "berth=debug")
+            .env_remove("BERTH_GITHUB_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(log);
+        if let Some(fake) = fake {
+            cmd.args(["--github-api-url", &fake.url])
+                .args(["--github-repo", FAKE_REPO])
+                .env("BERTH_GITHUB_TOKEN", FAKE_TOKEN);
+        }
+        self.child = Some(cmd.spawn().expect("spawn berth serve"));
+        self.wait_until("berth serve is ready", Duration::from_secs(60), || {
+            reqwest::blocking_get(&format!("http://127.0.0.1:{}/readyz", self.port))
+                .is_some_and(|(code, _)| code == 200)
+        });
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, and wait for a clean exit.
+    fn stop(&mut self) -> i32 {
+        let c = self.child.take().expect("running");
+        let pid = c.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let mut c = c;
+        c.wait().unwrap().code().unwrap_or(-1)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Poll `cond` (a readiness check, not a sleep) until it holds or `timeout` passes.
+    #[track_caller]
+    fn wait_until(&self, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !cond() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for: {what}\n--- berth log\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// POST a webhook signed with `secret` (None: unsigned).
+    fn webhook(
+        &self,
+        event: &str,
+        body: &Value,
+        delivery: &str,
+        secret: Option<&str>,
+    ) -> (u16, String) {
+        let body = serde_json::to_vec(body).unwrap();
+        let mut headers = vec![
+            ("X-GitHub-Event".to_string(), event.to_string()),
+            ("X-GitHub-Delivery".to_string(), delivery.to_string()),
+            ("Content-Type".to_string(), "application/json".to_string()),
+        ];
+        if let Some(secret) = secret {
+            headers.push(("X-Hub-Signature-256".into(), sign(secret, &body)));
+        }
+        reqwest::blocking_post(
+            &format!("http://127.0.0.1:{}/hooks/github", self.port),
+            &headers,
+            body,
+        )
+    }
+
+    fn metrics(&self) -> String {
+        reqwest::blocking_get(&format!("http://127.0.0.1:{}/metrics", self.port))
+            .map(|(_, body)| body)
+            .unwrap_or_default()
+    }
+
+    /// The value of a counter series, summed over every series whose line contains `filter`.
+    fn metric(&self, name: &str, filter: &str) -> f64 {
+        self.metrics()
+            .lines()
+            .filter(|l| l.starts_with(name) && l.contains(filter))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Blocking HTTP for the tests' thread (the daemon is another process).
+mod reqwest {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    fn request(
+        method: &str,
+        url: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Option<(u16, String)> {
+        let rest = url.strip_prefix("http://")?;
+        let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}")))?;
+        let mut s = TcpStream::connect(host).ok()?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .ok()?;
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).ok()?;
+        s.write_all(body).ok()?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).ok()?;
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let code = text.split(' ').nth(1)?.parse().ok()?;
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        Some((code, body))
+    }
+
+    pub fn blocking_get(url: &str) -> Option<(u16, String)> {
+        request("GET", url, &[], b"")
+    }
+
+    pub fn blocking_post(url: &str, headers: &[(String, String)], body: Vec<u8>) -> (u16, String) {
+        request("POST", url, headers, &body).expect("webhook request")
+    }
+}
+
+fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn fixture(name: &str) -> Value {
+    let path = format!(
+        "{}/tests/fixtures/github/webhooks/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// GitHub's real push example, pointed at our branch and commit.
+fn push_event(commit: &str) -> Value {
+    let mut v = fixture("push.1.json");
+    v["ref"] = "refs/heads/main".into();
+    v["after"] = commit.into();
+    v["deleted"] = false.into();
+    v
+}
+
+/// GitHub's real pull_request example, as PR `number` with head `head` against main.
+fn pr_event(action: &str, number: u64, head: &str) -> Value {
+    let mut v = fixture("pull_request.opened.1.json");
+    v["action"] = action.into();
+    v["number"] = number.into();
+    v["pull_request"]["number"] = number.into();
+    v["pull_request"]["head"]["sha"] = head.into();
+    v["pull_request"]["base"]["ref"] = "main".into();
+    v
+}
+
+fn one_service(stack: &str, image: &str) -> String {
+    format!(
+        "name: {stack}\nservices:\n  web:\n    image: {image}\n    environment:\n      TOKEN: ${{TOKEN:-s3cr3t-value}}\n    volumes:\n      - data:/data\nvolumes:\n  data: {{}}\n"
+    )
+}
+
+fn running_image(container: &str) -> Option<String> {
+    let out = Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{.State.Running}} {{.Config.Image}}",
+            container,
+        ])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    text.strip_prefix("true ").map(str::to_string)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn push_applies_and_reports_per_stack_statuses() {
+    let rt = runtime();
+    let fake = rt.block_on(GitHubFake::start());
+    let mut s = Serve::new("push");
+    s.args = vec!["--poll-interval".into(), "1h".into()];
+    let (a, b) = (s.stack("a"), s.stack("b"));
+    let c1 = s.push(
+        &[
+            ("a/compose.yaml", &one_service(&a, "berth-test/app:1")),
+            ("b/compose.yaml", &one_service(&b, "berth-test/app:1")),
+        ],
+        "v1",
+    );
+    s.start(Some(&fake));
+    let web_a = format!("{a}-web-1");
+    s.wait_until("v1 applied", Duration::from_secs(60), || {
+        running_image(&web_a).as_deref() == Some("berth-test/app:1")
+    });
+    // A push announced by webhook: only stack a changes.
+    let c2 = s.push(
+        &[("a/compose.yaml", &one_service(&a, "berth-test/app:2"))],
+        "v2",
+    );
+    let (code, body) = s.webhook("push", &push_event(&c2), "d-1", Some(SECRET));
+    assert_eq!(code, 202, "{body}");
+    s.wait_until("v2 applied to a", Duration::from_secs(60), || {
+        running_image(&web_a).as_deref() == Some("berth-test/app:2")
+    });
+    let ctx = |stack: Option<&str>| match stack {
+        Some(st) => format!("berth/it/{st}"),
+        None => "berth/it".to_string(),
+    };
+    s.wait_until(
+        "final statuses posted for c2",
+        Duration::from_secs(30),
+        || {
+            let st = fake.statuses_for(&c2);
+            st.iter()
+                .any(|x| x.context == ctx(None) && x.state == "success")
+        },
+    );
+    let st = fake.statuses_for(&c2);
+    let last = |context: &str| st.iter().rfind(|x| x.context == context).cloned().unwrap();
+    assert_eq!(last(&ctx(Some(&a))).state, "success");
+    assert_eq!(
+        last(&ctx(Some(&a))).description.as_deref(),
+        Some("1 replaced, 0 created, 0 removed")
+    );
+    assert_eq!(last(&ctx(Some(&b))).state, "success");
+    assert!(
+        st.iter()
+            .any(|x| x.context == ctx(Some(&a)) && x.state == "pending")
+    );
+    // Never the same status twice for one commit and context.
+    let mut seen = std::collections::BTreeSet::new();
+    for x in &st {
+        assert!(
+            seen.insert((x.context.clone(), x.state.clone(), x.description.clone())),
+            "duplicate status {x:?}"
+        );
+    }
+    assert!(!fake.statuses_for(&c1).is_empty());
+    // Secrets never reach GitHub.
+    for r in fake.requests() {
+        assert!(!format!("{:?}", r.body).contains("s3cr3t-value"));
+    }
+    assert!(!s.log().contains("s3cr3t-value"));
+    assert!(s.metric("berth_reconciles_total", "result=\"success\"") >= 2.0);
+    assert!(s.metrics().contains(&format!(
+        "berth_last_applied_commit_info{{commit=\"{c2}\"}}"
+    )));
+    assert_eq!(s.stop(), 0);
+    fake.assert_no_violations();
+}
+
+#[test]
+fn bad_signature_and_replays_do_nothing() {
+    let mut s = Serve::new("sig");
+    s.args = vec!["--poll-interval".into(), "1h".into()];
+    let a = s.stack("a");
+    s.push(
+        &[("a/compose.yaml", &one_service(&a, "berth-test/app:1"))],
+        "v1",
+    );
+    s.start(None);
+    let web = format!("{a}-web-1");
+    s.wait_until("v1 applied", Duration::from_secs(60), || {
+        running_image(&web).as_deref() == Some("berth-test/app:1")
+    });
+    let c2 = s.push(
+        &[("a/compose.yaml", &one_service(&a, "berth-test/app:2"))],
+        "v2",
+    );
+    let event = push_event(&c2);
+    assert_eq!(
+        s.webhook("push", &event, "d-bad", Some("wrong secret")).0,
+        401
+    );
+    assert_eq!(s.webhook("push", &event, "d-none", None).0, 401);
+    // Nothing was reconciled: the startup one only.
+    let reconciles = || s.metric("berth_reconciles_total", "");
+    assert_eq!(reconciles(), 1.0, "{}", s.metrics());
+    assert_eq!(running_image(&web).as_deref(), Some("berth-test/app:1"));
+    // A good one applies; its replay is ignored.
+    let (code, _) = s.webhook("push", &event, "d-good", Some(SECRET));
+    assert_eq!(code, 202);
+    s.wait_until("v2 applied", Duration::from_secs(60), || {
+        running_image(&web).as_deref() == Some("berth-test/app:2")
+    });
+    let (code, body) = s.webhook("push", &event, "d-good", Some(SECRET));
+    assert_eq!(code, 202);
+    assert!(body.contains("duplicate"), "{body}");
+    assert_eq!(
+        s.webhook("ping", &fixture("ping.1.json"), "d-ping", Some(SECRET))
+            .0,
+        200
+    );
+}
+
+#[test]
+fn pull_request_preview_posts_plan_applies_nothing_and_updates_one_comment() {
+    let rt = runtime();
+    let fake = rt.block_on(GitHubFake::start());
+    let mut s = Serve::new("preview");
+    s.args = vec!["--poll-interval".into(), "1h".into()];
+    let a = s.stack("a");
+    let main = s.push(
+        &[("a/compose.yaml", &one_service(&a, "berth-test/app:1"))],
+        "v1",
+    );
+    s.start(Some(&fake));
+    let web = format!("{a}-web-1");
+    s.wait_until("v1 applied", Duration::from_secs(60), || {
+        running_image(&web).as_deref() == Some("berth-test/app:1")
+    });
+    let id_before = inspect(&web, "{{.Id}}");
+    // A PR branch changing the image, published as refs/pull/7/head like GitHub does.
+    s.repo
+        .write("a/compose.yaml", &one_service(&a, "berth-test/app:2"));
+    let head1 = s.repo.commit("pr v2");
+    s.repo.push_ref("refs/pull/7/head");
+    let (code, body) = s.webhook(
+        "pull_request",
+        &pr_event("opened", 7, &head1),
+        "p-1",
+        Some(SECRET),
+    );
+    assert_eq!(code, 202, "{body}");
+    s.wait_until("preview comment", Duration::from_secs(60), || {
+        !fake.comments(7).is_empty()
+    });
+    let comments = fake.comments(7);
+    assert_eq!(comments.len(), 1);
+    assert!(
+        comments[0]
+            .body
+            .contains("image berth-test/app:1 → berth-test/app:2"),
+        "{}",
+        comments[0].body
+    );
+    assert!(!comments[0].body.contains("s3cr3t-value"));
+    let preview = fake
+        .statuses_for(&head1)
+        .into_iter()
+        .rfind(|x| x.context == "berth/it/preview")
+        .expect("preview status");
+    assert_eq!(preview.state, "success");
+    // Second push to the PR: the same comment is updated.
+    s.repo
+        .write("a/compose.yaml", &one_service(&a, "berth-test/busybox:1"));
+    let head2 = s.repo.commit("pr v3");
+    s.repo.push_ref("refs/pull/7/head");
+    s.webhook(
+        "pull_request",
+        &pr_event("synchronize", 7, &head2),
+        "p-2",
+        Some(SECRET),
+    );
+    s.wait_until("comment updated", Duration::from_secs(60), || {
+        fake.comments(7)
+            .iter()
+            .any(|c| c.body.contains("berth-test/busybox:1"))
+    });
+    assert_eq!(fake.comments(7).len(), 1, "a second comment was created");
+    // Nothing from the PR was applied.
+    assert_eq!(inspect(&web, "{{.Id}}"), id_before);
+    assert_eq!(running_image(&web).as_deref(), Some("berth-test/app:1"));
+    assert!(
+        fake.statuses_for(&main)
+            .iter()
+            .all(|x| x.context != "berth/it/preview")
+    );
+    fake.assert_no_violations();
+}
+
+#[test]
+fn invalid_manifests_fail_the_commit_and_touch_nothing() {
+    let rt = runtime();
+    let fake = rt.block_on(GitHubFake::start());
+    let mut s = Serve::new("invalid");
+    s.args = vec!["--poll-interval".into(), "1s".into()];
+    let a = s.stack("a");
+    s.push(
+        &[("a/compose.yaml", &one_service(&a, "berth-test/app:1"))],
+        "v1",
+    );
+    s.start(Some(&fake));
+    let web = format!("{a}-web-1");
+    s.wait_until("v1 applied", Duration::from_secs(60), || {
+        running_image(&web).is_some()
+    });
+    let id = inspect(&web, "{{.Id}}");
+    let bad = s.push(
+        &[(
+            "a/compose.yaml",
+            &format!(
+                "name: {a}\nservices:\n  web:\n    image: berth-test/app:2\n    imagee: typo\n"
+            ),
+        )],
+        "broken",
+    );
+    s.wait_until("failure status", Duration::from_secs(60), || {
+        fake.statuses_for(&bad)
+            .iter()
+            .any(|x| x.context == "berth/it" && x.state == "failure")
+    });
+    let st = fake.statuses_for(&bad);
+    let failure = st.iter().find(|x| x.state == "failure").unwrap();
+    let d = failure.description.clone().unwrap_or_default();
+    assert!(
+        d.contains("a/compose.yaml:5:5") && d.contains("imagee"),
+        "{d}"
+    );
+    // Polls keep coming (1s) but the failure is reported once: no redeploy loop.
+    let reconciles = s.metric("berth_reconciles_total", "failure_permanent");
+    let idle = s.metric("berth_idle_checks_total", "");
+    s.wait_until("three more polls", Duration::from_secs(20), || {
+        s.metric("berth_idle_checks_total", "") >= idle + 3.0
+    });
+    assert_eq!(
+        s.metric("berth_reconciles_total", "failure_permanent"),
+        reconciles
+    );
+    assert_eq!(st.iter().filter(|x| x.state == "failure").count(), 1);
+    assert_eq!(inspect(&web, "{{.Id}}"), id);
+    fake.assert_no_violations();
+}
+
+#[test]
+fn revert_rolls_back_and_volume_data_survives() {
+    let mut s = Serve::new("revert");
+    s.args = vec!["--poll-interval".into(), "1s".into()];
+    let a = s.stack("a");
+    s.push(
+        &[("a/compose.yaml", &one_service(&a, "berth-test/app:1"))],
+        "v1",
+    );
+    s.start(None);
+    let web = format!("{a}-web-1");
+    s.wait_until("v1", Duration::from_secs(60), || {
+        running_image(&web).as_deref() == Some("berth-test/app:1")
+    });
+    docker(&["exec", &web, "sh", "-c", "echo precious > /data/file"]);
+    s.push(
+        &[("a/compose.yaml", &one_service(&a, "berth-test/app:2"))],
+        "v2",
+    );
+    s.wait_until("v2", Duration::from_secs(60), || {
+        running_image(&web).as_deref() == Some("berth-test/app:2")
+    });
+    assert_eq!(
+        docker(&["exec", &web, "cat", "/data/file"]).trim(),
+        "precious"
+    );
+    s.repo.git(&["revert", "--no-edit", "HEAD"]);
+    s.repo.push();
+    s.wait_until("v1 again", Duration::from_secs(60), || {
+        running_image(&web).as_deref() == Some("berth-test/app:1")
+    });
+    assert_eq!(
+        docker(&["exec", &web, "cat", "/data/file"]).trim(),
+        "precious"
+    );
+    assert_eq!(s.world.containers().len(), 1);
+}
+
+#[test]
+fn kill_9_mid_apply_converges_after_restart_without_duplicates() {
+    let mut s = Serve::new("kill9");
+    s.args = vec!["--poll-interval".into(), "1s".into()];
+    let a = s.stack("a");
+    // Five services that each need a few health checks: the apply takes seconds.
+    let mut compose = format!("name: {a}\nservices:\n");
+    for i in 0..5 {
+        compose.push_str(&format!(
+            "  s{i}:\n    image: berth-test/app:1\n    healthcheck:\n      test: [\"CMD\", \"wget\", \"-q\", \"-O-\", \"http://127.0.0.1:8080/\"]\n      interval: 1s\n      retries: 30\n"
+        ));
+    }
+    s.push(&[("a/compose.yaml", &compose)], "v1");
+    s.start(None);
+    // Kill as soon as the apply has visibly started (a container exists), not at a fixed time.
+    s.wait_until("apply started", Duration::from_secs(60), || {
+        !s.world.containers().is_empty()
+    });
+    s.kill9();
+    let partial = s.world.containers().len();
+    assert!(
+        partial < 5,
+        "the apply finished before the kill ({partial} containers)"
+    );
+    s.start(None);
+    s.wait_until("converged", Duration::from_secs(120), || {
+        (0..5).all(|i| running_image(&format!("{a}-s{i}-1")).is_some())
+    });
+    assert_eq!(s.world.containers().len(), 5, "{:?}", s.world.containers());
+    assert!(s.log().contains("stopped during an apply"), "{}", s.log());
+}
+
+#[test]
+fn container_stopped_by_hand_is_repaired_by_resync() {
+    let mut s = Serve::new("drift");
+    s.args = vec![
+        "--poll-interval".into(),
+        "1h".into(),
+        "--resync-interval".into(),
+        "1s".into(),
+    ];
+    let a = s.stack("a");
+    s.push(
+        &[("a/compose.yaml", &one_service(&a, "berth-test/app:1"))],
+        "v1",
+    );
+    s.start(None);
+    let web = format!("{a}-web-1");
+    s.wait_until("v1", Duration::from_secs(60), || {
+        running_image(&web).is_some()
+    });
+    docker(&["stop", &web]);
+    s.wait_until("repaired", Duration::from_secs(60), || {
+        running_image(&web).is_some()
+    });
+    s.wait_until("drift metric", Duration::from_secs(10), || {
+        s.metric("berth_drift_repairs_total", "") >= 1.0
+    });
+    assert!(s.log().contains("drift"), "{}", s.log());
+}
+
+#[test]
+fn force_push_is_refused_over_git_daemon() {
+    let rt = runtime();
+    let fake = rt.block_on(GitHubFake::start());
+    let mut s = Serve::new("force");
+    let daemon = GitDaemon::start(&s.repo.srv());
+    s.url = daemon.url("origin.git");
+    s.args = vec!["--poll-interval".into(), "1s".into()];
+    let a = s.stack("a");
+    s.push(
+        &[("a/compose.yaml", &one_service(&a, "berth-test/app:1"))],
+        "v1",
+    );
+    let c2 = s.push(
+        &[("a/compose.yaml", &one_service(&a, "berth-test/app:2"))],
+        "v2",
+    );
+    s.start(Some(&fake));
+    let web = format!("{a}-web-1");
+    s.wait_until("v2", Duration::from_secs(60), || {
+        running_image(&web).as_deref() == Some("berth-test/app:2")
+    });
+    assert!(!fake.statuses_for(&c2).is_empty());
+    // Rewrite history: drop v2, commit something else, force-push.
+    s.repo.git(&["reset", "--hard", "HEAD~1"]);
+    s.repo
+        .write("a/compose.yaml", &one_service(&a, "berth-test/busybox:1"));
+    let forced = s.repo.commit("rewritten");
+    s.repo.force_push();
+    s.wait_until("refusal status", Duration::from_secs(60), || {
+        fake.statuses_for(&forced)
+            .iter()
+            .any(|x| x.state == "failure")
+    });
+    let d = fake.statuses_for(&forced)[0]
+        .description
+        .clone()
+        .unwrap_or_default();
+    assert!(d.contains("non-fast-forward"), "{d}");
+    assert_eq!(running_image(&web).as_deref(), Some("berth-test/app:2"));
+    fake.assert_no_violations();
+}
+
+#[test]
+fn a_burst_of_webhooks_coalesces() {
+    let mut s = Serve::new("burst");
+    s.args = vec!["--poll-interval".into(), "1h".into()];
+    let a = s.stack("a");
+    s.push(
+        &[("a/compose.yaml", &one_service(&a, "berth-test/app:1"))],
+        "v1",
+    );
+    s.start(None);
+    s.wait_until("startup reconcile", Duration::from_secs(60), || {
+        s.metric("berth_reconciles_total", "") >= 1.0
+    });
+    let before = s.metric("berth_reconciles_total", "");
+    // 100 pushes, each announced by its own webhook, as fast as they come.
+    let mut commits = Vec::new();
+    for i in 0..100 {
+        s.repo.write("a/notes.txt", &format!("change {i}\n"));
+        commits.push(s.repo.commit(&format!("change {i}")));
+    }
+    s.repo.push();
+    for (i, c) in commits.iter().enumerate() {
+        let (code, _) = s.webhook("push", &push_event(c), &format!("burst-{i}"), Some(SECRET));
+        assert_eq!(code, 202);
+    }
+    // The loop takes work in order: once a later push is applied, the burst is behind it.
+    let c2 = s.push(
+        &[("a/compose.yaml", &one_service(&a, "berth-test/app:2"))],
+        "v2",
+    );
+    s.webhook("push", &push_event(&c2), "after-burst", Some(SECRET));
+    let web = format!("{a}-web-1");
+    s.wait_until("v2", Duration::from_secs(60), || {
+        running_image(&web).as_deref() == Some("berth-test/app:2")
+    });
+    let after = s.metric("berth_reconciles_total", "");
+    // At most two for the burst (one running, one coalesced), one for v2.
+    assert!(
+        after - before <= 3.0,
+        "{} reconciles for 101 pushes",
+        after - before
+    );
+    assert!(s.metric("berth_webhook_deliveries_total", "") >= 101.0);
+}

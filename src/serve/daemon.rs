@@ -130,6 +130,7 @@ pub async fn run(config: ServeConfig, shutdown: watch::Receiver<bool>) -> anyhow
         last_seen: None,
         retry: None,
         found,
+        loaded: None,
     };
     daemon.queue.push(Work::Branch {
         cause: Cause::Startup,
@@ -194,6 +195,8 @@ struct Daemon {
     retry: Option<Retry>,
     /// How the state file was found at startup (lost state is logged once the Engine answers).
     found: Found,
+    /// The last commit loaded, and what it declares (commits are immutable).
+    loaded: Option<(String, Desired, PathBuf)>,
 }
 
 /// What a branch reconcile did.
@@ -747,6 +750,23 @@ impl Daemon {
     /// Export `commit` (once) and load it, rebased onto the stable worktree path.
     /// `Ok(Err(diagnostics))` when the manifests are invalid.
     async fn load_commit(
+        &mut self,
+        commit: &str,
+    ) -> Result<Result<(Desired, PathBuf), Vec<String>>, ServeError> {
+        // A commit's tree never changes: a resync of the same commit reuses what was loaded.
+        if let Some((c, desired, export)) = &self.loaded {
+            if c == commit {
+                return Ok(Ok((desired.clone(), export.clone())));
+            }
+        }
+        let loaded = self.load_commit_uncached(commit).await?;
+        if let Ok((desired, export)) = &loaded {
+            self.loaded = Some((commit.to_string(), desired.clone(), export.clone()));
+        }
+        Ok(loaded)
+    }
+
+    async fn load_commit_uncached(
         &mut self,
         commit: &str,
     ) -> Result<Result<(Desired, PathBuf), Vec<String>>, ServeError> {

@@ -979,6 +979,11 @@ impl GitHubFake {
         self.inner().check_runs.get(&id).cloned()
     }
 
+    /// Every check run created so far, oldest first.
+    pub fn check_runs(&self) -> Vec<Value> {
+        self.inner().check_runs.values().cloned().collect()
+    }
+
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.inner().requests.clone()
     }

@@ -10,7 +10,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
-use crate::github_fake::{FAKE_REPO, FAKE_TOKEN, GitHubFake};
+use crate::github_fake::{FAKE_APP_ID, FAKE_REPO, FAKE_TOKEN, GitHubFake};
 use crate::support::{GitDaemon, GitRepo, World, docker, free_port, inspect};
 
 const SECRET: &str = "test-webhook-secret";
@@ -26,6 +26,8 @@ struct Serve {
     child: Option<Child>,
     log: PathBuf,
     name: String,
+    /// Authenticate as a GitHub App with this private key instead of a token.
+    app_key: Option<String>,
 }
 
 impl Serve {
@@ -43,6 +45,7 @@ impl Serve {
             url,
             args: vec![],
             child: None,
+            app_key: None,
         }
     }
 
@@ -82,8 +85,18 @@ impl Serve {
             .stderr(log);
         if let Some(fake) = fake {
             cmd.args(["--github-api-url", &fake.url])
-                .args(["--github-repo", FAKE_REPO])
-                .env("BERTH_GITHUB_TOKEN", FAKE_TOKEN);
+                .args(["--github-repo", FAKE_REPO]);
+            match &self.app_key {
+                Some(pem) => {
+                    let key = self.world.write("app-key.pem", pem);
+                    cmd.args(["--github-app-id", &FAKE_APP_ID.to_string()])
+                        .arg("--github-app-key-file")
+                        .arg(key);
+                }
+                None => {
+                    cmd.env("BERTH_GITHUB_TOKEN", FAKE_TOKEN);
+                }
+            }
         }
         self.child = Some(cmd.spawn().expect("spawn berth serve"));
         self.wait_until("berth serve is ready", Duration::from_secs(60), || {
@@ -473,6 +486,19 @@ fn pull_request_preview_posts_plan_applies_nothing_and_updates_one_comment() {
             .iter()
             .all(|x| x.context != "berth/it/preview")
     );
+    // Closing the PR finalises its preview status.
+    s.webhook(
+        "pull_request",
+        &pr_event("closed", 7, &head2),
+        "p-3",
+        Some(SECRET),
+    );
+    s.wait_until("preview finalised", Duration::from_secs(30), || {
+        fake.statuses_for(&head2).iter().any(|x| {
+            x.context == "berth/it/preview"
+                && x.description.as_deref().unwrap_or("").contains("closed")
+        })
+    });
     fake.assert_no_violations();
 }
 
@@ -714,4 +740,53 @@ fn a_burst_of_webhooks_coalesces() {
         after - before
     );
     assert!(s.metric("berth_webhook_deliveries_total", "") >= 101.0);
+}
+
+#[test]
+fn github_app_mode_posts_check_runs_with_the_plan() {
+    let rt = runtime();
+    let fake = rt.block_on(GitHubFake::start());
+    let berth::github::Auth::App {
+        private_key_pem, ..
+    } = fake.enable_app()
+    else {
+        unreachable!()
+    };
+    let mut s = Serve::new("app");
+    s.app_key = Some(private_key_pem.expose().to_string());
+    s.args = vec!["--poll-interval".into(), "1s".into()];
+    let a = s.stack("a");
+    let c1 = s.push(
+        &[("a/compose.yaml", &one_service(&a, "berth-test/app:1"))],
+        "v1",
+    );
+    s.start(Some(&fake));
+    s.wait_until("completed check runs", Duration::from_secs(60), || {
+        fake.check_runs()
+            .iter()
+            .filter(|r| r["head_sha"] == c1.as_str() && r["status"] == "completed")
+            .count()
+            >= 2
+    });
+    let runs = fake.check_runs();
+    let stack_run = runs
+        .iter()
+        .find(|r| r["name"] == format!("berth/it/{a}").as_str())
+        .expect("a check run for the stack");
+    assert_eq!(stack_run["conclusion"], "success");
+    let text = stack_run["output"]["text"].as_str().unwrap_or_default();
+    assert!(
+        text.contains(&format!("create container {a}-web-1")),
+        "{text}"
+    );
+    assert!(!text.contains("s3cr3t-value"));
+    // One check run per context, updated from in_progress to completed: never a second one.
+    let names: Vec<&str> = runs
+        .iter()
+        .filter(|r| r["head_sha"] == c1.as_str())
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    let unique: std::collections::BTreeSet<&&str> = names.iter().collect();
+    assert_eq!(names.len(), unique.len(), "{names:?}");
+    fake.assert_no_violations();
 }

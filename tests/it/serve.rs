@@ -543,6 +543,7 @@ fn invalid_manifests_fail_the_commit_and_touch_nothing() {
     // Polls keep coming (1s) but the failure is reported once: no redeploy loop.
     let reconciles = s.metric("berth_reconciles_total", "failure_permanent");
     let idle = s.metric("berth_idle_checks_total", "");
+    let fetches = s.metric("berth_git_fetch_duration_seconds_count", "");
     s.wait_until("three more polls", Duration::from_secs(20), || {
         s.metric("berth_idle_checks_total", "") >= idle + 3.0
     });
@@ -552,6 +553,11 @@ fn invalid_manifests_fail_the_commit_and_touch_nothing() {
     );
     assert_eq!(st.iter().filter(|x| x.state == "failure").count(), 1);
     assert_eq!(inspect(&web, "{{.Id}}"), id);
+    // An idle poll is one ref look-up: no fetch.
+    assert_eq!(
+        s.metric("berth_git_fetch_duration_seconds_count", ""),
+        fetches
+    );
     fake.assert_no_violations();
 }
 
@@ -789,4 +795,125 @@ fn github_app_mode_posts_check_runs_with_the_plan() {
     let unique: std::collections::BTreeSet<&&str> = names.iter().collect();
     assert_eq!(names.len(), unique.len(), "{names:?}");
     fake.assert_no_violations();
+}
+
+#[test]
+fn unreachable_remote_is_retried_with_backoff_until_it_returns() {
+    let mut s = Serve::new("transient");
+    let daemon = GitDaemon::start(&s.repo.srv());
+    let port = daemon.port();
+    s.url = daemon.url("origin.git");
+    s.args = vec![
+        "--poll-interval".into(),
+        "1h".into(),
+        "--git-timeout".into(),
+        "3s".into(),
+    ];
+    let a = s.stack("a");
+    s.push(
+        &[("a/compose.yaml", &one_service(&a, "berth-test/app:1"))],
+        "v1",
+    );
+    s.start(None);
+    let web = format!("{a}-web-1");
+    s.wait_until("v1", Duration::from_secs(60), || {
+        running_image(&web).as_deref() == Some("berth-test/app:1")
+    });
+    // The remote goes away; a push announced by webhook cannot be fetched.
+    drop(daemon);
+    let c2 = s.push(
+        &[("a/compose.yaml", &one_service(&a, "berth-test/app:2"))],
+        "v2",
+    );
+    s.webhook("push", &push_event(&c2), "t-1", Some(SECRET));
+    s.wait_until("a transient failure", Duration::from_secs(30), || {
+        s.metric("berth_reconciles_total", "failure_transient") >= 1.0
+    });
+    assert!(s.log().contains("retry scheduled"), "{}", s.log());
+    // Still ready: a short outage is not a reason to be taken out of rotation.
+    assert_eq!(
+        reqwest::blocking_get(&format!("http://127.0.0.1:{}/readyz", s.port)).map(|r| r.0),
+        Some(200)
+    );
+    // The remote comes back: the backoff retry applies v2 without any new trigger.
+    let _back = GitDaemon::start_on(&s.repo.srv(), port);
+    s.wait_until("v2 after the outage", Duration::from_secs(90), || {
+        running_image(&web).as_deref() == Some("berth-test/app:2")
+    });
+}
+
+#[test]
+fn github_outage_never_blocks_the_apply_and_statuses_follow() {
+    let rt = runtime();
+    let fake = rt.block_on(GitHubFake::start());
+    let mut s = Serve::new("ghdown");
+    s.args = vec!["--poll-interval".into(), "1h".into()];
+    let a = s.stack("a");
+    // Every GitHub request fails for a while (502s), from the first status on.
+    fake.fail_next(4, 502);
+    let c1 = s.push(
+        &[("a/compose.yaml", &one_service(&a, "berth-test/app:1"))],
+        "v1",
+    );
+    s.start(Some(&fake));
+    let web = format!("{a}-web-1");
+    s.wait_until(
+        "applied despite GitHub failing",
+        Duration::from_secs(60),
+        || running_image(&web).as_deref() == Some("berth-test/app:1"),
+    );
+    s.wait_until(
+        "statuses posted after retries",
+        Duration::from_secs(90),
+        || {
+            fake.statuses_for(&c1)
+                .iter()
+                .any(|x| x.context == "berth/it" && x.state == "success")
+        },
+    );
+    assert!(s.log().contains("retrying"), "{}", s.log());
+    fake.assert_no_violations();
+}
+
+#[test]
+fn lost_state_dir_is_detected_and_nothing_is_duplicated() {
+    let mut s = Serve::new("lost");
+    s.args = vec![
+        "--poll-interval".into(),
+        "1h".into(),
+        "--log-format".into(),
+        "json".into(),
+    ];
+    let a = s.stack("a");
+    s.push(
+        &[("a/compose.yaml", &one_service(&a, "berth-test/app:1"))],
+        "v1",
+    );
+    s.start(None);
+    let web = format!("{a}-web-1");
+    s.wait_until("v1", Duration::from_secs(60), || {
+        running_image(&web).is_some()
+    });
+    let before = s.world.containers();
+    assert_eq!(s.stop(), 0);
+    std::fs::remove_dir_all(s.state.path()).unwrap();
+    s.start(None);
+    s.wait_until("startup reconcile", Duration::from_secs(60), || {
+        s.metric("berth_reconciles_total", "cause=\"startup\"") >= 1.0
+    });
+    assert!(s.log().contains("state was lost"), "{}", s.log());
+    assert_eq!(
+        s.world.containers(),
+        before,
+        "re-derived from labels: nothing re-created"
+    );
+    // Structured logs: every line is a JSON object.
+    for line in s.log().lines().filter(|l| l.starts_with('{')) {
+        let v: Value = serde_json::from_str(line).expect("JSON log line");
+        assert!(
+            v.get("level").is_some() && v.get("fields").is_some(),
+            "{line}"
+        );
+    }
+    assert!(s.log().lines().any(|l| l.starts_with('{')));
 }

@@ -334,7 +334,11 @@ pub struct GitDaemon {
 
 impl GitDaemon {
     pub fn start(base: &Path) -> GitDaemon {
-        let port = free_port();
+        GitDaemon::start_on(base, free_port())
+    }
+
+    /// On a given port (to bring a stopped daemon back where clients expect it).
+    pub fn start_on(base: &Path, port: u16) -> GitDaemon {
         // The `git-daemon` binary itself: `git daemon` would run it as a child that outlives a
         // kill of the `git` wrapper.
         let exec_path = git(base, &["--exec-path"]);
@@ -369,6 +373,10 @@ impl GitDaemon {
     }
     pub fn url(&self, repo: &str) -> String {
         format!("git://127.0.0.1:{}/{repo}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 }
 

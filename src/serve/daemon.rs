@@ -481,12 +481,7 @@ impl Daemon {
                 return Ok(Reconciled::Unchanged);
             }
         }
-        let opts = PlanOptions {
-            instance: self.config.instance.clone(),
-            allow_empty: self.config.allow_empty,
-            prune_volumes: self.config.prune_volumes,
-        };
-        let the_plan = plan(&desired, &observed, &opts);
+        let the_plan = plan(&desired, &observed, &self.plan_options());
         let by_stack = report::split_by_stack(&the_plan);
         let mut stacks: Vec<String> = desired.stacks.keys().cloned().collect();
         for s in by_stack.keys() {
@@ -771,6 +766,12 @@ impl Daemon {
         commit: &str,
     ) -> Result<Result<(Desired, PathBuf), Vec<String>>, ServeError> {
         let export = self.export(commit, "trees").await?;
+        Ok(self.load_export(&export).await?.map(|d| (d, export)))
+    }
+
+    /// Load the stacks of an exported tree, rebased onto the stable worktree.
+    /// `Ok(Err(diagnostics))` when the manifests are invalid.
+    async fn load_export(&self, export: &Path) -> Result<Result<Desired, Vec<String>>, ServeError> {
         let root = export.join(&self.config.path);
         let worktree_root = self.worktree.join(&self.config.path);
         let env: BTreeMap<String, String> = std::env::vars().collect();
@@ -783,10 +784,18 @@ impl Daemon {
             Ok((mut desired, root)) => {
                 let from = root.canonicalize().unwrap_or(root);
                 desired.rebase(&from, &worktree_root);
-                Ok((desired, export))
+                Ok(desired)
             }
             Err(diags) => Err(diags.0.iter().map(ToString::to_string).collect()),
         })
+    }
+
+    fn plan_options(&self) -> PlanOptions {
+        PlanOptions {
+            instance: self.config.instance.clone(),
+            allow_empty: self.config.allow_empty,
+            prune_volumes: self.config.prune_volumes,
+        }
     }
 
     /// `<state>/<kind>/<commit>`: the commit's files, exported once (via a temp folder and a
@@ -894,18 +903,10 @@ impl Daemon {
             }
         };
         let export = self.export(&commit, "previews").await?;
-        let root = export.join(&self.config.path);
-        let worktree_root = self.worktree.join(&self.config.path);
-        let env: BTreeMap<String, String> = std::env::vars().collect();
-        let loaded = tokio::task::spawn_blocking(move || {
-            crate::compose::load_dir(&root, &env).map(|d| (d, root))
-        })
-        .await
-        .map_err(|e| ServeError::Permanent(format!("config loader crashed: {e}")))?;
+        let loaded = self.load_export(&export).await?;
         let title = format!("berth preview of #{number} at {}", report::short(&commit));
         let (status, body) = match loaded {
-            Err(diags) => {
-                let lines: Vec<String> = diags.0.iter().map(ToString::to_string).collect();
+            Err(lines) => {
                 let first = lines.first().cloned().unwrap_or_default();
                 (
                     Status {
@@ -928,20 +929,13 @@ impl Daemon {
                     ),
                 )
             }
-            Ok((mut desired, root)) => {
-                let from = root.canonicalize().unwrap_or(root);
-                desired.rebase(&from, &worktree_root);
+            Ok(desired) => {
                 let engine = self.engine().await?;
                 let observed = engine
                     .observe(&desired)
                     .await
                     .map_err(|e| classify(e.is_transient())(e))?;
-                let opts = PlanOptions {
-                    instance: self.config.instance.clone(),
-                    allow_empty: self.config.allow_empty,
-                    prune_volumes: self.config.prune_volumes,
-                };
-                let p = plan(&desired, &observed, &opts);
+                let p = plan(&desired, &observed, &self.plan_options());
                 let text = crate::render::plan_text(&p);
                 let summary = if p.errors.is_empty() {
                     if p.has_changes() {

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Once;
 use std::time::Duration;
 
 use berth::apply::{ApplyError, ApplyEvent, ApplyOptions, ApplyReport, apply};
@@ -17,27 +16,12 @@ use berth::model::{
 };
 use berth::plan::{Action, Plan, PullReason, Reason, ServiceRef};
 
+use crate::support::test_images;
+
 const APP1: &str = "berth-test/app:1";
 const APP2: &str = "berth-test/app:2";
 const BUSYBOX: &str = "berth-test/busybox:1";
 const SEC: i64 = 1_000_000_000;
-
-fn test_images() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let root = env!("CARGO_MANIFEST_DIR");
-        let out = Command::new("bash")
-            .arg(format!("{root}/hack/test-images.sh"))
-            .output()
-            .expect("run hack/test-images.sh");
-        assert!(
-            out.status.success(),
-            "hack/test-images.sh failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    });
-}
 
 /// The Docker CLI: an independent witness of what is on the Engine.
 fn docker(args: &[&str]) -> String {

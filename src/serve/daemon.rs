@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use super::config::{GitHubAuth, ServeConfig};
 use super::http::{HttpState, Readiness};
 use super::metrics::Metrics;
-use super::queue::{Batch, Cause, Queue, Work};
+use super::queue::{Batch, Cause, PreviewWork, Queue, Work};
 use super::report::{self, StackOutcome, Status};
 use super::state::{Failure, Found, InProgress, Shared, StackRecord, StateStore};
 use super::writeback::{Post, Writeback};
@@ -276,8 +276,8 @@ impl Daemon {
                 }
             }
         }
-        for (number, (head, closed)) in batch.previews {
-            if let Err(e) = self.preview(number, &head, closed).await {
+        for (number, work) in batch.previews {
+            if let Err(e) = self.preview(number, &work).await {
                 tracing::warn!(pr = number, error = %e, "preview failed");
             }
         }
@@ -850,8 +850,48 @@ impl Daemon {
         Ok(())
     }
 
+    /// The commit to preview: GitHub's `refs/pull/<n>/head` (its newest head), else — on a git
+    /// server without pull refs — the PR's head branch, but only while it points at the
+    /// announced head (a fork's branch of the same name must not be mistaken for it).
+    async fn fetch_pull(
+        &mut self,
+        number: u64,
+        head: &str,
+        branch: Option<&str>,
+    ) -> Result<String, ServeError> {
+        let pull_ref = format!("refs/pull/{number}/head");
+        if let Some(c) = self.sync_ref(&pull_ref).await? {
+            if c != head {
+                tracing::info!(
+                    pr = number,
+                    announced = report::short(head),
+                    head = report::short(&c),
+                    "the pull request moved on: previewing its newest head"
+                );
+            }
+            return Ok(c);
+        }
+        if let Some(branch) = branch {
+            let branch_ref = format!("refs/heads/{branch}");
+            if let Some(c) = self.sync_ref(&branch_ref).await? {
+                if c == head {
+                    return Ok(c);
+                }
+                return Err(ServeError::Permanent(format!(
+                    "{pull_ref} does not exist and {branch_ref} is at {}, not the announced head {}",
+                    report::short(&c),
+                    report::short(head)
+                )));
+            }
+        }
+        Err(ServeError::Permanent(format!(
+            "neither {pull_ref} nor the head branch exists on the remote"
+        )))
+    }
+
     /// Plan a pull request's head against what runs now; post the result. Nothing is applied.
-    async fn preview(&mut self, number: u64, head: &str, closed: bool) -> Result<(), ServeError> {
+    async fn preview(&mut self, number: u64, work: &PreviewWork) -> Result<(), ServeError> {
+        let (head, closed) = (work.head.as_str(), work.closed);
         let context = report::preview_context(&self.config.name);
         if closed {
             let last = self.state.get().previews.get(&number).cloned();
@@ -883,25 +923,9 @@ impl Daemon {
         );
         self.state
             .update(|s| s.previews.entry(number).or_default().head = head.to_string());
-        let refname = format!("refs/pull/{number}/head");
-        let fetched = self.sync_ref(&refname).await?;
-        let commit = match fetched {
-            Some(c) if c == head => c,
-            Some(c) => {
-                tracing::info!(
-                    pr = number,
-                    announced = report::short(head),
-                    head = report::short(&c),
-                    "the pull request moved on: previewing its newest head"
-                );
-                c
-            }
-            None => {
-                return Err(ServeError::Permanent(format!(
-                    "{refname} does not exist on the remote"
-                )));
-            }
-        };
+        let commit = self
+            .fetch_pull(number, head, work.branch.as_deref())
+            .await?;
         let export = self.export(&commit, "previews").await?;
         let loaded = self.load_export(&export).await?;
         let title = format!("berth preview of #{number} at {}", report::short(&commit));

@@ -38,8 +38,14 @@ pub enum Work {
         cause: Cause,
         commit: Option<String>,
     },
-    /// Plan a pull request's head against what runs now and post the preview.
-    Preview { number: u64, head: String },
+    /// Plan a pull request's head against what runs now and post the preview. `branch` is the
+    /// PR's head branch, used when the remote has no `refs/pull/<number>/head` (a plain git
+    /// server rather than GitHub) and only if that branch points at `head`.
+    Preview {
+        number: u64,
+        head: String,
+        branch: Option<String>,
+    },
     /// The pull request was closed: finalise its preview status.
     PreviewClosed { number: u64, head: String },
 }
@@ -49,14 +55,22 @@ pub enum Work {
 pub struct Batch {
     /// The strongest cause and the newest announced commit, if any branch work was pushed.
     pub branch: Option<(Cause, Option<String>)>,
-    /// Pull request number → newest head, and whether it was closed.
-    pub previews: BTreeMap<u64, (String, bool)>,
+    /// Pull request number → its newest state.
+    pub previews: BTreeMap<u64, PreviewWork>,
 }
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
         self.branch.is_none() && self.previews.is_empty()
     }
+}
+
+/// The newest thing known about one pull request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviewWork {
+    pub head: String,
+    pub branch: Option<String>,
+    pub closed: bool,
 }
 
 /// A coalescing queue: push never blocks and never grows beyond one branch entry and one entry
@@ -83,11 +97,31 @@ impl Queue {
                     let commit = commit.or(old_commit);
                     p.branch = Some((old_cause.max(cause), commit));
                 }
-                Work::Preview { number, head } => {
-                    p.previews.insert(number, (head, false));
+                Work::Preview {
+                    number,
+                    head,
+                    branch,
+                } => {
+                    let closed = false;
+                    p.previews.insert(
+                        number,
+                        PreviewWork {
+                            head,
+                            branch,
+                            closed,
+                        },
+                    );
                 }
                 Work::PreviewClosed { number, head } => {
-                    p.previews.insert(number, (head, true));
+                    let (branch, closed) = (None, true);
+                    p.previews.insert(
+                        number,
+                        PreviewWork {
+                            head,
+                            branch,
+                            closed,
+                        },
+                    );
                 }
             }
         }
@@ -130,14 +164,18 @@ mod tests {
         q.push(Work::Preview {
             number: 7,
             head: "a".into(),
+            branch: None,
         });
         q.push(Work::Preview {
             number: 7,
             head: "b".into(),
+            branch: Some("feature".into()),
         });
         let batch = q.next().await;
         assert_eq!(batch.branch, Some((Cause::Webhook, Some("c99".into()))));
-        assert_eq!(batch.previews[&7], ("b".to_string(), false));
+        let newest = &batch.previews[&7];
+        assert_eq!((newest.head.as_str(), newest.closed), ("b", false));
+        assert_eq!(newest.branch.as_deref(), Some("feature"));
         assert!(q.take().is_empty());
     }
 

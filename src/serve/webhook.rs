@@ -157,7 +157,13 @@ fn route_pull_request(body: &[u8], branch: &str) -> Decision {
             "pull request #{number} targets {base}, tracking {branch}"
         ));
     }
-    let head = pr.head.and_then(|h| h.sha).unwrap_or_default();
+    let (head, branch) = match pr.head {
+        Some(h) => (
+            h.sha.unwrap_or_default(),
+            h.git_ref.filter(|r| is_branch_name(r)),
+        ),
+        None => (String::new(), None),
+    };
     if !is_commit_id(&head) {
         return Decision::Invalid(format!(
             "pull request #{number}: head.sha is not a commit id"
@@ -168,8 +174,30 @@ fn route_pull_request(body: &[u8], branch: &str) -> Decision {
         Decision::Enqueue(Work::PreviewClosed { number, head }, reason)
     } else {
         let reason = format!("pull request #{number} {action} at {head}");
-        Decision::Enqueue(Work::Preview { number, head }, reason)
+        Decision::Enqueue(
+            Work::Preview {
+                number,
+                head,
+                branch,
+            },
+            reason,
+        )
     }
+}
+
+/// A branch name that is safe to put in a refspec: git's own rules, restricted to the usual
+/// characters (anything else simply disables the fallback to the head branch).
+fn is_branch_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with(['-', '/', '.'])
+        && !name.ends_with(['/', '.'])
+        && !name.contains("..")
+        && !name.contains("//")
+        && !name.ends_with(".lock")
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._/-".contains(&b))
 }
 
 /// A full SHA-1 or SHA-256 object id in hex: what is safe to hand to git later.
@@ -365,7 +393,8 @@ mod tests {
                 Decision::Enqueue(
                     Work::Preview {
                         number: 2,
-                        head: PR_HEAD.into()
+                        head: PR_HEAD.into(),
+                        branch: Some("changes".into()),
                     },
                     format!("pull request #2 {action} at {PR_HEAD}")
                 ),

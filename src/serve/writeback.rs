@@ -201,6 +201,11 @@ impl Worker {
     }
 
     async fn comment(&mut self, pr: u64, body: &str) {
+        if self.github.is_app() {
+            // A GitHub App shows the preview as the check run's output instead.
+            tracing::debug!(pr, "App mode: the preview is the check run's output");
+            return;
+        }
         let body = format!("{}\n{body}", self.marker);
         let gh = &self.github;
         let marker = &self.marker;

@@ -261,6 +261,7 @@ fn pr_event(action: &str, number: u64, head: &str) -> Value {
     v["number"] = number.into();
     v["pull_request"]["number"] = number.into();
     v["pull_request"]["head"]["sha"] = head.into();
+    v["pull_request"]["head"]["ref"] = "feature".into();
     v["pull_request"]["base"]["ref"] = "main".into();
     v
 }
@@ -916,4 +917,41 @@ fn lost_state_dir_is_detected_and_nothing_is_duplicated() {
         );
     }
     assert!(s.log().lines().any(|l| l.starts_with('{')));
+}
+
+#[test]
+fn preview_works_from_the_head_branch_on_a_server_without_pull_refs() {
+    let rt = runtime();
+    let fake = rt.block_on(GitHubFake::start());
+    let mut s = Serve::new("prbranch");
+    s.args = vec!["--poll-interval".into(), "1h".into()];
+    let a = s.stack("a");
+    s.push(
+        &[("a/compose.yaml", &one_service(&a, "berth-test/app:1"))],
+        "v1",
+    );
+    s.start(Some(&fake));
+    let web = format!("{a}-web-1");
+    s.wait_until("v1", Duration::from_secs(60), || {
+        running_image(&web).is_some()
+    });
+    // A plain branch, as a self-hosted git server has it: no refs/pull/*.
+    s.repo
+        .write("a/compose.yaml", &one_service(&a, "berth-test/app:2"));
+    let head = s.repo.commit("feature");
+    s.repo.push_ref("refs/heads/feature");
+    s.webhook(
+        "pull_request",
+        &pr_event("opened", 9, &head),
+        "b-1",
+        Some(SECRET),
+    );
+    s.wait_until("preview status", Duration::from_secs(60), || {
+        fake.statuses_for(&head)
+            .iter()
+            .any(|x| x.context == "berth/it/preview" && x.state == "success")
+    });
+    assert_eq!(fake.comments(9).len(), 1);
+    assert_eq!(running_image(&web).as_deref(), Some("berth-test/app:1"));
+    fake.assert_no_violations();
 }

@@ -267,13 +267,16 @@ async fn pull_requests_enqueue_previews() {
     assert_eq!(status, 202, "{body}");
     let batch = s.queue.take();
     assert!(batch.branch.is_none());
-    assert_eq!(batch.previews[&2], (PR_HEAD.to_string(), false));
+    let preview = &batch.previews[&2];
+    assert_eq!((preview.head.as_str(), preview.closed), (PR_HEAD, false));
+    assert_eq!(preview.branch.as_deref(), Some("changes"));
 
     let (status, _, _) = s
         .deliver_fixture("pull_request", "d-pr-close", "pull_request.closed.1.json")
         .await;
     assert_eq!(status, 202);
-    assert_eq!(s.queue.take().previews[&2], (PR_HEAD.to_string(), true));
+    let closed = &s.queue.take().previews[&2];
+    assert_eq!((closed.head.as_str(), closed.closed), (PR_HEAD, true));
     s.stop().await;
 }
 

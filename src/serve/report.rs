@@ -228,9 +228,10 @@ pub fn overall(instance: &str, commit: &str, outcomes: &BTreeMap<String, StackOu
         (
             State::Success,
             format!(
-                "{} stacks up to date at {}, {changed} changed",
+                "{} stacks at {}: {changed} changed, {} unchanged",
                 outcomes.len(),
-                short(commit)
+                short(commit),
+                outcomes.len() - changed
             ),
         )
     } else {

@@ -103,11 +103,23 @@ pub async fn run(config: ServeConfig, shutdown: watch::Receiver<bool>) -> anyhow
                 },
                 timeout: Duration::from_secs(30),
             })?;
+            let env: BTreeMap<String, String> = std::env::vars().collect();
+            let mut secrets: Vec<&crate::model::Secret> = Vec::new();
+            secrets.extend(config.webhook_secret.as_ref());
+            secrets.extend(config.git_token.as_ref());
+            if let GitHubAuth::App {
+                private_key_pem, ..
+            } = &gh.auth
+            {
+                secrets.push(private_key_pem);
+            }
+            let redactor = super::redact::Redactor::new(&env, &secrets);
             let (w, h) = Writeback::start(
                 github,
                 config.name.clone(),
                 config.public_url.clone(),
                 state.clone(),
+                redactor,
             );
             (w, Some(h))
         }

@@ -5,6 +5,7 @@ pub mod daemon;
 pub mod http;
 pub mod metrics;
 pub mod queue;
+pub mod redact;
 pub mod report;
 pub mod state;
 pub mod webhook;

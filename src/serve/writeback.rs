@@ -10,6 +10,7 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use tokio::sync::mpsc;
 
+use super::redact::Redactor;
 use super::report::{self, Status};
 use super::state::Shared;
 use crate::github::{CheckConclusion, CheckRun, CheckStatus, GitHub, StatusState, StatusUpdate};
@@ -46,6 +47,7 @@ impl Writeback {
         instance_name: String,
         target_url: Option<String>,
         state: Arc<Shared>,
+        redactor: Redactor,
     ) -> (Writeback, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let worker = Worker {
@@ -53,6 +55,7 @@ impl Writeback {
             marker: report::comment_marker(&instance_name),
             target_url,
             state,
+            redactor,
             check_runs: BTreeMap::new(),
         };
         let handle = tokio::spawn(worker.run(rx));
@@ -91,6 +94,8 @@ struct Worker {
     marker: String,
     target_url: Option<String>,
     state: Arc<Shared>,
+    /// Applied to every text before it leaves for GitHub.
+    redactor: Redactor,
     /// (commit, context) → check run id, in App mode.
     check_runs: BTreeMap<(String, String), u64>,
 }
@@ -99,8 +104,15 @@ impl Worker {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Post>) {
         while let Some(post) = rx.recv().await {
             match post {
-                Post::Status { commit, status } => self.status(&commit, &status).await,
-                Post::Comment { pr, body } => self.comment(pr, &body).await,
+                Post::Status { commit, mut status } => {
+                    status.description = self.redactor.scrub(&status.description);
+                    status.markdown = status.markdown.map(|m| self.redactor.scrub(&m));
+                    self.status(&commit, &status).await
+                }
+                Post::Comment { pr, body } => {
+                    let body = self.redactor.scrub(&body);
+                    self.comment(pr, &body).await
+                }
             }
         }
     }

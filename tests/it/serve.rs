@@ -935,9 +935,13 @@ fn preview_works_from_the_head_branch_on_a_server_without_pull_refs() {
     s.wait_until("v1", Duration::from_secs(60), || {
         running_image(&web).is_some()
     });
-    // A plain branch, as a self-hosted git server has it: no refs/pull/*.
-    s.repo
-        .write("a/compose.yaml", &one_service(&a, "berth-test/app:2"));
+    // A plain branch, as a self-hosted git server has it: no refs/pull/*. The PR is hostile:
+    // it tries to exfiltrate berth's GitHub token through a label (labels show in plans).
+    let hostile = one_service(&a, "berth-test/app:2").replace(
+        "    volumes:\n",
+        "    labels:\n      leak: ${BERTH_GITHUB_TOKEN}\n    volumes:\n",
+    );
+    s.repo.write("a/compose.yaml", &hostile);
     let head = s.repo.commit("feature");
     s.repo.push_ref("refs/heads/feature");
     s.webhook(
@@ -951,7 +955,20 @@ fn preview_works_from_the_head_branch_on_a_server_without_pull_refs() {
             .iter()
             .any(|x| x.context == "berth/it/preview" && x.state == "success")
     });
-    assert_eq!(fake.comments(9).len(), 1);
+    let comments = fake.comments(9);
+    assert_eq!(comments.len(), 1);
+    assert!(
+        comments[0].body.contains("labels leak added"),
+        "{}",
+        comments[0].body
+    );
+    for r in fake.requests() {
+        let body = r.body.map(|b| b.to_string()).unwrap_or_default();
+        assert!(
+            !body.contains(FAKE_TOKEN),
+            "the token reached GitHub: {body}"
+        );
+    }
     assert_eq!(running_image(&web).as_deref(), Some("berth-test/app:1"));
     fake.assert_no_violations();
 }

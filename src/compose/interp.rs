@@ -41,7 +41,12 @@ pub fn parse_env_entries(text: &str) -> Result<Vec<EnvEntry>, (u64, String)> {
             None => (line, None),
         };
         if key.is_empty() || key.contains(char::is_whitespace) {
-            return Err((lineno, format!("invalid variable name {key:?}")));
+            // The line itself is not echoed: an env file may hold secrets (and a hostile pull
+            // request may point `env_file:` at any host file).
+            return Err((
+                lineno,
+                "invalid line: expected KEY=VALUE with a non-empty KEY without spaces".to_string(),
+            ));
         }
         let Some(value) = value else {
             // `KEY` alone: Compose takes it from the environment; nothing to set here.
@@ -344,5 +349,17 @@ mod tests {
         assert_eq!(m["E"], "");
         assert!(!m.contains_key("F"));
         assert_eq!(parse_env_file("GOOD=1\nBAD KEY=2\n").unwrap_err().0, 2);
+    }
+}
+
+#[cfg(test)]
+mod env_file_error_tests {
+    use super::parse_env_entries;
+
+    #[test]
+    fn a_bad_env_file_line_is_not_echoed_in_the_error() {
+        let (line, msg) = parse_env_entries("OK=1\nroot password hunter2\n").unwrap_err();
+        assert_eq!(line, 2);
+        assert!(!msg.contains("hunter2"), "{msg}");
     }
 }

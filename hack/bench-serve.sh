@@ -19,7 +19,8 @@
 #      wrk run, and after applying BENCH_SERVICES services (default 500: 10 stacks of 50,
 #      berth-test/busybox:1 `sleep 86400`) from a fresh state dir (startup apply, sequential).
 #   4. idle CPU: utime+stime from /proc/PID/stat over BENCH_CPU_SECONDS (default 60) s with the
-#      big repo applied, --poll-interval 60s, --resync-interval 5m.
+#      big repo applied, --poll-interval 60s, --resync-interval 5m; then (BENCH_RESYNC=1) the CPU
+#      and duration of the first periodic resync, a no-op re-check of every container.
 #   5. cleanup (also on failure or Ctrl-C): stops serve, removes containers, networks and volumes
 #      labelled io.berth.instance=$BENCH_INSTANCE, and the temp dir.
 # Then prints a summary table. Takes about 5 min with 500 services (mostly the apply).
@@ -29,9 +30,12 @@
 #   BENCH_SERVICES=500      services in the big repo (a multiple of 10: 10 stacks)
 #   BENCH_WRK_SECONDS=10    wrk duration
 #   BENCH_CPU_SECONDS=60    idle CPU window
+#   BENCH_RESYNC=1          then wait for the first periodic resync (5 min after the serve started,
+#                           ~1-2 min more) and report its CPU and duration; 0 skips it
 #   BENCH_APPLY_TIMEOUT=1500  seconds to wait for the big apply
 #   BENCH_PORT=N            listen port (default: first free one from 19471)
-#   BENCH_INSTANCE=bench-serve  BERTH_INSTANCE (everything created carries it; removed at the end)
+#   BENCH_INSTANCE=NAME     BERTH_INSTANCE (default bench-serve-<pid>: a network the Engine failed to
+#                           remove in an earlier run cannot break this one); removed at the end
 #   BENCH_KEEP_LOGS=DIR     copy the serve logs there
 #   BERTH_BIN=PATH          benchmark this binary instead of building target/release/berth
 set -euo pipefail
@@ -42,7 +46,7 @@ SERVICES=${BENCH_SERVICES:-500}
 WRK_SECONDS=${BENCH_WRK_SECONDS:-10}
 CPU_SECONDS=${BENCH_CPU_SECONDS:-60}
 APPLY_TIMEOUT=${BENCH_APPLY_TIMEOUT:-1500}
-INSTANCE=${BENCH_INSTANCE:-bench-serve}
+INSTANCE=${BENCH_INSTANCE:-bench-serve-$$}
 STACKS=10
 SECRET="bench-serve-secret-$$"
 STACK=bsrv        # the 1-service stack; the big repo has ${STACK}00 .. ${STACK}09
@@ -85,12 +89,16 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/berth-bench-serve.XXXXXX")
 serve_pid=
 serve_log=
 
-rm_owned() { # everything labelled with our instance: containers, then networks and volumes
-  local label=io.berth.instance=$INSTANCE ids
+rm_owned() { # [INSTANCE] everything labelled with it: containers, then networks and volumes
+  local label=io.berth.instance=${1:-$INSTANCE} ids
   ids=$(docker ps -aq --filter "label=$label") || true
-  [[ -z $ids ]] || xargs docker rm -f -v <<<"$ids" >/dev/null 2>&1 || true
+  # A few at a time: `docker rm -f` of hundreds at once (the CLI runs them in parallel) has left
+  # networks with phantom "active endpoints" on Engine 20.10 that only a daemon restart clears.
+  [[ -z $ids ]] || xargs -n 5 docker rm -f -v <<<"$ids" >/dev/null 2>&1 || true
   ids=$(docker network ls -q --filter "label=$label") || true
   [[ -z $ids ]] || xargs docker network rm <<<"$ids" >/dev/null 2>&1 || true
+  ids=$(docker network ls -q --filter "label=$label") || true
+  [[ -z $ids ]] || log "WARNING: the Engine refuses to remove network(s) $(xargs <<<"$ids") of $label (stale endpoints?)"
   ids=$(docker volume ls -q --filter "label=$label") || true
   [[ -z $ids ]] || xargs docker volume rm -f <<<"$ids" >/dev/null 2>&1 || true
 }
@@ -131,7 +139,12 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-rm_owned # leftovers of an interrupted earlier run
+rm_owned # leftovers of an interrupted earlier run with the same instance
+# ... and of earlier default-named runs whose process is gone.
+for old in $(docker ps -a --filter label=io.berth.instance --format '{{index .Labels "io.berth.instance"}}' 2>/dev/null |
+             { grep -E '^bench-serve-[0-9]+$' || true; } | sort -u); do
+  if [[ $old != "$INSTANCE" ]] && ! kill -0 "${old##*-}" 2>/dev/null; then rm_owned "$old"; fi
+done
 
 # --- port -------------------------------------------------------------------------------------
 port_busy() { (: <"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -432,7 +445,7 @@ while [[ $(metric 'berth_reconciles_total{result="success",cause="startup"}') -l
   sleep 1
 done
 apply_s=$(( SECONDS - a0 ))
-apply_reported=$(metric 'berth_reconcile_duration_seconds_sum')
+apply_reported=$(awk -v s="$(metric 'berth_reconcile_duration_seconds_sum')" 'BEGIN { printf "%.1f", s }')
 running=$(docker ps -q --filter "label=io.berth.instance=$INSTANCE" --filter status=running | wc -l)
 (( running == SERVICES )) || die "$running containers running after the apply, want $SERVICES"
 log "applied $SERVICES services in ${apply_s} s (berth: ${apply_reported} s)"
@@ -453,11 +466,34 @@ w1=$(now_ns)
 r1=$(reconciles_sum)
 i1=$(metric 'berth_idle_checks_total')
 since_start=$(( SECONDS - a0 ))
-cpu_s=$(awk -v t=$(( c1 - c0 )) -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }')
+cpu_ticks_idle=$(( c1 - c0 ))
+cpu_s=$(awk -v t="$cpu_ticks_idle" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }')
 cpu_pct=$(awk -v t=$(( c1 - c0 )) -v hz="$CLK_TCK" -v ns=$(( w1 - w0 )) 'BEGIN { printf "%.3f", 100 * (t / hz) / (ns / 1e9) }')
-cpu_note="$(( i1 - i0 )) idle poll check(s), $(( r1 - r0 )) reconcile(s)"
+cpu_note="$cpu_ticks_idle ticks of 1/$CLK_TCK s; $(( i1 - i0 )) idle poll check(s), $(( r1 - r0 )) reconcile(s)"
 (( r1 - r0 == 0 )) || cpu_note+=" (a resync fell in the window: serve started $since_start s ago)"
 log "idle CPU: $cpu_s s in $CPU_SECONDS s = $cpu_pct % of one core; $cpu_note"
+
+resync_row="skipped (BENCH_RESYNC=0)"
+if [[ ${BENCH_RESYNC:-1} != 0 ]]; then
+  k_rs='berth_reconciles_total{result="noop",cause="resync"}'
+  log "waiting for the first resync (serve started $(( SECONDS - a0 )) s ago, --resync-interval 5m)"
+  d0=$(metric 'berth_reconcile_duration_seconds_sum')
+  rs0=$(metric "$k_rs")
+  r0=$(reconciles_sum)
+  c0=$(cpu_ticks "$serve_pid")
+  deadline=$(( SECONDS + 330 ))
+  while [[ $(reconciles_sum) -le $r0 ]]; do
+    (( SECONDS < deadline )) || die "no resync within 330 s"
+    sleep 0.5
+  done
+  c1=$(cpu_ticks "$serve_pid")
+  rs1=$(metric "$k_rs")
+  (( rs1 > rs0 )) || log "WARNING: the resync was not a no-op (see the serve log)"
+  resync_ms=$(reconcile_ms_since "$d0")
+  resync_cpu=$(awk -v t=$(( c1 - c0 )) -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }')
+  resync_row="$resync_ms ms, $resync_cpu CPU s (incl. the wait before it)"
+  log "resync of $SERVICES services: $resync_row"
+fi
 rss_end=$(rss_kib "$serve_pid")
 stop_serve
 
@@ -465,9 +501,9 @@ stop_serve
 ver=$("$berth" --version 2>/dev/null || echo berth)
 printf '\nberth serve benchmark (%s, docker %s, %s cores, instance %s)\n\n' \
   "$ver" "$(docker version --format '{{.Server.Version}}')" "$(nproc)" "$INSTANCE"
-row() { printf '| %-46s | %-44s |\n' "$1" "$2"; }
+row() { printf '| %-46s | %-62s |\n' "$1" "$2"; }
 row "measure" "result"
-row "----------------------------------------------" "--------------------------------------------"
+row "----------------------------------------------" "--------------------------------------------------------------"
 row "webhook POST -> container started (N=$RUNS)" "min $hook_min / median $hook_med / max $hook_max ms"
 row "  (git push before it, file://)" "min $push_min / median $push_med / max $push_max ms"
 row "  (berth's reconcile: fetch, plan, replace)" "min $hrec_min / median $hrec_med / max $hrec_max ms"
@@ -484,5 +520,6 @@ row "apply $SERVICES services (startup, sequential)" "${apply_s} s wall (berth: 
 row "RSS after applying $SERVICES services" "$(mib "$rss_big") MiB (peak $(mib "$hwm_big") MiB)"
 row "idle CPU over ${CPU_SECONDS}s, $SERVICES services" "$cpu_s CPU s = $cpu_pct % of one core"
 row "  in that window" "$cpu_note"
+row "periodic resync (no-op), $SERVICES services" "$resync_row"
 row "RSS at the end" "$(mib "$rss_end") MiB"
 echo

@@ -15,11 +15,13 @@ use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
     ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum,
-    DeviceMapping as EngineDevice, EndpointIpamConfig, EndpointSettings, HealthConfig,
-    HealthStatusEnum, HostConfig, HostConfigLogConfig, Ipam as EngineIpam, IpamConfig, Mount,
-    MountBindOptions, MountBindOptionsPropagationEnum, MountTmpfsOptions, MountType,
-    MountVolumeOptions, NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig, PortBinding,
-    ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+    DeviceMapping as EngineDevice, DeviceRequest as EngineDeviceRequest, EndpointIpamConfig,
+    EndpointSettings, HealthConfig, HealthStatusEnum, HostConfig, HostConfigCgroupnsModeEnum,
+    HostConfigLogConfig, Ipam as EngineIpam, IpamConfig, Mount, MountBindOptions,
+    MountBindOptionsPropagationEnum, MountTmpfsOptions, MountType, MountVolumeOptions,
+    NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig, PortBinding,
+    ResourcesBlkioWeightDevice, ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
+    ThrottleDevice, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, InspectContainerOptions, ListContainersOptions,
@@ -725,6 +727,21 @@ impl Engine {
             .await
             .map_err(|e| self.err(&op, e))?;
         let id = resp.id;
+        // The Engine drops options the host cannot honour (no swap accounting, cgroup v2
+        // without an OOM-killer switch, a Windows-only option on Linux...) with a warning only.
+        // Nothing berth was asked for may be dropped silently: refuse the container.
+        let discarded = discarded_warnings(&resp.warnings);
+        if !discarded.is_empty() {
+            let _ = self.remove(&id).await;
+            return Err(DockerError::Invalid {
+                op,
+                message: format!(
+                    "the Engine would ignore part of this service: {}; remove the option or \
+                     run on a host that supports it",
+                    discarded.join("; ")
+                ),
+            });
+        }
         for (network, endpoint) in extra_networks {
             let connect = self
                 .docker
@@ -789,6 +806,9 @@ impl Engine {
             spec.mac_address.is_some() || spec.networks.values().any(|a| a.mac_address.is_some());
         if mac && !self.api_at_least(1, 44) {
             return Err(unsupported("mac_address", "1.44"));
+        }
+        if !spec.annotations.is_empty() && !self.api_at_least(1, 43) {
+            return Err(unsupported("annotations", "1.43"));
         }
         Ok(())
     }
@@ -992,6 +1012,15 @@ fn reuse_anonymous_volumes(body: &mut ContainerCreateBody, reuse: &[ObservedMoun
             }),
         }
     }
+}
+
+/// The create warnings that say the Engine dropped a requested option ("... discarded.").
+fn discarded_warnings(warnings: &[String]) -> Vec<String> {
+    warnings
+        .iter()
+        .filter(|w| w.to_ascii_lowercase().contains("discarded"))
+        .map(|w| w.trim().trim_end_matches('.').to_string())
+        .collect()
 }
 
 /// `/v1.41/containers/json` → `/containers/json`.
@@ -1487,7 +1516,7 @@ pub fn container_create_body(
         endpoints_config: Some(HashMap::from([(n, e)])),
     });
 
-    let links: Vec<String> = spec
+    let mut links: Vec<String> = spec
         .links
         .iter()
         .map(|l| {
@@ -1495,6 +1524,67 @@ pub fn container_create_body(
             format!("{}:{}", service_container_name(stack, svc, 1), alias)
         })
         .collect();
+
+    // `external_links` name containers outside the stack: `name[:alias]`.
+    links.extend(spec.external_links.iter().map(|l| match l.split_once(':') {
+        Some(_) => l.clone(),
+        None => format!("{l}:{l}"),
+    }));
+
+    // `volumes_from`: a service of this stack means its (first) container.
+    let volumes_from: Vec<String> = spec
+        .volumes_from
+        .iter()
+        .map(|v| {
+            let (target, mode) = match v.rsplit_once(':') {
+                Some((t, m)) if m == "ro" || m == "rw" => (t, Some(m)),
+                _ => (v.as_str(), None),
+            };
+            let name = match target.strip_prefix("container:") {
+                Some(c) => c.to_string(),
+                None => service_container_name(stack, target, 1),
+            };
+            match mode {
+                Some(m) => format!("{name}:{m}"),
+                None => name,
+            }
+        })
+        .collect();
+
+    let device_requests: Vec<EngineDeviceRequest> = spec
+        .device_requests
+        .iter()
+        .map(|d| EngineDeviceRequest {
+            driver: d.driver.clone(),
+            count: d.count,
+            device_ids: (!d.device_ids.is_empty()).then(|| d.device_ids.clone()),
+            capabilities: (!d.capabilities.is_empty()).then(|| vec![d.capabilities.clone()]),
+            options: (!d.options.is_empty()).then(|| d.options.clone().into_iter().collect()),
+        })
+        .collect();
+
+    let throttle = |m: &BTreeMap<String, i64>| {
+        (!m.is_empty()).then(|| {
+            m.iter()
+                .map(|(path, rate)| ThrottleDevice {
+                    path: Some(path.clone()),
+                    rate: Some(*rate),
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    let blkio = spec.blkio.clone().unwrap_or_default();
+
+    let cgroupns_mode = match spec.cgroup.as_deref() {
+        None => None,
+        Some("host") => Some(HostConfigCgroupnsModeEnum::HOST),
+        Some("private") => Some(HostConfigCgroupnsModeEnum::PRIVATE),
+        Some(other) => {
+            return Err(format!(
+                "cgroup: unknown mode {other:?} (use host or private)"
+            ));
+        }
+    };
 
     let healthcheck = spec.healthcheck.as_ref().map(|h| HealthConfig {
         test: Some(h.test.clone()),
@@ -1562,6 +1652,35 @@ pub fn container_create_body(
         cgroup_parent: spec.cgroup_parent.clone(),
         userns_mode: spec.userns_mode.clone(),
         oom_score_adj: spec.oom_score_adj,
+        device_requests: (!device_requests.is_empty()).then_some(device_requests),
+        volumes_from: some_vec(&volumes_from),
+        memory_swappiness: spec.mem_swappiness,
+        oom_kill_disable: spec.oom_kill_disable.then_some(true),
+        cpu_period: spec.cpu_period,
+        cpu_quota: spec.cpu_quota,
+        cpu_realtime_period: spec.cpu_rt_period,
+        cpu_realtime_runtime: spec.cpu_rt_runtime,
+        blkio_weight: blkio.weight,
+        blkio_weight_device: (!blkio.weight_device.is_empty()).then(|| {
+            blkio
+                .weight_device
+                .iter()
+                .map(|(path, w)| ResourcesBlkioWeightDevice {
+                    path: Some(path.clone()),
+                    weight: Some(usize::from(*w)),
+                })
+                .collect()
+        }),
+        blkio_device_read_bps: throttle(&blkio.device_read_bps),
+        blkio_device_write_bps: throttle(&blkio.device_write_bps),
+        blkio_device_read_iops: throttle(&blkio.device_read_iops),
+        blkio_device_write_iops: throttle(&blkio.device_write_iops),
+        storage_opt: (!spec.storage_opt.is_empty())
+            .then(|| spec.storage_opt.clone().into_iter().collect()),
+        uts_mode: spec.uts.clone(),
+        cgroupns_mode,
+        annotations: (!spec.annotations.is_empty())
+            .then(|| spec.annotations.clone().into_iter().collect()),
         ..Default::default()
     };
 
@@ -2093,6 +2212,154 @@ mod tests {
     }
 
     #[test]
+    fn create_body_maps_devices_volumes_from_and_resource_options() {
+        use crate::model::{BlkioConfig, DeviceRequest};
+        let mut st = stack();
+        st.services.insert(
+            "data".into(),
+            ServiceSpec {
+                image: "x".into(),
+                container_name: Some("the-data".into()),
+                ..Default::default()
+            },
+        );
+        st.services.insert("cache".into(), ServiceSpec::default());
+        let spec = ServiceSpec {
+            image: "x".into(),
+            device_requests: vec![
+                DeviceRequest {
+                    count: Some(-1),
+                    capabilities: vec!["gpu".into()],
+                    ..Default::default()
+                },
+                DeviceRequest {
+                    driver: Some("nvidia".into()),
+                    device_ids: vec!["0".into(), "2".into()],
+                    capabilities: vec!["gpu".into(), "utility".into()],
+                    options: BTreeMap::from([("k".into(), "v".into())]),
+                    ..Default::default()
+                },
+            ],
+            volumes_from: vec![
+                "data".into(),
+                "cache:ro".into(),
+                "container:legacy".into(),
+                "container:old:ro".into(),
+            ],
+            mem_swappiness: Some(0),
+            oom_kill_disable: true,
+            cpu_period: Some(100_000),
+            cpu_quota: Some(50_000),
+            cpu_rt_period: Some(1_000_000),
+            cpu_rt_runtime: Some(950_000),
+            blkio: Some(BlkioConfig {
+                weight: Some(300),
+                weight_device: BTreeMap::from([("/dev/sda".into(), 400)]),
+                device_read_bps: BTreeMap::from([("/dev/sda".into(), 1 << 20)]),
+                device_write_bps: BTreeMap::from([("/dev/sda".into(), 2 << 20)]),
+                device_read_iops: BTreeMap::from([("/dev/sdb".into(), 100)]),
+                device_write_iops: BTreeMap::from([("/dev/sdb".into(), 50)]),
+            }),
+            storage_opt: BTreeMap::from([("size".into(), "20G".into())]),
+            uts: Some("host".into()),
+            cgroup: Some("host".into()),
+            links: vec!["data".into()],
+            external_links: vec!["db:database".into(), "redis_1".into()],
+            annotations: BTreeMap::from([("com.example.a".into(), "1".into())]),
+            ..Default::default()
+        };
+        let CreateBody { body, .. } =
+            container_create_body("default", &st, "app", &spec, 1, "web-app-1").unwrap();
+        let h = body.host_config.unwrap();
+        assert_eq!(
+            h.device_requests,
+            Some(vec![
+                EngineDeviceRequest {
+                    count: Some(-1),
+                    capabilities: Some(vec![vec!["gpu".to_string()]]),
+                    ..Default::default()
+                },
+                EngineDeviceRequest {
+                    driver: Some("nvidia".into()),
+                    count: None,
+                    device_ids: Some(vec!["0".into(), "2".into()]),
+                    capabilities: Some(vec![vec!["gpu".to_string(), "utility".to_string()]]),
+                    options: Some(HashMap::from([("k".to_string(), "v".to_string())])),
+                },
+            ])
+        );
+        assert_eq!(
+            h.volumes_from,
+            Some(vec![
+                "the-data".to_string(),
+                "web-cache-1:ro".to_string(),
+                "legacy".to_string(),
+                "old:ro".to_string(),
+            ])
+        );
+        assert_eq!(h.memory_swappiness, Some(0));
+        assert_eq!(h.oom_kill_disable, Some(true));
+        assert_eq!(h.cpu_period, Some(100_000));
+        assert_eq!(h.cpu_quota, Some(50_000));
+        assert_eq!(h.cpu_realtime_period, Some(1_000_000));
+        assert_eq!(h.cpu_realtime_runtime, Some(950_000));
+        assert_eq!(h.blkio_weight, Some(300));
+        assert_eq!(
+            h.blkio_weight_device,
+            Some(vec![ResourcesBlkioWeightDevice {
+                path: Some("/dev/sda".into()),
+                weight: Some(400)
+            }])
+        );
+        let td = |path: &str, rate: i64| {
+            Some(vec![ThrottleDevice {
+                path: Some(path.into()),
+                rate: Some(rate),
+            }])
+        };
+        assert_eq!(h.blkio_device_read_bps, td("/dev/sda", 1 << 20));
+        assert_eq!(h.blkio_device_write_bps, td("/dev/sda", 2 << 20));
+        assert_eq!(h.blkio_device_read_iops, td("/dev/sdb", 100));
+        assert_eq!(h.blkio_device_write_iops, td("/dev/sdb", 50));
+        assert_eq!(h.storage_opt.unwrap()["size"], "20G");
+        assert_eq!(h.uts_mode.as_deref(), Some("host"));
+        assert_eq!(h.cgroupns_mode, Some(HostConfigCgroupnsModeEnum::HOST));
+        assert_eq!(
+            h.links,
+            Some(vec![
+                "the-data:data".to_string(),
+                "db:database".to_string(),
+                "redis_1:redis_1".to_string(),
+            ])
+        );
+        assert_eq!(h.annotations.unwrap()["com.example.a"], "1");
+
+        // Nothing set, nothing sent.
+        let plain = ServiceSpec {
+            image: "x".into(),
+            ..Default::default()
+        };
+        let h = container_create_body("default", &st, "app", &plain, 1, "web-app-1")
+            .unwrap()
+            .body
+            .host_config
+            .unwrap();
+        assert_eq!(
+            (
+                h.device_requests,
+                h.volumes_from,
+                h.annotations,
+                h.cgroupns_mode
+            ),
+            (None, None, None, None)
+        );
+        assert_eq!(
+            (h.blkio_weight, h.blkio_device_read_bps, h.oom_kill_disable),
+            (None, None, None)
+        );
+    }
+
+    #[test]
     fn network_mode_service_points_at_that_services_container() {
         let mut st = stack();
         st.services.insert(
@@ -2255,6 +2522,28 @@ mod tests {
         assert!(pull_cause_transient(
             "Get https://registry-1.docker.io/v2/: dial tcp: lookup registry-1.docker.io: no such host"
         ));
+    }
+
+    #[test]
+    fn discarded_options_are_found_in_create_warnings() {
+        let w = vec![
+            "Your kernel does not support memory swappiness capabilities or the cgroup is not \
+             mounted. Memory swappiness discarded."
+                .to_string(),
+            "Your kernel does not support swap limit capabilities or the cgroup is not mounted. \
+             Memory limited without swap."
+                .to_string(),
+            "linux does not support CPU percent. Percent discarded.".to_string(),
+        ];
+        assert_eq!(
+            discarded_warnings(&w),
+            [
+                "Your kernel does not support memory swappiness capabilities or the cgroup is \
+                 not mounted. Memory swappiness discarded",
+                "linux does not support CPU percent. Percent discarded",
+            ]
+        );
+        assert!(discarded_warnings(&[]).is_empty());
     }
 
     #[test]

@@ -348,6 +348,45 @@ pub struct DeviceMapping {
     pub permissions: String,
 }
 
+/// A request for devices from a device driver (`gpus`, `deploy.resources.reservations.devices`):
+/// the Engine's `DeviceRequest`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DeviceRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    /// Number of devices; `-1` = all. `None` when `device_ids` are given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_ids: Vec<String>,
+    /// Capabilities a device must all have (sorted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+}
+
+/// `blkio_config`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlkioConfig {
+    /// 10..=1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u16>,
+    /// Device path → weight.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub weight_device: BTreeMap<String, u16>,
+    /// Device path → bytes per second.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub device_read_bps: BTreeMap<String, i64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub device_write_bps: BTreeMap<String, i64>,
+    /// Device path → operations per second.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub device_read_iops: BTreeMap<String, i64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub device_write_iops: BTreeMap<String, i64>,
+}
+
 /// One service, normalised. Every field that changes the container is here; nothing else is.
 ///
 /// Field rules that keep the hash stable across berth versions: every field is skipped when at
@@ -496,6 +535,47 @@ pub struct ServiceSpec {
     /// Compose `deploy.mode` (`replicated` default, `global` = one per node = one here).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deploy_mode: Option<String>,
+    /// `gpus` and `deploy.resources.reservations.devices`, in that order of the Compose file
+    /// (reservations first, then `gpus`, as Compose does).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub device_requests: Vec<DeviceRequest>,
+    /// `volumes_from`, normalised: `<service>` or `container:<name>`, then `:ro` when read-only
+    /// (`:rw`, the default, is dropped). In the order written.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volumes_from: Vec<String>,
+    /// 0..=100.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mem_swappiness: Option<i64>,
+    #[serde(skip_serializing_if = "is_false")]
+    pub oom_kill_disable: bool,
+    /// Microseconds (CFS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_period: Option<i64>,
+    /// Microseconds (CFS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_quota: Option<i64>,
+    /// Microseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_rt_period: Option<i64>,
+    /// Microseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_rt_runtime: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blkio: Option<BlkioConfig>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub storage_opt: BTreeMap<String, String>,
+    /// UTS namespace (`host`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uts: Option<String>,
+    /// Cgroup namespace: `host` or `private`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    /// `external_links` (`container[:alias]`), sorted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub external_links: Vec<String>,
+    /// OCI annotations (Engine API 1.43+).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
 }
 
 impl ServiceSpec {

@@ -759,8 +759,8 @@ fn add_pull(
     entry.1.push(sref.clone());
 }
 
-/// Services in an order where every dependency (depends_on, links, `network_mode: service:x`)
-/// comes before its dependents; ties by name. A cycle (refused by validation) cannot hang or
+/// Services in an order where every dependency (depends_on, links, volumes_from,
+/// `network_mode: service:x`) comes before its dependents; ties by name. A cycle (refused by validation) cannot hang or
 /// drop services: the rest follow in name order.
 pub fn dependency_order(stack: &StackSpec) -> Vec<&str> {
     let deps = |spec: &ServiceSpec| -> Vec<String> {
@@ -774,6 +774,14 @@ pub fn dependency_order(stack: &StackSpec) -> Vec<&str> {
         }
         for link in &spec.links {
             d.push(link.split(':').next().unwrap_or(link).to_string());
+        }
+        // `volumes_from: [svc]` mounts the other service's container: it must exist first.
+        for from in spec
+            .volumes_from
+            .iter()
+            .filter(|v| !v.starts_with("container:"))
+        {
+            d.push(from.split(':').next().unwrap_or(from).to_string());
         }
         d
     };

@@ -18,6 +18,9 @@ pub(crate) type Map = [(Key, Node)];
 /// Collects the diagnostics of one file.
 pub(crate) struct Cx {
     pub file: PathBuf,
+    /// Other files read while loading `file` (bases of `extends`), relative to the config root:
+    /// a position with `file: n` is in `others[n - 1]`.
+    pub others: Vec<PathBuf>,
     pub diags: Vec<Diagnostic>,
 }
 
@@ -28,8 +31,12 @@ impl Cx {
         } else {
             format!("{path}: {msg}")
         };
+        let file = match pos.file {
+            0 => &self.file,
+            n => self.others.get(usize::from(n) - 1).unwrap_or(&self.file),
+        };
         self.diags
-            .push(Diagnostic::new(&self.file, pos.line, pos.col, message));
+            .push(Diagnostic::new(file, pos.line, pos.col, message));
     }
 }
 
@@ -53,15 +60,31 @@ pub(crate) fn check_keys(
     supported: &[&str],
     unsupported: &[&str],
 ) {
+    check_keys_in(cx, m, path, "", supported, unsupported);
+}
+
+/// [`check_keys`] for a mapping of kind `context` (`service`, `deploy`, ...): a refused key
+/// with a reason in [`keys::WHY`] gets it in its message.
+pub(crate) fn check_keys_in(
+    cx: &mut Cx,
+    m: &Map,
+    path: &str,
+    context: &str,
+    supported: &[&str],
+    unsupported: &[&str],
+) {
     for (k, _) in m {
         if k.name.starts_with("x-") || supported.contains(&k.name.as_str()) {
             continue;
         }
         if unsupported.contains(&k.name.as_str()) {
+            let why = keys::why(context, &k.name)
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
             cx.err(
                 k.pos,
                 path,
-                format!("key `{}` is not supported by berth", k.name),
+                format!("key `{}` is not supported by berth{why}", k.name),
             );
         } else {
             let hint = suggest(&k.name, supported.iter().chain(unsupported))
@@ -436,7 +459,7 @@ fn file_mode(cx: &mut Cx, n: &Node, path: &str) -> Option<u32> {
 }
 
 /// Lexically normalise an absolute path (drop `.`, resolve `..`).
-fn clean_path(p: &Path) -> PathBuf {
+pub(crate) fn clean_path(p: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in p.components() {
         match c {
@@ -487,6 +510,8 @@ struct SvcMeta {
     network_mode_service: Option<(String, Pos)>,
     /// `links` entries (`service[:alias]`) with where.
     links: Vec<(String, Pos)>,
+    /// Services named in `volumes_from`, with where.
+    volumes_from: Vec<(String, Pos)>,
     uses_default_network: bool,
 }
 
@@ -553,10 +578,25 @@ pub(crate) fn convert_stack(cx: &mut Cx, root: &Node, st: &StackCtx) -> StackSpe
         None => {}
         Some(n) => {
             if let Some(m) = as_map(cx, n, "services") {
+                let mut resolver = super::extends::Resolver::new(st, &cx.file.clone(), m);
                 for (k, v) in m {
                     if k.name.starts_with("x-") {
                         continue;
                     }
+                    // `extends`: the merged service; skipped when that failed (reported).
+                    let resolved;
+                    let v = match &v.value {
+                        Value::Map(sm) if sm.iter().any(|(k, _)| k.name == "extends") => {
+                            match resolver.resolve_main(cx, &k.name) {
+                                Some(r) => {
+                                    resolved = r;
+                                    &resolved
+                                }
+                                None => continue,
+                            }
+                        }
+                        _ => v,
+                    };
                     let path = child("services", &k.name);
                     if !valid_service_name(&k.name) {
                         cx.err(
@@ -614,6 +654,17 @@ pub(crate) fn convert_stack(cx: &mut Cx, root: &Node, st: &StackCtx) -> StackSpe
                     &child(&path, "links"),
                     format!("links to undefined service `{target}`"),
                 );
+            }
+        }
+        for (other, pos) in &meta.volumes_from {
+            if !active.contains_key(other) {
+                let why = match spec.skipped.get(other) {
+                    Some(reason) => format!("service `{other}` is not deployed ({reason})"),
+                    None => format!(
+                        "undefined service `{other}` (use `container:<name>` for a container outside the stack)"
+                    ),
+                };
+                cx.err(*pos, &child(&path, "volumes_from"), why);
             }
         }
         if let Some((other, pos)) = &meta.network_mode_service
@@ -907,7 +958,14 @@ fn service(
     path: &str,
 ) -> Option<(ServiceSpec, SvcMeta)> {
     let m = as_map(cx, n, path)?;
-    check_keys(cx, m, path, keys::SERVICE, keys::SERVICE_UNSUPPORTED);
+    check_keys_in(
+        cx,
+        m,
+        path,
+        "service",
+        keys::SERVICE,
+        keys::SERVICE_UNSUPPORTED,
+    );
     let mut s = ServiceSpec::default();
     let mut meta = SvcMeta {
         pos: name_pos,
@@ -915,6 +973,7 @@ fn service(
         depends: Vec::new(),
         network_mode_service: None,
         links: Vec::new(),
+        volumes_from: Vec::new(),
         uses_default_network: false,
     };
     let p = |k: &str| child(path, k);
@@ -1077,6 +1136,19 @@ fn service(
             {
                 cx.err(n.pos, &np, format!("invalid network mode {v:?} (use host, none, bridge, service:<name> or container:<name>)"));
             }
+            if v != "bridge" {
+                if let Some(ports) = get(m, "ports") {
+                    // The Engine would drop them (host) or refuse them (none, container:, service:).
+                    cx.err(
+                        key_pos(m, "ports").unwrap_or(ports.pos),
+                        &p("ports"),
+                        format!(
+                            "published ports have no effect with `network_mode: {v}` (the \
+                             container uses that network namespace as it is); remove `ports`"
+                        ),
+                    );
+                }
+            }
             s.network_mode = Some(v);
         }
         if let Some(nn) = get(m, "networks") {
@@ -1234,6 +1306,12 @@ fn service(
     if let Some(n) = get(m, "devices") {
         s.devices = devices(cx, n, &p("devices"));
     }
+    // Device requests: `deploy.resources.reservations.devices` (parsed with `deploy` below)
+    // come first, then `gpus`, as Compose orders them.
+    let mut gpus = Vec::new();
+    if let Some(n) = get(m, "gpus") {
+        gpus = gpu_requests(cx, n, &p("gpus"));
+    }
     s.container_name = opt_string(cx, m, "container_name", path);
     if let Some(n) = get(m, "expose") {
         let ep = p("expose");
@@ -1255,6 +1333,102 @@ fn service(
     s.cgroup_parent = opt_string(cx, m, "cgroup_parent", path);
     s.userns_mode = opt_string(cx, m, "userns_mode", path);
     s.oom_score_adj = opt_int(cx, m, "oom_score_adj", path);
+    if let Some(n) = get(m, "mem_swappiness")
+        && let Some(v) = int(cx, n, &p("mem_swappiness"))
+    {
+        if (0..=100).contains(&v) {
+            s.mem_swappiness = Some(v);
+        } else {
+            cx.err(
+                n.pos,
+                &p("mem_swappiness"),
+                format!("must be between 0 and 100, found {v}"),
+            );
+        }
+    }
+    s.oom_kill_disable = opt_bool(cx, m, "oom_kill_disable", path).unwrap_or(false);
+    for (key, out) in [
+        ("cpu_period", &mut s.cpu_period),
+        ("cpu_quota", &mut s.cpu_quota),
+    ] {
+        if let Some(n) = get(m, key) {
+            *out = whole_number(cx, n, &p(key));
+        }
+    }
+    for (key, out) in [
+        ("cpu_rt_period", &mut s.cpu_rt_period),
+        ("cpu_rt_runtime", &mut s.cpu_rt_runtime),
+    ] {
+        if let Some(n) = get(m, key) {
+            *out = micros(cx, n, &p(key));
+        }
+    }
+    if let Some(n) = get(m, "blkio_config") {
+        s.blkio = blkio_config(cx, n, &p("blkio_config"));
+    }
+    if let Some(n) = get(m, "storage_opt") {
+        let sp = p("storage_opt");
+        if as_map(cx, n, &sp).is_some() {
+            s.storage_opt = string_map(cx, n, &sp);
+        }
+    }
+    if let Some(n) = get(m, "uts")
+        && let Some(v) = string(cx, n, &p("uts"))
+    {
+        if v == "host" {
+            s.uts = Some(v);
+        } else {
+            cx.err(
+                n.pos,
+                &p("uts"),
+                format!("invalid UTS mode {v:?} (use host)"),
+            );
+        }
+    }
+    if let Some(n) = get(m, "cgroup")
+        && let Some(v) = string(cx, n, &p("cgroup"))
+    {
+        if v == "host" || v == "private" {
+            s.cgroup = Some(v);
+        } else {
+            cx.err(
+                n.pos,
+                &p("cgroup"),
+                format!("invalid cgroup mode {v:?} (use host or private)"),
+            );
+        }
+    }
+    if let Some(n) = get(m, "external_links") {
+        s.external_links = str_list(cx, n, &p("external_links"))
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        s.external_links.sort();
+        s.external_links.dedup();
+    }
+    if let Some(n) = get(m, "annotations") {
+        s.annotations = string_map(cx, n, &p("annotations"));
+    }
+    if let Some(n) = get(m, "volumes_from") {
+        let vp = p("volumes_from");
+        for (v, pos) in str_list(cx, n, &vp) {
+            match volumes_from(&v) {
+                Ok((normalised, service)) => {
+                    if let Some(svc) = service {
+                        if svc == name {
+                            cx.err(pos, &vp, "a service cannot take volumes from itself");
+                            continue;
+                        }
+                        meta.volumes_from.push((svc, pos));
+                    }
+                    if !s.volumes_from.contains(&normalised) {
+                        s.volumes_from.push(normalised);
+                    }
+                }
+                Err(e) => cx.err(pos, &vp, e),
+            }
+        }
+    }
     if let Some(n) = get(m, "links") {
         meta.links = str_list(cx, n, &p("links"));
     }
@@ -1285,6 +1459,7 @@ fn service(
             }
         }
     }
+    s.device_requests.extend(gpus);
     s.replicas = 1;
     if let Some((r, pos)) = replicas {
         if r < 0 || r > u32::MAX as i64 {
@@ -2268,7 +2443,14 @@ fn devices(cx: &mut Cx, n: &Node, path: &str) -> Vec<DeviceMapping> {
 
 /// `deploy:`; returns `replicas` with its position.
 fn deploy(cx: &mut Cx, m: &Map, path: &str, s: &mut ServiceSpec) -> Option<(i64, Pos)> {
-    check_keys(cx, m, path, keys::DEPLOY, keys::DEPLOY_UNSUPPORTED);
+    check_keys_in(
+        cx,
+        m,
+        path,
+        "deploy",
+        keys::DEPLOY,
+        keys::DEPLOY_UNSUPPORTED,
+    );
     let mut replicas =
         get(m, "replicas").and_then(|n| int(cx, n, &child(path, "replicas")).map(|v| (v, n.pos)));
     if let Some(n) = get(m, "mode")
@@ -2342,13 +2524,31 @@ fn deploy(cx: &mut Cx, m: &Map, path: &str, s: &mut ServiceSpec) -> Option<(i64,
             if let Some(r) = get(rm, "reservations") {
                 let lp = child(&rp, "reservations");
                 if let Some(lm) = as_map(cx, r, &lp) {
-                    check_keys(
+                    check_keys_in(
                         cx,
                         lm,
                         &lp,
-                        &["memory"],
-                        &["cpus", "devices", "generic_resources"],
+                        "reservations",
+                        &["memory", "devices"],
+                        &["cpus", "generic_resources"],
                     );
+                    if let Some(v) = get(lm, "devices") {
+                        let dp = child(&lp, "devices");
+                        match &v.value {
+                            Value::Seq(items) => {
+                                for (i, it) in items.iter().enumerate() {
+                                    if let Some(d) = device_request(cx, it, &idx(&dp, i), false) {
+                                        s.device_requests.push(d);
+                                    }
+                                }
+                            }
+                            other => cx.err(
+                                v.pos,
+                                &dp,
+                                format!("must be a list, found {}", other.kind()),
+                            ),
+                        }
+                    }
                     if let Some(v) = get(lm, "memory") {
                         let b = bytes(cx, v, &child(&lp, "memory"));
                         if s.mem_reservation.is_some() && b != s.mem_reservation {
@@ -2367,10 +2567,11 @@ fn deploy(cx: &mut Cx, m: &Map, path: &str, s: &mut ServiceSpec) -> Option<(i64,
     if let Some(n) = get(m, "restart_policy") {
         let rp = child(path, "restart_policy");
         if let Some(rm) = as_map(cx, n, &rp) {
-            check_keys(
+            check_keys_in(
                 cx,
                 rm,
                 &rp,
+                "restart_policy",
                 &["condition", "max_attempts"],
                 &["delay", "window"],
             );
@@ -2399,4 +2600,272 @@ fn deploy(cx: &mut Cx, m: &Map, path: &str, s: &mut ServiceSpec) -> Option<(i64,
         }
     }
     replicas
+}
+
+/// `gpus:`: `all`, or a list of device requests (capability `gpu` implied).
+fn gpu_requests(cx: &mut Cx, n: &Node, path: &str) -> Vec<DeviceRequest> {
+    match &n.value {
+        Value::Str(v) if v == "all" => vec![DeviceRequest {
+            count: Some(-1),
+            capabilities: vec!["gpu".into()],
+            ..Default::default()
+        }],
+        Value::Seq(items) => items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, it)| device_request(cx, it, &idx(path, i), true))
+            .collect(),
+        other => {
+            cx.err(
+                n.pos,
+                path,
+                format!(
+                    "must be `all` or a list of device requests, found {}",
+                    describe(other)
+                ),
+            );
+            Vec::new()
+        }
+    }
+}
+
+/// One device request (`gpus` item or `deploy.resources.reservations.devices` item).
+/// `count` is a number or `all`; with neither `count` nor `device_ids`, all devices are
+/// requested (as Compose does). `gpu` adds the `gpu` capability (and makes `capabilities`
+/// optional).
+fn device_request(cx: &mut Cx, n: &Node, path: &str, gpu: bool) -> Option<DeviceRequest> {
+    let m = as_map(cx, n, path)?;
+    check_keys(
+        cx,
+        m,
+        path,
+        &["capabilities", "count", "device_ids", "driver", "options"],
+        &[],
+    );
+    let mut capabilities: Vec<String> = get(m, "capabilities")
+        .map(|c| {
+            str_list(cx, c, &child(path, "capabilities"))
+                .into_iter()
+                .map(|(s, _)| s)
+                .collect()
+        })
+        .unwrap_or_default();
+    if gpu {
+        capabilities.push("gpu".into());
+    } else if capabilities.is_empty() {
+        cx.err(
+            n.pos,
+            path,
+            "`capabilities` is required (e.g. `capabilities: [gpu]`)",
+        );
+        return None;
+    }
+    capabilities.sort();
+    capabilities.dedup();
+    let count = match get(m, "count") {
+        None => None,
+        Some(c) if c.scalar_text().as_deref() == Some("all") => Some(-1),
+        Some(c) => {
+            let v = int(cx, c, &child(path, "count"))?;
+            if v < -1 {
+                cx.err(
+                    c.pos,
+                    &child(path, "count"),
+                    "must be a number of devices or `all`",
+                );
+                return None;
+            }
+            Some(v)
+        }
+    };
+    let device_ids: Vec<String> = get(m, "device_ids")
+        .map(|d| {
+            str_list(cx, d, &child(path, "device_ids"))
+                .into_iter()
+                .map(|(s, _)| s)
+                .collect()
+        })
+        .unwrap_or_default();
+    if count.is_some() && !device_ids.is_empty() {
+        cx.err(
+            key_pos(m, "device_ids").unwrap_or(n.pos),
+            path,
+            "`count` and `device_ids` cannot be used together",
+        );
+        return None;
+    }
+    Some(DeviceRequest {
+        driver: opt_string(cx, m, "driver", path),
+        count: if count.is_none() && device_ids.is_empty() {
+            Some(-1)
+        } else {
+            count
+        },
+        device_ids,
+        capabilities,
+        options: get(m, "options")
+            .map(|o| string_map(cx, o, &child(path, "options")))
+            .unwrap_or_default(),
+    })
+}
+
+/// A `volumes_from` entry: `service[:ro|rw]` or `container:name[:ro|rw]` → the normalised entry
+/// (`:rw` dropped) and the service it names, if any.
+fn volumes_from(v: &str) -> Result<(String, Option<String>), String> {
+    let (target, mode) = match v.rsplit_once(':') {
+        Some((t, m)) if m == "ro" || m == "rw" => (t, m),
+        _ => (v, "rw"),
+    };
+    let (normalised_target, service) = match target.split_once(':') {
+        None if !target.is_empty() => (target.to_string(), Some(target.to_string())),
+        Some(("container", c)) if !c.is_empty() && !c.contains(':') => {
+            (format!("container:{c}"), None)
+        }
+        _ => {
+            return Err(format!(
+                "invalid entry {v:?} (use <service>, <service>:ro, container:<name> or container:<name>:ro)"
+            ));
+        }
+    };
+    let normalised = if mode == "ro" {
+        format!("{normalised_target}:ro")
+    } else {
+        normalised_target
+    };
+    Ok((normalised, service))
+}
+
+/// An integer given as a number or a string (`cpu_period`, `cpu_quota`); fractions refused.
+fn whole_number(cx: &mut Cx, n: &Node, path: &str) -> Option<i64> {
+    let f = float(cx, n, path)?;
+    if f.fract() != 0.0 || f < -1.0 {
+        cx.err(
+            n.pos,
+            path,
+            format!("must be a whole number of microseconds, found {f}"),
+        );
+        return None;
+    }
+    Some(f as i64)
+}
+
+/// Microseconds given as a number or as a duration (`cpu_rt_runtime: 400ms`).
+fn micros(cx: &mut Cx, n: &Node, path: &str) -> Option<i64> {
+    match &n.value {
+        Value::Str(s) if s.trim().parse::<f64>().is_err() => match parse_duration(s) {
+            Ok(ns) => Some(ns / 1000),
+            Err(e) => {
+                cx.err(n.pos, path, e);
+                None
+            }
+        },
+        _ => whole_number(cx, n, path),
+    }
+}
+
+/// `blkio_config`.
+fn blkio_config(cx: &mut Cx, n: &Node, path: &str) -> Option<BlkioConfig> {
+    let m = as_map(cx, n, path)?;
+    check_keys(
+        cx,
+        m,
+        path,
+        &[
+            "weight",
+            "weight_device",
+            "device_read_bps",
+            "device_write_bps",
+            "device_read_iops",
+            "device_write_iops",
+        ],
+        &[],
+    );
+    let weight = |cx: &mut Cx, n: &Node, path: &str| -> Option<u16> {
+        let v = int(cx, n, path)?;
+        if (10..=1000).contains(&v) {
+            Some(v as u16)
+        } else {
+            cx.err(
+                n.pos,
+                path,
+                format!("must be between 10 and 1000, found {v}"),
+            );
+            None
+        }
+    };
+    let mut out = BlkioConfig {
+        weight: get(m, "weight").and_then(|w| weight(cx, w, &child(path, "weight"))),
+        ..Default::default()
+    };
+    // Each list item is `{path, weight}` or `{path, rate}`.
+    let items = |cx: &mut Cx, key: &str| -> Vec<(String, Node, String)> {
+        let Some(list) = get(m, key) else {
+            return Vec::new();
+        };
+        let lp = child(path, key);
+        let Value::Seq(items) = &list.value else {
+            cx.err(
+                list.pos,
+                &lp,
+                format!("must be a list, found {}", list.value.kind()),
+            );
+            return Vec::new();
+        };
+        let value_key = if key == "weight_device" {
+            "weight"
+        } else {
+            "rate"
+        };
+        let mut out = Vec::new();
+        for (i, it) in items.iter().enumerate() {
+            let ip = idx(&lp, i);
+            let Some(im) = as_map(cx, it, &ip) else {
+                continue;
+            };
+            check_keys(cx, im, &ip, &["path", value_key], &[]);
+            let dev = opt_string(cx, im, "path", &ip);
+            let val = get(im, value_key);
+            match (dev, val) {
+                (Some(d), Some(v)) => out.push((d, v.clone(), child(&ip, value_key))),
+                _ => cx.err(
+                    it.pos,
+                    &ip,
+                    format!("`path` and `{value_key}` are required"),
+                ),
+            }
+        }
+        out
+    };
+    for (dev, v, vp) in items(cx, "weight_device") {
+        if let Some(w) = weight(cx, &v, &vp) {
+            out.weight_device.insert(dev, w);
+        }
+    }
+    for (key, is_bytes) in [
+        ("device_read_bps", true),
+        ("device_write_bps", true),
+        ("device_read_iops", false),
+        ("device_write_iops", false),
+    ] {
+        for (dev, v, vp) in items(cx, key) {
+            let rate = if is_bytes {
+                bytes(cx, &v, &vp)
+            } else {
+                int(cx, &v, &vp)
+            };
+            let Some(rate) = rate else { continue };
+            if rate < 0 {
+                cx.err(v.pos, &vp, "must not be negative");
+                continue;
+            }
+            let target = match key {
+                "device_read_bps" => &mut out.device_read_bps,
+                "device_write_bps" => &mut out.device_write_bps,
+                "device_read_iops" => &mut out.device_read_iops,
+                _ => &mut out.device_write_iops,
+            };
+            target.insert(dev, rate);
+        }
+    }
+    Some(out)
 }

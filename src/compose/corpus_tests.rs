@@ -115,7 +115,8 @@ fn outcome(diags: &Diagnostics) -> (BTreeSet<String>, BTreeSet<String>) {
     let mut other = BTreeSet::new();
     for d in &diags.0 {
         let m = &d.message;
-        if let Some(rest) = m.strip_suffix(REFUSED)
+        // A refusal may end with its reason: "…: key `k` is not supported by berth: why".
+        if let Some((rest, _why)) = m.split_once(REFUSED)
             && let Some((path, key)) = rest.split_once(": key `")
             && let Some(key) = key.strip_suffix('`')
         {

@@ -7,13 +7,20 @@ pub const TOP: &[&str] = &[
 pub const TOP_UNSUPPORTED: &[&str] = &["include", "models"];
 
 pub const SERVICE: &[&str] = &[
+    "annotations",
+    "blkio_config",
     "build",
     "cap_add",
     "cap_drop",
+    "cgroup",
     "cgroup_parent",
     "command",
     "configs",
     "container_name",
+    "cpu_period",
+    "cpu_quota",
+    "cpu_rt_period",
+    "cpu_rt_runtime",
     "cpu_shares",
     "cpus",
     "cpuset",
@@ -28,7 +35,10 @@ pub const SERVICE: &[&str] = &[
     "env_file",
     "environment",
     "expose",
+    "extends",
+    "external_links",
     "extra_hosts",
+    "gpus",
     "group_add",
     "healthcheck",
     "hostname",
@@ -41,9 +51,11 @@ pub const SERVICE: &[&str] = &[
     "mac_address",
     "mem_limit",
     "mem_reservation",
+    "mem_swappiness",
     "memswap_limit",
     "network_mode",
     "networks",
+    "oom_kill_disable",
     "oom_score_adj",
     "pid",
     "pids_limit",
@@ -62,45 +74,33 @@ pub const SERVICE: &[&str] = &[
     "stdin_open",
     "stop_grace_period",
     "stop_signal",
+    "storage_opt",
     "sysctls",
     "tmpfs",
     "tty",
     "ulimits",
     "user",
     "userns_mode",
+    "uts",
     "volumes",
+    "volumes_from",
     "working_dir",
 ];
 pub const SERVICE_UNSUPPORTED: &[&str] = &[
-    "annotations",
     "attach",
-    "blkio_config",
-    "cgroup",
     "cpu_count",
     "cpu_percent",
-    "cpu_period",
-    "cpu_quota",
-    "cpu_rt_period",
-    "cpu_rt_runtime",
     "credential_spec",
     "develop",
     "device_cgroup_rules",
-    "extends",
-    "external_links",
-    "gpus",
     "isolation",
     "label_file",
-    "mem_swappiness",
     "models",
-    "oom_kill_disable",
     "post_start",
     "pre_stop",
     "provider",
     "pull_refresh_after",
-    "storage_opt",
     "use_api_socket",
-    "uts",
-    "volumes_from",
 ];
 
 pub const DEPLOY: &[&str] = &["mode", "replicas", "resources", "restart_policy"];
@@ -111,6 +111,80 @@ pub const DEPLOY_UNSUPPORTED: &[&str] = &[
     "rollback_config",
     "update_config",
 ];
+
+/// Why a refused key is refused, when the answer is not "not implemented": (the mapping it is
+/// in, key, reason). The reason is appended to the "is not supported by berth" error.
+pub const WHY: &[(&str, &str, &str)] = &[
+    (
+        "service",
+        "cpu_count",
+        "it applies to Windows containers only (a Linux Engine ignores it); use `cpus`",
+    ),
+    (
+        "service",
+        "cpu_percent",
+        "it applies to Windows containers only (a Linux Engine discards it); use `cpus`",
+    ),
+    (
+        "deploy",
+        "placement",
+        "Swarm-only: placement chooses among Swarm nodes, and has no effect on a single Docker \
+         Engine; remove it",
+    ),
+    (
+        "deploy",
+        "update_config",
+        "Swarm-only: it has no effect on a single Docker Engine (berth replaces a changed \
+         container itself); remove it",
+    ),
+    (
+        "deploy",
+        "rollback_config",
+        "Swarm-only: it has no effect on a single Docker Engine; remove it",
+    ),
+    (
+        "deploy",
+        "endpoint_mode",
+        "Swarm-only: it has no effect on a single Docker Engine (service discovery is by DNS \
+         name on the stack's networks); remove it",
+    ),
+    (
+        "deploy",
+        "labels",
+        "Swarm-only: they label the Swarm service, which does not exist on a single Docker \
+         Engine; use the service's `labels` for container labels",
+    ),
+    (
+        "reservations",
+        "cpus",
+        "a CPU reservation has no effect on a single Docker Engine (only Swarm schedules by \
+         it); remove it or use `cpus` / `cpu_shares`",
+    ),
+    (
+        "reservations",
+        "generic_resources",
+        "Swarm-only: generic resources are advertised by Swarm nodes; remove it, or use \
+         `devices` for hardware devices",
+    ),
+    (
+        "restart_policy",
+        "delay",
+        "Swarm-only: the Docker Engine's restart policy has no delay (it backs off by itself); \
+         remove it",
+    ),
+    (
+        "restart_policy",
+        "window",
+        "Swarm-only: the Docker Engine's restart policy has no window; remove it",
+    ),
+];
+
+/// The reason for refusing `key` in a mapping of kind `context`, if there is one.
+pub fn why(context: &str, key: &str) -> Option<&'static str> {
+    WHY.iter()
+        .find(|(c, k, _)| *c == context && *k == key)
+        .map(|(_, _, r)| *r)
+}
 
 pub const NETWORK: &[&str] = &[
     "name",
@@ -267,5 +341,19 @@ mod tests {
             ATTACHMENT_UNSUPPORTED,
         );
         same("healthcheck", props(&d["healthcheck"]), HEALTHCHECK, &[]);
+    }
+
+    #[test]
+    fn every_reason_is_for_a_refused_key() {
+        for (context, key, _) in WHY {
+            let refused: &[&str] = match *context {
+                "service" => SERVICE_UNSUPPORTED,
+                "deploy" => DEPLOY_UNSUPPORTED,
+                "reservations" => &["cpus", "generic_resources"],
+                "restart_policy" => &["delay", "window"],
+                other => panic!("unknown context {other}"),
+            };
+            assert!(refused.contains(key), "{context}.{key} is not refused");
+        }
     }
 }

@@ -19,6 +19,7 @@
 //! or a merge key, that is the anchored definition.
 
 mod convert;
+mod extends;
 pub mod interp;
 mod keys;
 pub mod yaml;
@@ -178,6 +179,7 @@ fn load_file(
 ) -> (Option<StackSpec>, Vec<Diagnostic>) {
     let mut cx = Cx {
         file: rel.to_path_buf(),
+        others: Vec::new(),
         diags: Vec::new(),
     };
     let dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
@@ -336,7 +338,7 @@ fn stack_name(cx: &mut Cx, root: &Node, dir: &Path) -> Option<String> {
     let name = normalise_name(&folder);
     if name.is_empty() {
         cx.err(
-            yaml::Pos { line: 0, col: 0 },
+            yaml::Pos::default(),
             "",
             format!("cannot derive a project name from the folder name {folder:?}; set a top-level `name:`"),
         );

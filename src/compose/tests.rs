@@ -246,7 +246,21 @@ fn unsupported_key_is_an_error_with_location() {
     );
     assert_one_error(
         "services:\n  web:\n    image: nginx\n    deploy:\n      placement:\n        constraints: []\n",
-        "app/compose.yaml:5:7: services.web.deploy: key `placement` is not supported by berth",
+        "app/compose.yaml:5:7: services.web.deploy: key `placement` is not supported by berth: \
+         Swarm-only: placement chooses among Swarm nodes, and has no effect on a single Docker \
+         Engine; remove it",
+    );
+    assert_one_error(
+        "services:\n  web:\n    image: nginx\n    deploy:\n      resources:\n        reservations:\n          cpus: '0.5'\n",
+        "app/compose.yaml:7:11: services.web.deploy.resources.reservations: key `cpus` is not \
+         supported by berth: a CPU reservation has no effect on a single Docker Engine (only \
+         Swarm schedules by it); remove it or use `cpus` / `cpu_shares`",
+    );
+    assert_one_error(
+        "services:\n  web:\n    image: nginx\n    deploy:\n      restart_policy:\n        delay: 5s\n",
+        "app/compose.yaml:6:9: services.web.deploy.restart_policy: key `delay` is not supported \
+         by berth: Swarm-only: the Docker Engine's restart policy has no delay (it backs off by \
+         itself); remove it",
     );
 }
 
@@ -307,7 +321,8 @@ fn all_problems_are_reported() {
         [
             "app/compose.yaml:4:13: services.a.ports[0]: invalid port \"99999\": port \"99999\" is out of range 1-65535",
             "app/compose.yaml:7:14: services.b.restart: invalid restart policy \"sometimes\" (use no, always, on-failure[:N] or unless-stopped)",
-            "app/compose.yaml:8:5: services.b: key `cpu_count` is not supported by berth",
+            "app/compose.yaml:8:5: services.b: key `cpu_count` is not supported by berth: it \
+             applies to Windows containers only (a Linux Engine ignores it); use `cpus`",
         ]
     );
 }
@@ -959,6 +974,7 @@ fn truncated_fixtures_never_panic() {
         for cut in cuts {
             let mut cx = convert::Cx {
                 file: PathBuf::from("f.yaml"),
+                others: Vec::new(),
                 diags: Vec::new(),
             };
             let r = load_text(&mut cx, &text[..cut], dir.clone(), &vars);
@@ -980,4 +996,393 @@ fn links_must_name_services() {
         "services:\n  a:\n    image: x\n    links:\n      - nope:db\n",
         "app/compose.yaml:5:9: services.a.links: links to undefined service `nope`",
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device requests, volumes_from, resource and namespace options
+
+#[test]
+fn gpus_and_reserved_devices_become_device_requests() {
+    let s = svc("services:\n  w:\n    image: x\n    gpus: all\n");
+    assert_eq!(
+        s.device_requests,
+        [DeviceRequest {
+            count: Some(-1),
+            capabilities: vec!["gpu".into()],
+            ..Default::default()
+        }]
+    );
+    let s = svc("services:
+  w:
+    image: x
+    gpus:
+      - driver: nvidia
+        device_ids: ['0', '3']
+        capabilities: [utility]
+        options: {visible: yes}
+    deploy:
+      resources:
+        reservations:
+          devices:
+            - capabilities: [gpu, compute]
+              driver: nvidia
+              count: 2
+            - capabilities: [tpu]
+              count: all
+            - capabilities: [gpu]
+");
+    assert_eq!(
+        s.device_requests,
+        [
+            DeviceRequest {
+                driver: Some("nvidia".into()),
+                count: Some(2),
+                capabilities: vec!["compute".into(), "gpu".into()],
+                ..Default::default()
+            },
+            DeviceRequest {
+                count: Some(-1),
+                capabilities: vec!["tpu".into()],
+                ..Default::default()
+            },
+            // Neither count nor device_ids: all of them, as Compose does.
+            DeviceRequest {
+                count: Some(-1),
+                capabilities: vec!["gpu".into()],
+                ..Default::default()
+            },
+            DeviceRequest {
+                driver: Some("nvidia".into()),
+                device_ids: vec!["0".into(), "3".into()],
+                capabilities: vec!["gpu".into(), "utility".into()],
+                options: BTreeMap::from([("visible".into(), "yes".into())]),
+                ..Default::default()
+            },
+        ]
+    );
+    assert_one_error(
+        "services:\n  w:\n    image: x\n    gpus: some\n",
+        "app/compose.yaml:4:11: services.w.gpus: must be `all` or a list of device requests, found \"some\"",
+    );
+    assert_one_error(
+        "services:\n  w:\n    image: x\n    deploy:\n      resources:\n        reservations:\n          devices:\n            - driver: nvidia\n",
+        "app/compose.yaml:8:15: services.w.deploy.resources.reservations.devices[0]: `capabilities` is required (e.g. `capabilities: [gpu]`)",
+    );
+    assert_one_error(
+        "services:\n  w:\n    image: x\n    gpus:\n      - count: 1\n        device_ids: ['0']\n",
+        "app/compose.yaml:6:9: services.w.gpus[0]: `count` and `device_ids` cannot be used together",
+    );
+    assert_one_error(
+        "services:\n  w:\n    image: x\n    gpus:\n      - count: 1\n        ids: ['0']\n",
+        "app/compose.yaml:6:9: services.w.gpus[0]: unknown key `ids` (not part of the Compose specification)",
+    );
+}
+
+#[test]
+fn volumes_from_services_and_containers() {
+    let s = load_one(
+        "services:
+  data:
+    image: x
+  app:
+    image: x
+    volumes_from:
+      - data
+      - data:ro
+      - container:backup:rw
+      - container:legacy:ro
+",
+    )
+    .unwrap();
+    assert_eq!(
+        s.services["app"].volumes_from,
+        ["data", "data:ro", "container:backup", "container:legacy:ro"]
+    );
+    // Not an ordering dependency in the spec: depends_on stays as written.
+    assert!(s.services["app"].depends_on.is_empty());
+    assert_one_error(
+        "services:\n  app:\n    image: x\n    volumes_from: [nothere]\n",
+        "app/compose.yaml:4:20: services.app.volumes_from: undefined service `nothere` (use `container:<name>` for a container outside the stack)",
+    );
+    assert_one_error(
+        "services:\n  app:\n    image: x\n    volumes_from: [\"data:rx\"]\n",
+        "app/compose.yaml:4:20: services.app.volumes_from: invalid entry \"data:rx\" (use <service>, <service>:ro, container:<name> or container:<name>:ro)",
+    );
+    assert_one_error(
+        "services:\n  app:\n    image: x\n    volumes_from: [app]\n",
+        "app/compose.yaml:4:20: services.app.volumes_from: a service cannot take volumes from itself",
+    );
+}
+
+#[test]
+fn resource_and_namespace_options() {
+    let s = svc("services:
+  w:
+    image: x
+    mem_swappiness: 10
+    oom_kill_disable: true
+    cpu_period: 100000
+    cpu_quota: '50000'
+    cpu_rt_period: 1s
+    cpu_rt_runtime: 950
+    blkio_config:
+      weight: 300
+      weight_device:
+        - path: /dev/sda
+          weight: 400
+      device_read_bps:
+        - path: /dev/sda
+          rate: 12mb
+      device_write_bps:
+        - path: /dev/sda
+          rate: 1024
+      device_read_iops:
+        - path: /dev/sdb
+          rate: 120
+      device_write_iops:
+        - path: /dev/sdb
+          rate: '30'
+    storage_opt:
+      size: 20G
+    uts: host
+    cgroup: private
+    external_links: [redis_1, 'db:database']
+    annotations:
+      - com.example.a=1
+");
+    assert_eq!(s.mem_swappiness, Some(10));
+    assert!(s.oom_kill_disable);
+    assert_eq!(s.cpu_period, Some(100_000));
+    assert_eq!(s.cpu_quota, Some(50_000));
+    assert_eq!(s.cpu_rt_period, Some(1_000_000));
+    assert_eq!(s.cpu_rt_runtime, Some(950));
+    assert_eq!(
+        s.blkio,
+        Some(BlkioConfig {
+            weight: Some(300),
+            weight_device: BTreeMap::from([("/dev/sda".into(), 400)]),
+            device_read_bps: BTreeMap::from([("/dev/sda".into(), 12 << 20)]),
+            device_write_bps: BTreeMap::from([("/dev/sda".into(), 1024)]),
+            device_read_iops: BTreeMap::from([("/dev/sdb".into(), 120)]),
+            device_write_iops: BTreeMap::from([("/dev/sdb".into(), 30)]),
+        })
+    );
+    assert_eq!(s.storage_opt["size"], "20G");
+    assert_eq!(s.uts.as_deref(), Some("host"));
+    assert_eq!(s.cgroup.as_deref(), Some("private"));
+    assert_eq!(s.external_links, ["db:database", "redis_1"]);
+    assert_eq!(s.annotations["com.example.a"], "1");
+
+    assert_one_error(
+        "services:\n  w:\n    image: x\n    mem_swappiness: 101\n",
+        "app/compose.yaml:4:21: services.w.mem_swappiness: must be between 0 and 100, found 101",
+    );
+    assert_one_error(
+        "services:\n  w:\n    image: x\n    cgroup: shared\n",
+        "app/compose.yaml:4:13: services.w.cgroup: invalid cgroup mode \"shared\" (use host or private)",
+    );
+    assert_one_error(
+        "services:\n  w:\n    image: x\n    blkio_config:\n      weight: 5\n",
+        "app/compose.yaml:5:15: services.w.blkio_config.weight: must be between 10 and 1000, found 5",
+    );
+    assert_one_error(
+        "services:\n  w:\n    image: x\n    blkio_config:\n      device_read_bps:\n        - path: /dev/sda\n",
+        "app/compose.yaml:6:11: services.w.blkio_config.device_read_bps[0]: `path` and `rate` are required",
+    );
+    assert_one_error(
+        "services:\n  w:\n    image: x\n    uts: private\n",
+        "app/compose.yaml:4:10: services.w.uts: invalid UTS mode \"private\" (use host)",
+    );
+    // Defaults add nothing to the spec (and so do not change existing hashes).
+    let plain = svc("services:\n  w:\n    image: x\n");
+    assert_eq!(
+        plain.canonical_json(),
+        r#"{"image":"x","networks":{"app_default":{}}}"#
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// extends
+
+#[test]
+fn extends_merges_per_the_compose_rules() {
+    let s = load_one(
+        "services:
+  base:
+    image: base:1
+    command: [serve, --verbose]
+    environment: [A=1, B=2]
+    labels: {team: ops}
+    ports: ['80:80']
+    volumes: [data:/data, /cache]
+    healthcheck: {test: [CMD, a], interval: 10s}
+    deploy:
+      resources:
+        limits: {memory: 64m}
+  web:
+    extends: base
+    image: web:2
+    command: [other]
+    environment: {B: 3, C: 4}
+    labels: [tier=front]
+    ports: ['81:81', '80:80']
+    volumes: ['other:/data']
+    healthcheck: {test: [CMD, b]}
+    deploy:
+      resources:
+        limits: {cpus: '0.5'}
+  chained:
+    extends: {service: web}
+    environment: [D=5]
+volumes:
+  data: {}
+  other: {}
+",
+    )
+    .unwrap();
+    let web = &s.services["web"];
+    assert_eq!(web.image, "web:2");
+    assert_eq!(web.command.as_deref(), Some(&["other".to_string()][..]));
+    let env: BTreeMap<_, _> = web
+        .environment
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.expose()))
+        .collect();
+    assert_eq!(env, BTreeMap::from([("A", "1"), ("B", "3"), ("C", "4")]));
+    assert_eq!(
+        web.labels,
+        BTreeMap::from([
+            ("team".into(), "ops".into()),
+            ("tier".into(), "front".into())
+        ])
+    );
+    assert_eq!(
+        web.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        ["80:80", "81:81"]
+    );
+    // The local mount replaces the base's at the same path.
+    let mounts: Vec<_> = web
+        .mounts
+        .iter()
+        .map(|m| (m.target.as_str(), m.source.clone()))
+        .collect();
+    assert_eq!(mounts.len(), 2);
+    assert_eq!(mounts[0].0, "/cache");
+    assert_eq!(
+        mounts[1],
+        (
+            "/data",
+            MountSource::Volume {
+                name: "app_other".into(),
+                nocopy: false,
+                subpath: None
+            }
+        )
+    );
+    let hc = web.healthcheck.as_ref().unwrap();
+    assert_eq!(hc.test, ["CMD", "b"]);
+    assert_eq!(hc.interval, Some(10_000_000_000));
+    assert_eq!(web.mem_limit, Some(64 << 20));
+    assert_eq!(web.nano_cpus, Some(500_000_000));
+    // Chained: web's merged definition is the base.
+    let chained = &s.services["chained"];
+    assert_eq!(chained.image, "web:2");
+    assert_eq!(chained.environment.len(), 4);
+    // The base itself is a service as written.
+    assert_eq!(s.services["base"].image, "base:1");
+}
+
+#[test]
+fn extends_from_another_file_reports_its_problems_there() {
+    let (_d, r) = load_files(
+        &[
+            (
+                "app/compose.yaml",
+                "services:\n  web:\n    extends:\n      file: common/base.yaml\n      service: base\n    ports: ['8080:80']\n",
+            ),
+            (
+                "app/common/base.yaml",
+                "services:\n  base:\n    image: base:${TAG:-1}\n    volumes: ['./conf:/etc/conf']\n    env_file: ./base.env\n",
+            ),
+            ("app/common/base.env", "FROM_BASE=yes\n"),
+        ],
+        &[],
+    );
+    let d = r.unwrap_or_else(|e| panic!("{e}"));
+    let web = &d.stacks["app"].services["web"];
+    assert_eq!(web.image, "base:1");
+    assert_eq!(web.environment["FROM_BASE"].expose(), "yes");
+    match &web.mounts[0].source {
+        MountSource::Bind { path, .. } => assert!(path.ends_with("/app/common/conf"), "{path}"),
+        other => panic!("{other:?}"),
+    }
+
+    let (_d, r) = load_files(
+        &[
+            (
+                "app/compose.yaml",
+                "services:\n  web:\n    extends:\n      file: base.yaml\n      service: base\n",
+            ),
+            (
+                "app/base.yaml",
+                "services:\n  base:\n    image: x\n    develop: {}\n    restart: sometimes\n",
+            ),
+        ],
+        &[],
+    );
+    let errs: Vec<String> = r.unwrap_err().0.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        errs,
+        [
+            "app/base.yaml:4:5: services.web: key `develop` is not supported by berth",
+            "app/base.yaml:5:14: services.web.restart: invalid restart policy \"sometimes\" (use no, always, on-failure[:N] or unless-stopped)",
+        ]
+    );
+}
+
+#[test]
+fn extends_errors_are_located() {
+    assert_one_error(
+        "services:\n  a:\n    extends: b\n    image: x\n  b:\n    extends: a\n    image: y\n",
+        "app/compose.yaml:6:5: services.b: `extends` cycle: a -> b -> a",
+    );
+    assert_one_error(
+        "services:\n  a:\n    extends: nope\n    image: x\n",
+        "app/compose.yaml:3:14: services.a.extends: extends undefined service `nope`",
+    );
+    let errs = errors("services:\n  a:\n    extends: {service: b, file: missing.yaml}\n");
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with(
+            "app/compose.yaml:3:33: services.a.extends.file: cannot read \"missing.yaml\" ("
+        ) && errs[0].ends_with("/app/missing.yaml): No such file or directory (os error 2)"),
+        "{errs:?}"
+    );
+    assert_eq!(
+        errors("services:\n  a:\n    extends: {servce: b}\n    image: x\n"),
+        [
+            "app/compose.yaml:3:14: services.a.extends: `service` is required",
+            "app/compose.yaml:3:15: services.a.extends: unknown key `servce` (not part of the Compose specification); did you mean `service`?",
+        ]
+    );
+    assert_one_error(
+        "services:\n  a:\n    extends: a\n    image: x\n",
+        "app/compose.yaml:3:5: services.a: `extends` cycle: a -> a",
+    );
+}
+
+#[test]
+fn ports_with_host_networking_are_refused_not_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = dir.path().join("s");
+    std::fs::create_dir_all(&stack).unwrap();
+    std::fs::write(
+        stack.join("compose.yaml"),
+        "services:\n  web:\n    image: x:1\n    network_mode: host\n    ports:\n      - \"80:80\"\n",
+    )
+    .unwrap();
+    let diags = super::load_dir(dir.path(), &Default::default()).unwrap_err();
+    let text = diags.to_string();
+    assert!(text.contains("s/compose.yaml:5:5"), "{text}");
+    assert!(text.contains("network_mode: host"), "{text}");
 }

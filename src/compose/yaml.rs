@@ -15,6 +15,24 @@ use serde_saphyr::{Location, Spanned};
 pub struct Pos {
     pub line: u64,
     pub col: u64,
+    /// Which file: 0 is the Compose file being loaded, `n` another file it reads (a base of
+    /// `extends: {file: ...}`), see [`set_file`].
+    pub file: u16,
+}
+
+/// Mark every position in `node` as being in file `file` (see [`Pos::file`]).
+pub fn set_file(node: &mut Node, file: u16) {
+    node.pos.file = file;
+    match &mut node.value {
+        Value::Seq(items) => items.iter_mut().for_each(|n| set_file(n, file)),
+        Value::Map(entries) => {
+            for (k, v) in entries {
+                k.pos.file = file;
+                set_file(v, file);
+            }
+        }
+        _ => {}
+    }
 }
 
 impl Pos {
@@ -22,6 +40,7 @@ impl Pos {
         Pos {
             line: s.line(),
             col: s.column(),
+            file: 0,
         }
     }
 }
@@ -267,7 +286,11 @@ pub fn parse(text: &str) -> Result<Node, YamlError> {
     if text.trim().is_empty() {
         return Ok(Node {
             value: Value::Null,
-            pos: Pos { line: 1, col: 1 },
+            pos: Pos {
+                line: 1,
+                col: 1,
+                file: 0,
+            },
         });
     }
     match serde_saphyr::from_str_with_options::<Spanned<RawValue>>(text, options()) {
@@ -354,14 +377,42 @@ mod tests {
         let app = get(services, "app");
         let (k, v) = &map(app)[0];
         assert_eq!(k.name, "image");
-        assert_eq!(k.pos, Pos { line: 3, col: 5 });
-        assert_eq!(v.pos, Pos { line: 3, col: 12 });
+        assert_eq!(
+            k.pos,
+            Pos {
+                line: 3,
+                col: 5,
+                file: 0
+            }
+        );
+        assert_eq!(
+            v.pos,
+            Pos {
+                line: 3,
+                col: 12,
+                file: 0
+            }
+        );
         let ports = get(app, "ports");
         let Value::Seq(items) = &ports.value else {
             panic!()
         };
-        assert_eq!(items[0].pos, Pos { line: 5, col: 9 });
-        assert_eq!(items[1].pos, Pos { line: 6, col: 9 });
+        assert_eq!(
+            items[0].pos,
+            Pos {
+                line: 5,
+                col: 9,
+                file: 0
+            }
+        );
+        assert_eq!(
+            items[1].pos,
+            Pos {
+                line: 6,
+                col: 9,
+                file: 0
+            }
+        );
     }
 
     #[test]

@@ -502,3 +502,14 @@ fn old_container_left_aside_by_a_crash_is_moved_back() {
     let plan = check("crash_left_aside", &d, &observed, PlanOptions::default());
     assert!(matches!(&plan.actions[0], Action::ReplaceContainer { name, .. } if name == "s-web-1"));
 }
+
+#[test]
+fn volumes_from_orders_the_source_first() {
+    let mut reader = svc("test/app:1");
+    reader.volumes_from = vec!["writer:ro".into()];
+    let d = desired(&[stack(
+        "s",
+        &[("a-reader", reader), ("writer", svc("test/app:1"))],
+    )]);
+    assert_eq!(dependency_order(&d.stacks["s"]), ["writer", "a-reader"]);
+}

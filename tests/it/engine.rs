@@ -1145,3 +1145,82 @@ async fn replace_keeps_anonymous_volumes() {
         docker(&["volume", "rm", &v]);
     }
 }
+
+#[tokio::test]
+async fn volumes_from_and_resource_options_reach_the_engine() {
+    let w = World::new("volfrom");
+    let engine = w.engine().await;
+    let data = ServiceSpec {
+        mounts: vec![MountSpec {
+            target: "/shared".into(),
+            source: MountSource::Anonymous,
+            read_only: false,
+        }],
+        ..sleeper()
+    };
+    let app = ServiceSpec {
+        volumes_from: vec!["data:ro".into()],
+        cpu_period: Some(100_000),
+        cpu_quota: Some(50_000),
+        mem_swappiness: Some(10),
+        cgroup: Some("private".into()),
+        ..sleeper()
+    };
+    let st = w.stack("s", vec![("data", data.clone()), ("app", app.clone())]);
+    let data_name = format!("{}-data-1", st.name);
+    let app_name = format!("{}-app-1", st.name);
+    engine
+        .create_container(&st, "data", &data, 1, &data_name)
+        .await
+        .unwrap();
+    engine
+        .create_container(&st, "app", &app, 1, &app_name)
+        .await
+        .unwrap();
+    let info = inspect(&app_name);
+    let hc = &info["HostConfig"];
+    assert_eq!(
+        hc["VolumesFrom"],
+        serde_json::json!([format!("{data_name}:ro")])
+    );
+    assert_eq!(hc["CpuPeriod"], 100_000);
+    assert_eq!(hc["CpuQuota"], 50_000);
+    assert_eq!(hc["MemorySwappiness"], 10);
+    assert_eq!(hc["CgroupnsMode"], "private");
+    // The other service's volume, mounted read-only at the same path.
+    let shared = info["Mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["Destination"] == "/shared")
+        .expect("volumes_from mounts /shared")
+        .clone();
+    assert_eq!(shared["RW"], false);
+
+    // Annotations need API 1.43: an older Engine refuses them with a clear error instead of
+    // dropping them.
+    let annotated = ServiceSpec {
+        annotations: BTreeMap::from([("com.example.a".to_string(), "1".to_string())]),
+        ..sleeper()
+    };
+    let name = format!("{}-annotated-1", st.name);
+    let r = engine
+        .create_container(&st, "annotated", &annotated, 1, &name)
+        .await;
+    let (major, minor) = engine
+        .api_version()
+        .split_once('.')
+        .map(|(a, b)| (a.parse::<u32>().unwrap(), b.parse::<u32>().unwrap()))
+        .unwrap();
+    if (major, minor) < (1, 43) {
+        let e = r.expect_err("annotations on an old Engine").to_string();
+        assert!(e.contains("annotations needs Docker API 1.43"), "{e}");
+        assert!(container_ids_by_name(&name).is_empty());
+    } else {
+        r.unwrap();
+        assert_eq!(
+            inspect(&name)["HostConfig"]["Annotations"]["com.example.a"],
+            "1"
+        );
+    }
+}

@@ -454,12 +454,21 @@ impl Engine {
     // Observe
     // -----------------------------------------------------------------------------------------
 
-    /// What runs on the Engine. Requests: 2 (all containers, images), plus 1 network list and/or
-    /// 1 volume list only when the container list cannot prove that every desired network /
-    /// volume exists, or when a stack berth owns left the config. Never mutates.
+    /// What runs on the Engine. Requests: 2 (berth's containers, images); plus 1 to look up, by
+    /// exact name, containers that might hold a name berth is about to create; plus 1 network
+    /// list and/or 1 volume list only when the container list cannot prove that every desired
+    /// network / volume exists, or when a stack berth owns left the config. Never mutates. A
+    /// no-op reconcile is exactly the first 2.
     pub async fn observe(&self, desired: &Desired) -> Result<Observed, DockerError> {
+        // Only berth's containers (any instance's: another instance holding a name is a
+        // conflict too). The Engine's cost grows with every container it lists, so a host full
+        // of unrelated containers would slow every reconcile down.
         let list_containers = self.docker.list_containers(Some(ListContainersOptions {
             all: true,
+            filters: Some(std::collections::HashMap::from([(
+                "label".to_string(),
+                vec![format!("{}=true", labels::MANAGED)],
+            )])),
             ..Default::default()
         }));
         let list_images = self.docker.list_images(Some(ListImagesOptions {
@@ -470,10 +479,16 @@ impl Engine {
         let containers = containers.map_err(|e| self.err("list containers", e))?;
         let images = images.map_err(|e| self.err("list images", e))?;
 
-        let containers: Vec<ObservedContainer> = containers
+        let mut containers: Vec<ObservedContainer> = containers
             .into_iter()
             .filter_map(observed_container)
             .collect();
+        // A name berth is about to create may be held by a container it does not own: ask for
+        // exactly those names (one more request, only when something is to be created).
+        let missing = names_to_create(desired, &containers);
+        if !missing.is_empty() {
+            containers.extend(self.containers_named(&missing).await?);
+        }
 
         let mut image_map = BTreeMap::new();
         for img in images {
@@ -502,6 +517,35 @@ impl Engine {
             networks,
             volumes,
         })
+    }
+
+    /// Containers whose name is exactly one of `names`. Requests: 1.
+    async fn containers_named(
+        &self,
+        names: &[String],
+    ) -> Result<Vec<ObservedContainer>, DockerError> {
+        // The Engine matches `name` filters as regular expressions against `/<name>`.
+        let patterns = names
+            .iter()
+            .map(|n| format!("^/{}$", regex_escape(n)))
+            .collect();
+        let found = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(std::collections::HashMap::from([(
+                    "name".to_string(),
+                    patterns,
+                )])),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| self.err("list containers by name", e))?;
+        Ok(found
+            .into_iter()
+            .filter_map(observed_container)
+            .filter(|c| !c.managed() && names.contains(&c.name))
+            .collect())
     }
 
     /// Every network, by name. Requests: 1.
@@ -1012,6 +1056,34 @@ fn reuse_anonymous_volumes(body: &mut ContainerCreateBody, reuse: &[ObservedMoun
             }),
         }
     }
+}
+
+/// The container names the desired state needs that no listed (berth) container holds.
+fn names_to_create(desired: &Desired, listed: &[ObservedContainer]) -> Vec<String> {
+    let mut names = Vec::new();
+    for stack in desired.stacks.values() {
+        for (service, spec) in &stack.services {
+            for n in 1..=spec.replicas.max(1) {
+                let name = crate::plan::container_name(&stack.name, service, spec, n);
+                if !listed.iter().any(|c| c.name == name) {
+                    names.push(name);
+                }
+            }
+        }
+    }
+    names
+}
+
+/// `s` with regular-expression metacharacters escaped (container names allow `.` and `-`).
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$-".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The create warnings that say the Engine dropped a requested option ("... discarded.").

@@ -462,11 +462,12 @@ async fn observe_is_two_requests_when_nothing_needs_listing() {
     st.volumes.insert("data".into(), vol.clone());
     let d = desired(vec![st.clone()]);
 
-    // Before anything exists the container list proves nothing: networks and volumes listed.
+    // Before anything exists the container list proves nothing: networks and volumes listed,
+    // and the name to be created is looked up among containers berth does not own.
     let before = engine.requests();
     let o = engine.observe(&d).await.unwrap();
     let used = engine.requests() - before;
-    assert_eq!(used.total, 4, "{:?}", engine.request_log());
+    assert_eq!(used.total, 5, "{:?}", engine.request_log());
     assert_eq!(used.mutating, 0);
     assert!(!o.networks.as_ref().unwrap().contains_key(&net.name));
 

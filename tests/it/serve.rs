@@ -640,10 +640,15 @@ fn container_stopped_by_hand_is_repaired_by_resync() {
         "1h".into(),
         "--resync-interval".into(),
         "1s".into(),
+        "--path".into(),
+        "stacks".into(),
     ];
     let a = s.stack("a");
     s.push(
-        &[("a/compose.yaml", &one_service(&a, "berth-test/app:1"))],
+        &[(
+            "stacks/a/compose.yaml",
+            &one_service(&a, "berth-test/app:1"),
+        )],
         "v1",
     );
     s.start(None);

@@ -92,7 +92,7 @@ pub fn route(event: &str, body: &[u8], branch: &str) -> Decision {
         "ping" => Decision::Ping,
         "push" => route_push(body, branch),
         "pull_request" => route_pull_request(body, branch),
-        other => Decision::Ignore(format!("event {other}")),
+        other => Decision::Ignore(other.to_string()),
     }
 }
 
@@ -302,7 +302,7 @@ mod tests {
                 match event {
                     "ping" => assert_eq!(d, Decision::Ping, "{name}"),
                     "push" | "pull_request" => {}
-                    _ => assert_eq!(d, Decision::Ignore(format!("event {event}")), "{name}"),
+                    _ => assert_eq!(d, Decision::Ignore(event.to_string()), "{name}"),
                 }
             }
             n += 1;
@@ -478,7 +478,7 @@ mod tests {
         // Events berth does not handle are not even parsed.
         assert_eq!(
             route("issues", b"not json", "main"),
-            Decision::Ignore("event issues".into())
+            Decision::Ignore("issues".into())
         );
         assert_eq!(route("ping", b"not json", "main"), Decision::Ping);
     }

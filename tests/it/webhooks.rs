@@ -252,7 +252,7 @@ async fn pushes_elsewhere_are_accepted_with_a_reason_and_nothing_enqueued() {
         .deliver_fixture("check_run", "d-check", "check_run.completed.1.json")
         .await;
     assert_eq!(status, 202);
-    assert_eq!(body.trim(), "ignored: event check_run");
+    assert_eq!(body.trim(), "ignored: check_run");
     assert!(s.queue.take().is_empty());
     s.stop().await;
 }

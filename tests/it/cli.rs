@@ -203,7 +203,8 @@ fn unmanaged_containers_are_never_touched() {
     for name in [&squatter, &bystander] {
         docker(&["run", "-d", "--name", name, "berth-test/busybox:1"]);
     }
-    let _cleanup = Cleanup(vec![squatter.clone(), bystander.clone()]);
+    w.adopt(&squatter);
+    w.adopt(&bystander);
     let squatter_id = inspect(&squatter, "{{.Id}}");
     w.write(
         "app/compose.yaml",
@@ -224,18 +225,6 @@ fn unmanaged_containers_are_never_touched() {
     docker(&["rm", "-f", &squatter]);
     w.berth(&["apply"]).expect(0);
     assert_eq!(inspect(&bystander, "{{.State.Running}}"), "true");
-}
-
-/// Removes containers made by hand in a test, even when it fails.
-struct Cleanup(Vec<String>);
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for name in &self.0 {
-            let _ = std::process::Command::new("docker")
-                .args(["rm", "-f", name])
-                .output();
-        }
-    }
 }
 
 #[test]

@@ -16,26 +16,12 @@ use berth::model::{
 };
 use berth::plan::{Action, Plan, PullReason, Reason, ServiceRef};
 
-use crate::support::test_images;
+use crate::support::{World, docker, free_port};
 
 const APP1: &str = "berth-test/app:1";
 const APP2: &str = "berth-test/app:2";
 const BUSYBOX: &str = "berth-test/busybox:1";
 const SEC: i64 = 1_000_000_000;
-
-/// The Docker CLI: an independent witness of what is on the Engine.
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("run docker");
-    assert!(
-        out.status.success(),
-        "docker {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 fn docker_json(args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&docker(args)).expect("docker prints JSON")
@@ -45,27 +31,8 @@ fn inspect(name: &str) -> serde_json::Value {
     docker_json(&["inspect", "--type", "container", name])[0].clone()
 }
 
-/// One test's world: its own berth instance; everything labelled with it goes on drop.
-struct World {
-    instance: String,
-    dir: PathBuf,
-    /// Extra containers started by the test itself (not labelled), removed on drop.
-    extra: Vec<String>,
-}
-
+/// Engine-test helpers on the shared [`World`].
 impl World {
-    fn new(test: &str) -> World {
-        test_images();
-        let instance = format!("it-{test}-{}", std::process::id());
-        let dir = std::env::temp_dir().join(&instance);
-        std::fs::create_dir_all(&dir).unwrap();
-        World {
-            instance,
-            dir,
-            extra: Vec::new(),
-        }
-    }
-
     async fn engine(&self) -> Engine {
         Engine::connect()
             .await
@@ -73,61 +40,17 @@ impl World {
             .with_instance(&self.instance)
     }
 
-    /// The stack name for `name` in this world.
-    fn stack_name(&self, name: &str) -> String {
-        format!("{}-{name}", self.instance)
-    }
-
-    fn stack(&self, name: &str, services: Vec<(&str, ServiceSpec)>) -> StackSpec {
+    fn stack_spec(&self, name: &str, services: Vec<(&str, ServiceSpec)>) -> StackSpec {
         StackSpec {
-            name: self.stack_name(name),
+            name: self.stack(name),
             file: PathBuf::from(format!("{name}/compose.yaml")),
-            dir: self.dir.clone(),
+            dir: self.path().to_path_buf(),
             services: services
                 .into_iter()
                 .map(|(n, s)| (n.to_string(), s))
                 .collect(),
             ..Default::default()
         }
-    }
-
-    fn label(&self) -> String {
-        format!("label={}={}", labels::INSTANCE, self.instance)
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        let run = |args: &[&str]| {
-            Command::new("docker").args(args).output().ok();
-        };
-        let list = |args: &[&str]| -> Vec<String> {
-            Command::new("docker")
-                .args(args)
-                .output()
-                .map(|o| {
-                    String::from_utf8_lossy(&o.stdout)
-                        .split_whitespace()
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let label = self.label();
-        let mut containers = list(&["ps", "-aq", "--filter", &label]);
-        containers.extend(self.extra.iter().cloned());
-        if !containers.is_empty() {
-            let mut args = vec!["rm", "-f", "-v"];
-            args.extend(containers.iter().map(String::as_str));
-            run(&args);
-        }
-        for id in list(&["network", "ls", "-q", "--filter", &label]) {
-            run(&["network", "rm", &id]);
-        }
-        for name in list(&["volume", "ls", "-q", "--filter", &label]) {
-            run(&["volume", "rm", "-f", &name]);
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -237,7 +160,7 @@ fn container_ids_by_name(prefix: &str) -> Vec<(String, String)> {
 async fn create_container_round_trip() {
     let w = World::new("create");
     let engine = w.engine().await;
-    let mut st = w.stack("s", vec![]);
+    let mut st = w.stack_spec("s", vec![]);
     let front = NetworkSpec {
         name: format!("{}_front", st.name),
         ..Default::default()
@@ -250,7 +173,7 @@ async fn create_container_round_trip() {
         name: format!("{}_data", st.name),
         ..Default::default()
     };
-    let secret_file = w.dir.join("token.txt");
+    let secret_file = w.path().join("token.txt");
     std::fs::write(&secret_file, "tok").unwrap();
     let spec = ServiceSpec {
         environment: BTreeMap::from([
@@ -435,7 +358,7 @@ async fn create_container_round_trip() {
 async fn observe_is_two_requests_when_nothing_needs_listing() {
     let w = World::new("observe");
     let engine = w.engine().await;
-    let mut st = w.stack("s", vec![]);
+    let mut st = w.stack_spec("s", vec![]);
     let net = NetworkSpec {
         name: format!("{}_default", st.name),
         ..Default::default()
@@ -547,7 +470,7 @@ async fn observe_is_two_requests_when_nothing_needs_listing() {
 async fn replace_keeps_volume_data_and_is_observably_safe() {
     let w = World::new("replace");
     let engine = w.engine().await;
-    let mut st = w.stack("s", vec![]);
+    let mut st = w.stack_spec("s", vec![]);
     let vol = VolumeSpec {
         name: format!("{}_data", st.name),
         ..Default::default()
@@ -617,7 +540,7 @@ async fn replace_keeps_volume_data_and_is_observably_safe() {
 async fn failing_replace_restores_the_old_container() {
     let w = World::new("restore");
     let engine = w.engine().await;
-    let mut st = w.stack("s", vec![]);
+    let mut st = w.stack_spec("s", vec![]);
     let good = ServiceSpec {
         healthcheck: Some(http_healthcheck()),
         ..app(APP1)
@@ -662,9 +585,8 @@ async fn failing_replace_restores_the_old_container() {
 
     // 2. The new container cannot start: its host port is taken by someone else.
     let port = free_port();
-    let mut w = w;
     let blocker = docker(&["run", "-d", "-p", &format!("127.0.0.1:{port}:8080"), APP1]);
-    w.extra.push(blocker);
+    w.adopt(&blocker);
     st.services.insert(
         "app".into(),
         ServiceSpec {
@@ -685,14 +607,6 @@ async fn failing_replace_restores_the_old_container() {
     assert_eq!(c["Id"].as_str().unwrap(), old_id);
     assert_eq!(c["State"]["Running"], true);
     assert_eq!(container_ids_by_name(&st.name).len(), 1);
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test]
@@ -724,7 +638,7 @@ async fn depends_on_service_healthy_waits_and_times_out() {
         )]),
         ..sleeper()
     };
-    let st = w.stack("s", vec![("db", db.clone()), ("web", web.clone())]);
+    let st = w.stack_spec("s", vec![("db", db.clone()), ("web", web.clone())]);
     let d = desired(vec![st.clone()]);
     // db is created by hand (not waited for): web's create must wait for it.
     let db_id = engine
@@ -757,7 +671,7 @@ async fn depends_on_service_healthy_waits_and_times_out() {
         }),
         ..sleeper()
     };
-    let st2 = w.stack("t", vec![("db", never.clone()), ("web", web.clone())]);
+    let st2 = w.stack_spec("t", vec![("db", never.clone()), ("web", web.clone())]);
     let d2 = desired(vec![st2.clone()]);
     let id = engine
         .create_container(&st2, "db", &never, 1, &format!("{}-db-1", st2.name))
@@ -799,7 +713,7 @@ async fn depends_on_service_healthy_waits_and_times_out() {
         )]),
         ..sleeper()
     };
-    let st3 = w.stack("u", vec![("job", job), ("web", after_job)]);
+    let st3 = w.stack_spec("u", vec![("job", job), ("web", after_job)]);
     let d3 = desired(vec![st3.clone()]);
     let (r, _) = run(
         &engine,
@@ -817,7 +731,7 @@ async fn pull_failure_changes_nothing() {
     let w = World::new("pull");
     let engine = w.engine().await;
     let missing = format!("berth-test/does-not-exist:{}", std::process::id());
-    let mut st = w.stack("s", vec![("app", app(&missing))]);
+    let mut st = w.stack_spec("s", vec![("app", app(&missing))]);
     let net = NetworkSpec {
         name: format!("{}_default", st.name),
         ..Default::default()
@@ -867,7 +781,7 @@ async fn pull_failure_changes_nothing() {
 async fn plan_with_errors_is_refused() {
     let w = World::new("refuse");
     let engine = w.engine().await;
-    let st = w.stack("s", vec![("app", sleeper())]);
+    let st = w.stack_spec("s", vec![("app", sleeper())]);
     let d = desired(vec![st.clone()]);
     let plan = Plan {
         actions: vec![create(&st, "app")],
@@ -887,7 +801,7 @@ async fn plan_with_errors_is_refused() {
 async fn remove_keeps_volumes_and_start_self_heals() {
     let w = World::new("remove");
     let engine = w.engine().await;
-    let mut st = w.stack("s", vec![]);
+    let mut st = w.stack_spec("s", vec![]);
     let vol = VolumeSpec {
         name: format!("{}_data", st.name),
         ..Default::default()
@@ -984,7 +898,7 @@ async fn unreachable_engine_says_how_to_fix_it() {
 async fn converges_with_the_planner_and_noop_costs_two_requests() {
     let w = World::new("converge");
     let engine = w.engine().await;
-    let mut st = w.stack("s", vec![]);
+    let mut st = w.stack_spec("s", vec![]);
     let net = NetworkSpec {
         name: format!("{}_default", st.name),
         ..Default::default()
@@ -1102,7 +1016,7 @@ async fn converges_with_the_planner_and_noop_costs_two_requests() {
 async fn replace_keeps_anonymous_volumes() {
     let w = World::new("anon");
     let engine = w.engine().await;
-    let mut st = w.stack("s", vec![]);
+    let mut st = w.stack_spec("s", vec![]);
     let spec = |image: &str| ServiceSpec {
         mounts: vec![MountSpec {
             target: "/cache".into(),
@@ -1167,7 +1081,7 @@ async fn volumes_from_and_resource_options_reach_the_engine() {
         cgroup: Some("private".into()),
         ..sleeper()
     };
-    let st = w.stack("s", vec![("data", data.clone()), ("app", app.clone())]);
+    let st = w.stack_spec("s", vec![("data", data.clone()), ("app", app.clone())]);
     let data_name = format!("{}-data-1", st.name);
     let app_name = format!("{}-app-1", st.name);
     engine

@@ -29,6 +29,8 @@ pub fn test_images() {
 pub struct World {
     pub dir: tempfile::TempDir,
     pub instance: String,
+    /// Containers the test started by hand (not labelled): removed on drop too.
+    extra: std::cell::RefCell<Vec<String>>,
 }
 
 impl World {
@@ -37,7 +39,18 @@ impl World {
         World {
             dir: tempfile::tempdir().expect("tempdir"),
             instance: format!("it-{test}-{}", std::process::id()),
+            extra: Default::default(),
         }
+    }
+
+    /// Remove this container (started by the test, not by berth) when the world goes.
+    pub fn adopt(&self, name: &str) {
+        self.extra.borrow_mut().push(name.to_string());
+    }
+
+    /// `label=io.berth.instance=<this instance>`, for Docker CLI filters.
+    pub fn label(&self) -> String {
+        format!("label=io.berth.instance={}", self.instance)
     }
 
     /// A unique stack name for this test.
@@ -89,7 +102,7 @@ impl World {
 impl Drop for World {
     /// Best effort: cleanup must not panic (a panic while a test is failing aborts the run).
     fn drop(&mut self) {
-        let label = format!("label=io.berth.instance={}", self.instance);
+        let label = self.label();
         let list = |args: &[&str]| -> Vec<String> {
             Command::new("docker")
                 .args(args)
@@ -102,11 +115,13 @@ impl Drop for World {
                 })
                 .unwrap_or_default()
         };
-        let ids = list(&["ps", "-aq", "--filter", &label]);
-        if !ids.is_empty() {
+        let mut containers = list(&["ps", "-aq", "--filter", &label]);
+        containers.extend(self.extra.borrow().iter().cloned());
+        if !containers.is_empty() {
+            // -v: anonymous volumes of test containers go too.
             let _ = Command::new("docker")
-                .args(["rm", "-f"])
-                .args(&ids)
+                .args(["rm", "-f", "-v"])
+                .args(&containers)
                 .output();
         }
         for kind in ["network", "volume"] {
@@ -170,7 +185,7 @@ impl Run {
     }
 }
 
-/// Run the Docker CLI (an independent witness); panics on failure.
+/// Run the Docker CLI (an independent witness); its trimmed output. Panics on failure.
 pub fn docker(args: &[&str]) -> String {
     let out = Command::new("docker")
         .args(args)
@@ -181,7 +196,7 @@ pub fn docker(args: &[&str]) -> String {
         "docker {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// `docker inspect -f <format> <name>`.

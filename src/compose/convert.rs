@@ -2487,37 +2487,19 @@ fn deploy(cx: &mut Cx, m: &Map, path: &str, s: &mut ServiceSpec) -> Option<(i64,
                 if let Some(lm) = as_map(cx, l, &lp) {
                     check_keys(cx, lm, &lp, &["cpus", "memory", "pids"], &[]);
                     if let Some(v) = get(lm, "cpus") {
-                        let c = nano_cpus(cx, v, &child(&lp, "cpus"));
-                        if s.nano_cpus.is_some() && c != s.nano_cpus {
-                            cx.err(
-                                v.pos,
-                                &child(&lp, "cpus"),
-                                "conflicts with the service's `cpus`",
-                            );
-                        }
-                        s.nano_cpus = c;
+                        let p = child(&lp, "cpus");
+                        let value = nano_cpus(cx, v, &p);
+                        set_consistently(cx, v.pos, &p, &mut s.nano_cpus, value, "cpus");
                     }
                     if let Some(v) = get(lm, "memory") {
-                        let b = bytes(cx, v, &child(&lp, "memory"));
-                        if s.mem_limit.is_some() && b != s.mem_limit {
-                            cx.err(
-                                v.pos,
-                                &child(&lp, "memory"),
-                                "conflicts with the service's `mem_limit`",
-                            );
-                        }
-                        s.mem_limit = b;
+                        let p = child(&lp, "memory");
+                        let value = bytes(cx, v, &p);
+                        set_consistently(cx, v.pos, &p, &mut s.mem_limit, value, "mem_limit");
                     }
                     if let Some(v) = get(lm, "pids") {
-                        let pv = int(cx, v, &child(&lp, "pids"));
-                        if s.pids_limit.is_some() && pv != s.pids_limit {
-                            cx.err(
-                                v.pos,
-                                &child(&lp, "pids"),
-                                "conflicts with the service's `pids_limit`",
-                            );
-                        }
-                        s.pids_limit = pv;
+                        let p = child(&lp, "pids");
+                        let value = int(cx, v, &p);
+                        set_consistently(cx, v.pos, &p, &mut s.pids_limit, value, "pids_limit");
                     }
                 }
             }
@@ -2550,15 +2532,16 @@ fn deploy(cx: &mut Cx, m: &Map, path: &str, s: &mut ServiceSpec) -> Option<(i64,
                         }
                     }
                     if let Some(v) = get(lm, "memory") {
-                        let b = bytes(cx, v, &child(&lp, "memory"));
-                        if s.mem_reservation.is_some() && b != s.mem_reservation {
-                            cx.err(
-                                v.pos,
-                                &child(&lp, "memory"),
-                                "conflicts with the service's `mem_reservation`",
-                            );
-                        }
-                        s.mem_reservation = b;
+                        let p = child(&lp, "memory");
+                        let value = bytes(cx, v, &p);
+                        set_consistently(
+                            cx,
+                            v.pos,
+                            &p,
+                            &mut s.mem_reservation,
+                            value,
+                            "mem_reservation",
+                        );
                     }
                 }
             }
@@ -2868,4 +2851,24 @@ fn blkio_config(cx: &mut Cx, n: &Node, path: &str) -> Option<BlkioConfig> {
         }
     }
     Some(out)
+}
+
+/// `deploy.resources` sets the same Engine field as a plain service key (`cpus`, `mem_limit`,
+/// …): the same value twice is fine, two different ones are a conflict, never a silent pick.
+fn set_consistently<T: PartialEq>(
+    cx: &mut Cx,
+    pos: Pos,
+    path: &str,
+    slot: &mut Option<T>,
+    value: Option<T>,
+    service_key: &str,
+) {
+    if slot.is_some() && value != *slot {
+        cx.err(
+            pos,
+            path,
+            format!("conflicts with the service's `{service_key}`"),
+        );
+    }
+    *slot = value;
 }

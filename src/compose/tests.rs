@@ -1386,3 +1386,25 @@ fn ports_with_host_networking_are_refused_not_dropped() {
     assert!(text.contains("s/compose.yaml:5:5"), "{text}");
     assert!(text.contains("network_mode: host"), "{text}");
 }
+
+#[test]
+fn deploy_limits_that_contradict_service_keys_are_conflicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = dir.path().join("s");
+    std::fs::create_dir_all(&stack).unwrap();
+    std::fs::write(
+        stack.join("compose.yaml"),
+        "services:\n  web:\n    image: x:1\n    mem_limit: 512m\n    cpus: 1\n    deploy:\n      resources:\n        limits:\n          memory: 512m\n          cpus: '2'\n",
+    )
+    .unwrap();
+    let text = super::load_dir(dir.path(), &Default::default())
+        .unwrap_err()
+        .to_string();
+    // Same memory twice is fine; different CPUs are a located conflict.
+    assert!(!text.contains("memory"), "{text}");
+    assert!(
+        text.contains("s/compose.yaml:10:17")
+            && text.contains("conflicts with the service's `cpus`"),
+        "{text}"
+    );
+}

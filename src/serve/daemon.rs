@@ -272,11 +272,15 @@ impl Daemon {
                 None => self.metrics.idle_check(),
             }
             match result {
+                // An idle check says nothing about the Engine: readiness and a running backoff
+                // are left as they are.
+                Ok(Reconciled::Idle) => {}
                 Ok(_) => {
                     self.readiness.reconcile_ok();
                     self.retry = None;
                 }
                 Err(ServeError::Transient(reason)) => {
+                    // Retries come from the backoff timer; polls of the same head stay idle.
                     tracing::warn!(%reason, "reconcile failed transiently; will retry");
                     self.readiness.reconcile_transient_failure(&reason);
                     self.schedule_retry();
@@ -833,31 +837,22 @@ impl Daemon {
         Ok(dest)
     }
 
-    /// Make the stable worktree hold `export`'s files: copy them to a fresh folder and swap it
-    /// in with renames. Old exports beyond the last few are removed.
+    /// Make the stable worktree hold `export`'s files (synced in place: bind mounts of running
+    /// containers keep working). Old exports beyond the last few are removed.
     fn install_worktree(&self, export: &Path) -> Result<(), ServeError> {
-        let err = |what: &str, e: std::io::Error| {
-            ServeError::Permanent(format!(
-                "cannot {what} the worktree {}: {e}",
-                self.worktree.display()
-            ))
-        };
-        let marker = self.worktree.join(".berth-commit");
+        let marker = self.worktree.join(super::worktree::MARKER);
         let commit = export.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if std::fs::read_to_string(&marker).ok().as_deref() == Some(commit) {
             return Ok(());
         }
-        let next = self.config.state_dir.join("worktree.next");
-        let old = self.config.state_dir.join("worktree.old");
-        let _ = std::fs::remove_dir_all(&next);
-        let _ = std::fs::remove_dir_all(&old);
-        copy_tree(export, &next).map_err(|e| err("prepare", e))?;
-        std::fs::write(next.join(".berth-commit"), commit).map_err(|e| err("mark", e))?;
-        if self.worktree.exists() {
-            std::fs::rename(&self.worktree, &old).map_err(|e| err("move aside", e))?;
-        }
-        std::fs::rename(&next, &self.worktree).map_err(|e| err("install", e))?;
-        let _ = std::fs::remove_dir_all(&old);
+        super::worktree::sync_tree(export, &self.worktree)
+            .and_then(|()| std::fs::write(&marker, commit))
+            .map_err(|e| {
+                ServeError::Permanent(format!(
+                    "cannot update the worktree {}: {e}",
+                    self.worktree.display()
+                ))
+            })?;
         prune_exports(&self.config.state_dir.join("trees"), commit, 5);
         Ok(())
     }
@@ -1035,23 +1030,6 @@ fn observed_fingerprint(o: &Observed) -> String {
     parts.sort();
     parts.extend(o.images.iter().map(|(k, v)| format!("{k}={v}")));
     crate::model::sha256_hex(parts.join("\n").as_bytes())
-}
-
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let kind = entry.file_type()?;
-        let dest = to.join(entry.file_name());
-        if kind.is_dir() {
-            copy_tree(&entry.path(), &dest)?;
-        } else if kind.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &dest)?;
-        } else {
-            std::fs::copy(entry.path(), &dest)?;
-        }
-    }
-    Ok(())
 }
 
 /// Keep the `keep` most recent exports (and `current`) in `dir`.

@@ -9,6 +9,7 @@ pub mod redact;
 pub mod report;
 pub mod state;
 pub mod webhook;
+pub mod worktree;
 pub mod writeback;
 
 pub use daemon::run;

@@ -28,6 +28,8 @@ struct Serve {
     name: String,
     /// Authenticate as a GitHub App with this private key instead of a token.
     app_key: Option<String>,
+    /// Extra environment for the daemon.
+    env: Vec<(String, String)>,
 }
 
 impl Serve {
@@ -46,6 +48,7 @@ impl Serve {
             args: vec![],
             child: None,
             app_key: None,
+            env: vec![],
         }
     }
 
@@ -81,6 +84,7 @@ impl Serve {
             .env("BERTH_WEBHOOK_SECRET", SECRET)
             .env("BERTH_LOG", "berth=debug")
             .env_remove("BERTH_GITHUB_TOKEN")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log);
         if let Some(fake) = fake {
@@ -976,4 +980,99 @@ fn preview_works_from_the_head_branch_on_a_server_without_pull_refs() {
     }
     assert_eq!(running_image(&web).as_deref(), Some("berth-test/app:1"));
     fake.assert_no_violations();
+}
+
+#[test]
+fn an_unchanged_container_keeps_its_bind_mounted_repo_folder_across_commits() {
+    let mut s = Serve::new("bind");
+    s.args = vec!["--poll-interval".into(), "1s".into()];
+    let (site, other) = (s.stack("site"), s.stack("other"));
+    let site_compose = format!(
+        "name: {site}\nservices:\n  web:\n    image: berth-test/app:1\n    volumes:\n      - ./html:/data:ro\n"
+    );
+    s.push(
+        &[
+            ("site/compose.yaml", &site_compose),
+            ("site/html/index.txt", "hello v1\n"),
+            (
+                "other/compose.yaml",
+                &one_service(&other, "berth-test/app:1"),
+            ),
+        ],
+        "v1",
+    );
+    s.start(None);
+    let web = format!("{site}-web-1");
+    s.wait_until("site up", Duration::from_secs(60), || {
+        running_image(&web).is_some()
+    });
+    let id = inspect(&web, "{{.Id}}");
+    assert_eq!(
+        docker(&["exec", &web, "cat", "/data/index.txt"]),
+        "hello v1"
+    );
+    // A commit that changes another stack, and the site's content (not its spec).
+    s.push(
+        &[
+            (
+                "other/compose.yaml",
+                &one_service(&other, "berth-test/app:2"),
+            ),
+            ("site/html/index.txt", "hello v2\n"),
+        ],
+        "v2",
+    );
+    let other_web = format!("{other}-web-1");
+    s.wait_until("other replaced", Duration::from_secs(60), || {
+        running_image(&other_web).as_deref() == Some("berth-test/app:2")
+    });
+    // The site was not replaced, and its bind-mounted folder is intact, with the new content.
+    assert_eq!(inspect(&web, "{{.Id}}"), id);
+    assert_eq!(
+        docker(&["exec", &web, "cat", "/data/index.txt"]),
+        "hello v2"
+    );
+}
+
+#[test]
+fn polls_during_an_outage_do_not_reset_the_backoff() {
+    let mut s = Serve::new("backoff");
+    s.args = vec!["--poll-interval".into(), "1s".into()];
+    s.env = vec![(
+        "DOCKER_HOST".into(),
+        "unix:///nonexistent/docker.sock".into(),
+    )];
+    let a = s.stack("a");
+    s.push(
+        &[("a/compose.yaml", &one_service(&a, "berth-test/app:1"))],
+        "v1",
+    );
+    s.start(None);
+    let delays = |log: &str| -> Vec<f64> {
+        log.lines()
+            .filter(|l| l.contains("retry scheduled"))
+            .filter_map(|l| {
+                let rest = &l[l.find("retry_in=")? + "retry_in=".len()..];
+                let num: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == '.')
+                    .collect();
+                let secs = num.parse::<f64>().ok()?;
+                Some(if rest[num.len()..].starts_with("ms") {
+                    secs / 1000.0
+                } else {
+                    secs
+                })
+            })
+            .collect()
+    };
+    // Polls come every second; the retries must still back off (1s, 2s, 4s … with jitter).
+    s.wait_until("three retries", Duration::from_secs(60), || {
+        delays(&s.log()).len() >= 3
+    });
+    let d = delays(&s.log());
+    assert!(d[2] > d[0] && d[2] >= 3.0, "backoff did not grow: {d:?}");
+    // Polls in between are idle checks: they neither retry nor reset the backoff.
+    assert!(s.metric("berth_idle_checks_total", "") >= 1.0);
+    assert!(!s.log().contains("\u{1b}["), "colour codes in a log file");
 }

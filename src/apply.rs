@@ -442,9 +442,23 @@ impl<'a> Executor<'a> {
                     .create_container(stack_spec, service, spec, *number, name)
                     .await
                     .map_err(err)?;
-                engine.start(&id).await.map_err(err)?;
-                if has_healthcheck(spec) {
-                    self.wait_for(stack, service, &id, WaitFor::Healthy).await?;
+                // A new container that does not come up is removed again: left in place it
+                // would look converged to the next plan, and its failure would be forgotten.
+                let started = match engine.start(&id).await.map_err(err) {
+                    Ok(()) if has_healthcheck(spec) => {
+                        self.wait_for(stack, service, &id, WaitFor::Healthy).await
+                    }
+                    other => other,
+                };
+                if let Err(e) = started {
+                    if let Err(cleanup) = engine.remove(&id).await {
+                        self.emit(ApplyEvent::Warning {
+                            message: format!(
+                                "{stack}/{service}: could not remove the failed new container {name}: {cleanup}"
+                            ),
+                        });
+                    }
+                    return Err(e);
                 }
                 self.report.created += 1;
                 self.emit(ApplyEvent::Created {

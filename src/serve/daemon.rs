@@ -143,6 +143,7 @@ pub async fn run(config: ServeConfig, shutdown: watch::Receiver<bool>) -> anyhow
         retry: None,
         found,
         loaded: None,
+        pending_posted: None,
     };
     daemon.queue.push(Work::Branch {
         cause: Cause::Startup,
@@ -209,6 +210,8 @@ struct Daemon {
     found: Found,
     /// The last commit loaded, and what it declares (commits are immutable).
     loaded: Option<(String, Desired, PathBuf)>,
+    /// The commit whose `pending` statuses were posted: retries do not post them again.
+    pending_posted: Option<String>,
 }
 
 /// What a branch reconcile did.
@@ -487,7 +490,7 @@ impl Daemon {
             }
             self.found = Found::Existing;
         }
-        let observed_fp = observed_fingerprint(&observed);
+        let observed_fp = observed_fingerprint(&observed, &desired, &self.config.instance);
         if let Some(f) = &failed_here {
             if f.observed == observed_fp {
                 tracing::debug!(
@@ -542,8 +545,12 @@ impl Daemon {
                 crate::render::plan_text(&the_plan)
             );
         }
-        if new_commit {
-            for stack in &stacks {
+        if new_commit && self.pending_posted.as_deref() != Some(head.as_str()) {
+            self.pending_posted = Some(head.clone());
+            let changing = stacks
+                .iter()
+                .filter(|st| by_stack.get(*st).is_some_and(Plan::has_changes));
+            for stack in changing {
                 self.writeback.status(
                     &head,
                     Status {
@@ -668,7 +675,10 @@ impl Daemon {
         if let Some(t) = transient {
             return Err(ServeError::Transient(t));
         }
-        let fp = after.as_ref().map(observed_fingerprint).unwrap_or_default();
+        let fp = after
+            .as_ref()
+            .map(|a| observed_fingerprint(a, &desired, &self.config.instance))
+            .unwrap_or_default();
         self.state.update(|s| {
             s.failed = Some(Failure {
                 commit: head.clone(),
@@ -722,7 +732,7 @@ impl Daemon {
             Status {
                 context: report::context(&self.config.name, None),
                 state: report::State::Failure,
-                description: report::truncate(reason, report::DESCRIPTION_MAX),
+                description: reason.to_string(),
                 markdown,
             },
         );
@@ -943,10 +953,7 @@ impl Daemon {
                     Status {
                         context: context.clone(),
                         state: report::State::Failure,
-                        description: report::truncate(
-                            &format!("invalid: {first}"),
-                            report::DESCRIPTION_MAX,
-                        ),
+                        description: format!("invalid: {first}"),
                         markdown: None,
                     },
                     report::markdown(
@@ -986,7 +993,7 @@ impl Daemon {
                     Status {
                         context: context.clone(),
                         state,
-                        description: report::truncate(&summary, report::DESCRIPTION_MAX),
+                        description: summary.clone(),
                         markdown: None,
                     },
                     report::markdown(
@@ -1020,15 +1027,28 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// What changed on the Engine, in one string: container ids, states and images.
-fn observed_fingerprint(o: &Observed) -> String {
+/// What this config's reconcile depends on, in one string: this instance's containers (ids,
+/// states, images) and the image IDs the desired references resolve to. Other instances'
+/// containers and unrelated images do not count, so their churn cannot re-trigger a failed
+/// commit.
+fn observed_fingerprint(o: &Observed, desired: &Desired, instance: &str) -> String {
     let mut parts: Vec<String> = o
         .containers
         .iter()
+        .filter(|c| c.owned_by(instance))
         .map(|c| format!("{} {} {} {:?}", c.name, c.id, c.image_id, c.state))
         .collect();
     parts.sort();
-    parts.extend(o.images.iter().map(|(k, v)| format!("{k}={v}")));
+    let images: std::collections::BTreeSet<String> = desired
+        .stacks
+        .values()
+        .flat_map(|s| s.services.values())
+        .map(|s| crate::model::normalize_image_ref(&s.image))
+        .collect();
+    for image in images {
+        let id = o.images.get(&image).map(String::as_str).unwrap_or("-");
+        parts.push(format!("{image}={id}"));
+    }
     crate::model::sha256_hex(parts.join("\n").as_bytes())
 }
 

@@ -40,6 +40,9 @@ pub struct Status {
     pub context: String,
     pub state: State,
     pub description: String,
+    /// One line; may be longer than GitHub's 140 characters: the write-back task scrubs
+    /// secrets from it and then cuts it.
+    ///
     /// Full Markdown (check-run output in App mode; the PR comment for previews).
     pub markdown: Option<String>,
 }
@@ -135,7 +138,8 @@ impl StackOutcome {
             StackOutcome::Failed { message } => message.clone(),
             StackOutcome::NotAttempted { reason } => format!("not applied: {reason}"),
         };
-        truncate(&text, DESCRIPTION_MAX)
+        // Not cut here: the write-back task scrubs secrets first, then cuts to 140.
+        text
     }
 }
 
@@ -158,6 +162,30 @@ pub fn planned_outcome(plan: &Plan) -> StackOutcome {
 pub fn split_by_stack(plan: &Plan) -> BTreeMap<String, Plan> {
     let mut out: BTreeMap<String, Plan> = BTreeMap::new();
     for a in &plan.actions {
+        if let Action::PullImage {
+            image,
+            reason,
+            services,
+        } = a
+        {
+            // Each stack pulls what it needs itself, so that a stack held back by its own
+            // errors cannot keep an image from another stack.
+            let mut by_stack: BTreeMap<&str, Vec<crate::plan::ServiceRef>> = BTreeMap::new();
+            for s in services {
+                by_stack.entry(&s.stack).or_default().push(s.clone());
+            }
+            for (stack, services) in by_stack {
+                out.entry(stack.to_string())
+                    .or_default()
+                    .actions
+                    .push(Action::PullImage {
+                        image: image.clone(),
+                        reason: *reason,
+                        services,
+                    });
+            }
+            continue;
+        }
         out.entry(action_stack(a).to_string())
             .or_default()
             .actions
@@ -185,8 +213,7 @@ pub fn split_by_stack(plan: &Plan) -> BTreeMap<String, Plan> {
     out
 }
 
-/// The stack an action belongs to. A pull serves services of possibly several stacks: it goes
-/// with the first of them (pulls are idempotent, so doing it in either stack is right).
+/// The stack an action belongs to (for a pull serving several stacks: the first).
 pub fn action_stack(a: &Action) -> &str {
     match a {
         Action::PullImage { services, .. } => {
@@ -254,7 +281,7 @@ pub fn overall(instance: &str, commit: &str, outcomes: &BTreeMap<String, StackOu
     Status {
         context: context(instance, None),
         state,
-        description: truncate(&text, DESCRIPTION_MAX),
+        description: text,
         markdown: None,
     }
 }
@@ -293,10 +320,13 @@ mod tests {
     #[test]
     fn descriptions_fit_github_and_cut_on_characters() {
         let long = "é".repeat(500);
-        let d = StackOutcome::Failed {
-            message: long.clone(),
-        }
-        .description();
+        let d = truncate(
+            &StackOutcome::Failed {
+                message: long.clone(),
+            }
+            .description(),
+            DESCRIPTION_MAX,
+        );
         assert_eq!(d.chars().count(), DESCRIPTION_MAX);
         assert!(d.ends_with('…'));
         assert_eq!(
@@ -329,6 +359,31 @@ mod tests {
             s.description,
             "1 of 2 stacks failed; web: web/app: health check failed after 60s"
         );
+    }
+
+    #[test]
+    fn a_shared_pull_goes_to_every_stack_that_needs_it() {
+        use crate::plan::{PullReason, ServiceRef};
+        let sref = |stack: &str| ServiceRef {
+            stack: stack.into(),
+            service: "web".into(),
+        };
+        let plan = Plan {
+            actions: vec![Action::PullImage {
+                image: "x:1".into(),
+                reason: PullReason::Missing,
+                services: vec![sref("a"), sref("b")],
+            }],
+            ..Plan::default()
+        };
+        let split = split_by_stack(&plan);
+        for stack in ["a", "b"] {
+            assert!(
+                matches!(&split[stack].actions[..], [Action::PullImage { services, .. }] if services == &[sref(stack)]),
+                "{stack}: {:?}",
+                split[stack].actions
+            );
+        }
     }
 
     #[test]

@@ -104,13 +104,20 @@ impl Worker {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Post>) {
         while let Some(post) = rx.recv().await {
             match post {
+                // Scrub first, then cut: a secret straddling the cut would otherwise survive in
+                // part, and a scrubbed text may have grown.
                 Post::Status { commit, mut status } => {
-                    status.description = self.redactor.scrub(&status.description);
-                    status.markdown = status.markdown.map(|m| self.redactor.scrub(&m));
+                    status.description = report::truncate(
+                        &self.redactor.scrub(&status.description),
+                        report::DESCRIPTION_MAX,
+                    );
+                    status.markdown = status
+                        .markdown
+                        .map(|m| report::truncate_markdown(&self.redactor.scrub(&m)));
                     self.status(&commit, &status).await
                 }
                 Post::Comment { pr, body } => {
-                    let body = self.redactor.scrub(&body);
+                    let body = report::truncate_markdown(&self.redactor.scrub(&body));
                     self.comment(pr, &body).await
                 }
             }

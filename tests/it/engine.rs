@@ -1139,3 +1139,29 @@ async fn volumes_from_and_resource_options_reach_the_engine() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_new_container_that_never_becomes_healthy_is_not_left_behind() {
+    let w = World::new("unhealthy");
+    let engine = w.engine().await;
+    let spec = ServiceSpec {
+        healthcheck: Some(Healthcheck {
+            test: vec!["CMD-SHELL".into(), "exit 1".into()],
+            interval: Some(SEC / 4),
+            retries: Some(1),
+            ..Default::default()
+        }),
+        ..sleeper()
+    };
+    let st = w.stack_spec("s", vec![("app", spec)]);
+    let d = desired(vec![st.clone()]);
+    let o = ApplyOptions {
+        health_timeout: Duration::from_secs(5),
+        ..opts()
+    };
+    let (r, _) = run(&engine, &d, vec![create(&st, "app")], &o).await;
+    let e = r.expect_err("an unhealthy new container fails the apply");
+    assert!(e.to_string().contains("app"), "{e}");
+    // Removed again: the next plan sees it missing (and creates it), not "up to date".
+    assert!(container_ids_by_name(&st.name).is_empty());
+}

@@ -166,6 +166,13 @@ impl Deliveries {
         self.order.push_back(id.to_string());
         true
     }
+
+    /// Forget `id`: a delivery berth could not use may be redelivered (same id) and must count.
+    fn forget(&mut self, id: &str) {
+        if self.seen.remove(id) {
+            self.order.retain(|o| o != id);
+        }
+    }
 }
 
 /// Everything the handlers share.
@@ -403,6 +410,10 @@ async fn github_webhook(
         }
         Decision::Invalid(reason) => {
             warn!(delivery, event, "webhook refused: {reason}");
+            st.deliveries
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .forget(delivery);
             reply(
                 StatusCode::BAD_REQUEST,
                 "invalid",

@@ -289,9 +289,15 @@ async fn signed_garbage_and_a_missing_event_are_bad_requests() {
     assert_eq!(status, 400, "{text}");
     let body = fixture("push.5.json");
     let sig = sign(SECRET, &body);
-    let (status, text, _) = s.deliver(None, "d-no-event", body, Some(sig)).await;
+    let (status, text, _) = s
+        .deliver(None, "d-no-event", body.clone(), Some(sig.clone()))
+        .await;
     assert_eq!(status, 400, "{text}");
     assert!(s.queue.take().is_empty());
+    // Redelivered (same id) with a usable body: not taken for a duplicate of the refused one.
+    let (status, text, _) = s.deliver(Some("push"), "d-garbage", body, Some(sig)).await;
+    assert_eq!(status, 202, "{text}");
+    assert!(!text.contains("duplicate"), "{text}");
     s.stop().await;
 }
 

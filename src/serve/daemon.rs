@@ -144,6 +144,7 @@ pub async fn run(config: ServeConfig, shutdown: watch::Receiver<bool>) -> anyhow
         found,
         loaded: None,
         pending_posted: None,
+        preview_attempts: BTreeMap::new(),
     };
     daemon.queue.push(Work::Branch {
         cause: Cause::Startup,
@@ -212,6 +213,8 @@ struct Daemon {
     loaded: Option<(String, Desired, PathBuf)>,
     /// The commit whose `pending` statuses were posted: retries do not post them again.
     pending_posted: Option<String>,
+    /// Pull request → failed preview attempts in a row.
+    preview_attempts: BTreeMap<u64, u32>,
 }
 
 /// What a branch reconcile did.
@@ -296,9 +299,51 @@ impl Daemon {
             }
         }
         for (number, work) in batch.previews {
-            if let Err(e) = self.preview(number, &work).await {
-                tracing::warn!(pr = number, error = %e, "preview failed");
+            match self.preview(number, &work).await {
+                Ok(()) => {
+                    self.preview_attempts.remove(&number);
+                }
+                Err(e) => self.preview_failed(number, &work, &e),
             }
+        }
+    }
+
+    /// A preview that failed is reported on its head (never left pending); a transient failure is
+    /// retried through the queue with capped backoff (5s … 5min, at most 8 attempts).
+    fn preview_failed(&mut self, number: u64, work: &PreviewWork, e: &ServeError) {
+        let attempt = self.preview_attempts.entry(number).or_insert(0);
+        *attempt += 1;
+        let retry = e.is_transient() && *attempt <= 8;
+        tracing::warn!(pr = number, error = %e, retry, "preview failed");
+        let description = if retry {
+            format!("preview failed, retrying: {e}")
+        } else {
+            format!("preview failed: {e}")
+        };
+        self.writeback.status(
+            &work.head,
+            Status {
+                context: report::preview_context(&self.config.name),
+                state: report::State::Error,
+                description,
+                markdown: None,
+            },
+        );
+        if retry {
+            let delay =
+                Duration::from_secs(5 << (*attempt - 1).min(6)).min(Duration::from_secs(300));
+            let queue = self.queue.clone();
+            let again = Work::Preview {
+                number,
+                head: work.head.clone(),
+                branch: work.branch.clone(),
+            };
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                queue.push(again);
+            });
+        } else {
+            self.preview_attempts.remove(&number);
         }
     }
 
@@ -1005,7 +1050,12 @@ impl Daemon {
                 )
             }
         };
+        // A PR is untrusted: hide every value of berth's environment it may have interpolated.
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        let strict = super::redact::Redactor::every_value(&env);
+        let body = strict.scrub(&body);
         let status = Status {
+            description: strict.scrub(&status.description),
             markdown: Some(body.clone()),
             ..status
         };

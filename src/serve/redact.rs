@@ -59,6 +59,20 @@ impl Redactor {
         Redactor { values }
     }
 
+    /// Every environment value of at least 6 characters, whatever its name: for pull-request
+    /// previews, whose manifests are untrusted and could interpolate any of berth's variables
+    /// into a field that plans show (`labels: {x: ${DATABASE_URL}}`).
+    pub fn every_value(env: &BTreeMap<String, String>) -> Redactor {
+        let mut values: Vec<String> = env
+            .values()
+            .map(|v| v.trim().to_string())
+            .filter(|v| v.chars().count() >= 6)
+            .collect();
+        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        values.dedup();
+        Redactor { values }
+    }
+
     /// `text` with every secret value replaced by `(hidden)`.
     pub fn scrub(&self, text: &str) -> String {
         let mut out = text.to_string();
@@ -74,6 +88,22 @@ impl Redactor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn previews_hide_every_environment_value() {
+        let env = BTreeMap::from([
+            (
+                "DATABASE_URL".to_string(),
+                "postgres://u:pw@db/app".to_string(),
+            ),
+            ("SHORT".to_string(), "main".to_string()),
+        ]);
+        let r = Redactor::every_value(&env);
+        assert_eq!(
+            r.scrub("labels x added (postgres://u:pw@db/app) on main"),
+            "labels x added ((hidden)) on main"
+        );
+    }
 
     #[test]
     fn secret_named_values_and_credentials_are_scrubbed() {

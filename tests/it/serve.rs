@@ -934,6 +934,8 @@ fn preview_works_from_the_head_branch_on_a_server_without_pull_refs() {
     let fake = rt.block_on(GitHubFake::start());
     let mut s = Serve::new("prbranch");
     s.args = vec!["--poll-interval".into(), "1h".into()];
+    // Not secret-named, but a PR must not be able to read it either.
+    s.env = vec![("DATABASE_URL".into(), "postgres://u:pw@db/app".into())];
     let a = s.stack("a");
     s.push(
         &[("a/compose.yaml", &one_service(&a, "berth-test/app:1"))],
@@ -948,7 +950,7 @@ fn preview_works_from_the_head_branch_on_a_server_without_pull_refs() {
     // it tries to exfiltrate berth's GitHub token through a label (labels show in plans).
     let hostile = one_service(&a, "berth-test/app:2").replace(
         "    volumes:\n",
-        "    labels:\n      leak: ${BERTH_GITHUB_TOKEN}\n    volumes:\n",
+        "    labels:\n      leak: ${BERTH_GITHUB_TOKEN}\n      url: ${DATABASE_URL}\n    volumes:\n",
     );
     s.repo.write("a/compose.yaml", &hostile);
     let head = s.repo.commit("feature");
@@ -976,6 +978,10 @@ fn preview_works_from_the_head_branch_on_a_server_without_pull_refs() {
         assert!(
             !body.contains(FAKE_TOKEN),
             "the token reached GitHub: {body}"
+        );
+        assert!(
+            !body.contains("pw@db"),
+            "an env value reached GitHub: {body}"
         );
     }
     assert_eq!(running_image(&web).as_deref(), Some("berth-test/app:1"));
@@ -1075,4 +1081,58 @@ fn polls_during_an_outage_do_not_reset_the_backoff() {
     // Polls in between are idle checks: they neither retry nor reset the backoff.
     assert!(s.metric("berth_idle_checks_total", "") >= 1.0);
     assert!(!s.log().contains("\u{1b}["), "colour codes in a log file");
+}
+
+#[test]
+fn a_preview_during_a_remote_outage_reports_an_error_and_recovers() {
+    let rt = runtime();
+    let fake = rt.block_on(GitHubFake::start());
+    let mut s = Serve::new("prdown");
+    let daemon = GitDaemon::start(&s.repo.srv());
+    let port = daemon.port();
+    s.url = daemon.url("origin.git");
+    s.args = vec![
+        "--poll-interval".into(),
+        "1h".into(),
+        "--git-timeout".into(),
+        "3s".into(),
+    ];
+    let a = s.stack("a");
+    s.push(
+        &[("a/compose.yaml", &one_service(&a, "berth-test/app:1"))],
+        "v1",
+    );
+    s.start(Some(&fake));
+    let web = format!("{a}-web-1");
+    s.wait_until("v1", Duration::from_secs(60), || {
+        running_image(&web).is_some()
+    });
+    s.repo
+        .write("a/compose.yaml", &one_service(&a, "berth-test/app:2"));
+    let head = s.repo.commit("pr");
+    s.repo.push_ref("refs/pull/3/head");
+    drop(daemon);
+    s.webhook(
+        "pull_request",
+        &pr_event("opened", 3, &head),
+        "o-1",
+        Some(SECRET),
+    );
+    s.wait_until(
+        "error status, not pending forever",
+        Duration::from_secs(60),
+        || {
+            fake.statuses_for(&head)
+                .iter()
+                .any(|x| x.context == "berth/it/preview" && x.state == "error")
+        },
+    );
+    let _back = GitDaemon::start_on(&s.repo.srv(), port);
+    s.wait_until("preview after the outage", Duration::from_secs(90), || {
+        fake.statuses_for(&head)
+            .iter()
+            .any(|x| x.context == "berth/it/preview" && x.state == "success")
+    });
+    assert_eq!(fake.comments(3).len(), 1);
+    fake.assert_no_violations();
 }

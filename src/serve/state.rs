@@ -33,6 +33,10 @@ pub struct State {
     pub posted: BTreeMap<String, BTreeMap<String, String>>,
     /// Order in which commits entered `posted`, to bound it.
     pub posted_order: Vec<String>,
+    /// Commit → context → check run id (GitHub App mode): a restart updates the same check run
+    /// instead of leaving one "in progress" forever. Bounded with `posted`.
+    #[serde(default)]
+    pub check_runs: BTreeMap<String, BTreeMap<String, u64>>,
     /// Pull request → its preview comment (so that it is updated, never duplicated).
     pub previews: BTreeMap<u64, PreviewRecord>,
 }
@@ -80,6 +84,7 @@ impl State {
         while self.posted_order.len() > POSTED_COMMITS {
             let old = self.posted_order.remove(0);
             self.posted.remove(&old);
+            self.check_runs.remove(&old);
         }
         true
     }

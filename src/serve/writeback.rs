@@ -3,7 +3,6 @@
 //! commit and context, remembered in the state file); transient failures are retried with capped
 //! exponential backoff; permanent ones are logged. A GitHub outage never blocks or fails an apply.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,7 +55,6 @@ impl Writeback {
             target_url,
             state,
             redactor,
-            check_runs: BTreeMap::new(),
         };
         let handle = tokio::spawn(worker.run(rx));
         (Writeback { tx: Some(tx) }, handle)
@@ -96,8 +94,6 @@ struct Worker {
     state: Arc<Shared>,
     /// Applied to every text before it leaves for GitHub.
     redactor: Redactor,
-    /// (commit, context) → check run id, in App mode.
-    check_runs: BTreeMap<(String, String), u64>,
 }
 
 impl Worker {
@@ -199,10 +195,16 @@ impl Worker {
             summary: status.description.clone(),
             text: status.markdown.clone(),
         };
-        let key = (commit.to_string(), status.context.clone());
+        let known = self
+            .state
+            .get()
+            .check_runs
+            .get(commit)
+            .and_then(|runs| runs.get(&status.context))
+            .copied();
         let gh = &self.github;
-        match self.check_runs.get(&key) {
-            Some(&id) => {
+        match known {
+            Some(id) => {
                 (|| gh.update_check_run(id, &run))
                     .retry(backoff())
                     .when(|e| e.is_transient())
@@ -213,7 +215,12 @@ impl Worker {
                     .retry(backoff())
                     .when(|e| e.is_transient())
                     .await?;
-                self.check_runs.insert(key, id);
+                self.state.update(|s| {
+                    s.check_runs
+                        .entry(commit.to_string())
+                        .or_default()
+                        .insert(status.context.clone(), id);
+                });
                 Ok(())
             }
         }

@@ -1136,3 +1136,45 @@ fn a_preview_during_a_remote_outage_reports_an_error_and_recovers() {
     assert_eq!(fake.comments(3).len(), 1);
     fake.assert_no_violations();
 }
+
+#[test]
+fn a_restart_mid_apply_completes_the_same_check_run() {
+    let rt = runtime();
+    let fake = rt.block_on(GitHubFake::start());
+    let berth::github::Auth::App {
+        private_key_pem, ..
+    } = fake.enable_app()
+    else {
+        unreachable!()
+    };
+    let mut s = Serve::new("apprestart");
+    s.app_key = Some(private_key_pem.expose().to_string());
+    s.args = vec!["--poll-interval".into(), "1s".into()];
+    let a = s.stack("a");
+    let mut compose = format!("name: {a}\nservices:\n");
+    for i in 0..4 {
+        compose.push_str(&format!(
+            "  s{i}:\n    image: berth-test/app:1\n    healthcheck:\n      test: [\"CMD\", \"wget\", \"-q\", \"-O-\", \"http://127.0.0.1:8080/\"]\n      interval: 1s\n      retries: 30\n"
+        ));
+    }
+    let c1 = s.push(&[("a/compose.yaml", &compose)], "v1");
+    let name = format!("berth/it/{a}");
+    let runs_for = |status: &str| {
+        fake.check_runs()
+            .into_iter()
+            .filter(|r| r["head_sha"] == c1.as_str() && r["name"] == name.as_str())
+            .filter(|r| status.is_empty() || r["status"] == status)
+            .count()
+    };
+    s.start(Some(&fake));
+    s.wait_until("check run in progress", Duration::from_secs(60), || {
+        runs_for("in_progress") == 1
+    });
+    s.kill9();
+    s.start(Some(&fake));
+    s.wait_until("check run completed", Duration::from_secs(120), || {
+        runs_for("completed") == 1
+    });
+    assert_eq!(runs_for(""), 1, "a second check run was created");
+    fake.assert_no_violations();
+}

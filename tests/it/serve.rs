@@ -109,6 +109,22 @@ impl Serve {
         });
     }
 
+    /// The common opening: stack `a` with one service (`berth-test/app:1`) pushed as v1,
+    /// berth started, and v1 running. Returns the stack name and the container name.
+    fn start_with_v1(&mut self, fake: Option<&GitHubFake>) -> (String, String) {
+        let a = self.stack("a");
+        self.push(
+            &[("a/compose.yaml", &one_service(&a, "berth-test/app:1"))],
+            "v1",
+        );
+        self.start(fake);
+        let web = format!("{a}-web-1");
+        self.wait_until("v1 running", Duration::from_secs(60), || {
+            running_image(&web).as_deref() == Some("berth-test/app:1")
+        });
+        (a, web)
+    }
+
     fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -378,16 +394,7 @@ fn push_applies_and_reports_per_stack_statuses() {
 fn bad_signature_and_replays_do_nothing() {
     let mut s = Serve::new("sig");
     s.args = vec!["--poll-interval".into(), "1h".into()];
-    let a = s.stack("a");
-    s.push(
-        &[("a/compose.yaml", &one_service(&a, "berth-test/app:1"))],
-        "v1",
-    );
-    s.start(None);
-    let web = format!("{a}-web-1");
-    s.wait_until("v1 applied", Duration::from_secs(60), || {
-        running_image(&web).as_deref() == Some("berth-test/app:1")
-    });
+    let (a, web) = s.start_with_v1(None);
     let c2 = s.push(
         &[("a/compose.yaml", &one_service(&a, "berth-test/app:2"))],
         "v2",
@@ -424,16 +431,8 @@ fn pull_request_preview_posts_plan_applies_nothing_and_updates_one_comment() {
     let fake = rt.block_on(GitHubFake::start());
     let mut s = Serve::new("preview");
     s.args = vec!["--poll-interval".into(), "1h".into()];
-    let a = s.stack("a");
-    let main = s.push(
-        &[("a/compose.yaml", &one_service(&a, "berth-test/app:1"))],
-        "v1",
-    );
-    s.start(Some(&fake));
-    let web = format!("{a}-web-1");
-    s.wait_until("v1 applied", Duration::from_secs(60), || {
-        running_image(&web).as_deref() == Some("berth-test/app:1")
-    });
+    let (a, web) = s.start_with_v1(Some(&fake));
+    let main = s.repo.git(&["rev-parse", "HEAD"]);
     let id_before = inspect(&web, "{{.Id}}");
     // A PR branch changing the image, published as refs/pull/7/head like GitHub does.
     s.repo
@@ -513,16 +512,7 @@ fn invalid_manifests_fail_the_commit_and_touch_nothing() {
     let fake = rt.block_on(GitHubFake::start());
     let mut s = Serve::new("invalid");
     s.args = vec!["--poll-interval".into(), "1s".into()];
-    let a = s.stack("a");
-    s.push(
-        &[("a/compose.yaml", &one_service(&a, "berth-test/app:1"))],
-        "v1",
-    );
-    s.start(Some(&fake));
-    let web = format!("{a}-web-1");
-    s.wait_until("v1 applied", Duration::from_secs(60), || {
-        running_image(&web).is_some()
-    });
+    let (a, web) = s.start_with_v1(Some(&fake));
     let id = inspect(&web, "{{.Id}}");
     let bad = s.push(
         &[(
@@ -570,16 +560,7 @@ fn invalid_manifests_fail_the_commit_and_touch_nothing() {
 fn revert_rolls_back_and_volume_data_survives() {
     let mut s = Serve::new("revert");
     s.args = vec!["--poll-interval".into(), "1s".into()];
-    let a = s.stack("a");
-    s.push(
-        &[("a/compose.yaml", &one_service(&a, "berth-test/app:1"))],
-        "v1",
-    );
-    s.start(None);
-    let web = format!("{a}-web-1");
-    s.wait_until("v1", Duration::from_secs(60), || {
-        running_image(&web).as_deref() == Some("berth-test/app:1")
-    });
+    let (a, web) = s.start_with_v1(None);
     docker(&["exec", &web, "sh", "-c", "echo precious > /data/file"]);
     s.push(
         &[("a/compose.yaml", &one_service(&a, "berth-test/app:2"))],
@@ -819,16 +800,7 @@ fn unreachable_remote_is_retried_with_backoff_until_it_returns() {
         "--git-timeout".into(),
         "3s".into(),
     ];
-    let a = s.stack("a");
-    s.push(
-        &[("a/compose.yaml", &one_service(&a, "berth-test/app:1"))],
-        "v1",
-    );
-    s.start(None);
-    let web = format!("{a}-web-1");
-    s.wait_until("v1", Duration::from_secs(60), || {
-        running_image(&web).as_deref() == Some("berth-test/app:1")
-    });
+    let (a, web) = s.start_with_v1(None);
     // The remote goes away; a push announced by webhook cannot be fetched.
     drop(daemon);
     let c2 = s.push(
@@ -894,16 +866,7 @@ fn lost_state_dir_is_detected_and_nothing_is_duplicated() {
         "--log-format".into(),
         "json".into(),
     ];
-    let a = s.stack("a");
-    s.push(
-        &[("a/compose.yaml", &one_service(&a, "berth-test/app:1"))],
-        "v1",
-    );
-    s.start(None);
-    let web = format!("{a}-web-1");
-    s.wait_until("v1", Duration::from_secs(60), || {
-        running_image(&web).is_some()
-    });
+    let _ = s.start_with_v1(None);
     let before = s.world.containers();
     assert_eq!(s.stop(), 0);
     std::fs::remove_dir_all(s.state.path()).unwrap();
@@ -936,16 +899,7 @@ fn preview_works_from_the_head_branch_on_a_server_without_pull_refs() {
     s.args = vec!["--poll-interval".into(), "1h".into()];
     // Not secret-named, but a PR must not be able to read it either.
     s.env = vec![("DATABASE_URL".into(), "postgres://u:pw@db/app".into())];
-    let a = s.stack("a");
-    s.push(
-        &[("a/compose.yaml", &one_service(&a, "berth-test/app:1"))],
-        "v1",
-    );
-    s.start(Some(&fake));
-    let web = format!("{a}-web-1");
-    s.wait_until("v1", Duration::from_secs(60), || {
-        running_image(&web).is_some()
-    });
+    let (a, web) = s.start_with_v1(Some(&fake));
     // A plain branch, as a self-hosted git server has it: no refs/pull/*. The PR is hostile:
     // it tries to exfiltrate berth's GitHub token through a label (labels show in plans).
     let hostile = one_service(&a, "berth-test/app:2").replace(
@@ -1097,16 +1051,7 @@ fn a_preview_during_a_remote_outage_reports_an_error_and_recovers() {
         "--git-timeout".into(),
         "3s".into(),
     ];
-    let a = s.stack("a");
-    s.push(
-        &[("a/compose.yaml", &one_service(&a, "berth-test/app:1"))],
-        "v1",
-    );
-    s.start(Some(&fake));
-    let web = format!("{a}-web-1");
-    s.wait_until("v1", Duration::from_secs(60), || {
-        running_image(&web).is_some()
-    });
+    let (a, _) = s.start_with_v1(Some(&fake));
     s.repo
         .write("a/compose.yaml", &one_service(&a, "berth-test/app:2"));
     let head = s.repo.commit("pr");

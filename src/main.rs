@@ -14,10 +14,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use berth::apply::{ApplyOptions, apply};
+use berth::apply::{ApplyEvent, ApplyOptions};
 use berth::docker::Engine;
 use berth::model::Desired;
-use berth::plan::{Plan, PlanOptions, plan};
+use berth::pipeline::{self, Flow, Hooks, Mode};
+use berth::plan::{Plan, PlanOptions};
 
 #[derive(Parser)]
 #[command(
@@ -172,12 +173,21 @@ async fn run(command: Command, instance: &str) -> Result<u8> {
             let Some((desired, engine)) = load_and_connect(&dir, instance).await? else {
                 return Ok(1);
             };
-            let plan = plan_against(&engine, &desired, opts.options(instance)).await?;
+            let mut hooks = Printer { print_plan: !json };
+            let outcome = pipeline::reconcile(
+                &engine,
+                &desired,
+                &opts.options(instance),
+                &ApplyOptions::default(),
+                Mode::Plan,
+                &mut hooks,
+            )
+            .await
+            .context("cannot read the Engine's state")?;
             log_requests(&engine);
+            let plan = outcome.plan.unwrap_or_default();
             if json {
                 println!("{}", serde_json::to_string_pretty(&plan)?);
-            } else {
-                print!("{}", berth::render::plan_text(&plan));
             }
             Ok(match (plan.errors.is_empty(), plan.has_changes()) {
                 (false, _) => 1,
@@ -193,28 +203,51 @@ async fn run(command: Command, instance: &str) -> Result<u8> {
             let Some((desired, engine)) = load_and_connect(&dir, instance).await? else {
                 return Ok(1);
             };
-            let plan = plan_against(&engine, &desired, opts.options(instance)).await?;
-            print!("{}", berth::render::plan_text(&plan));
-            if !plan.errors.is_empty() {
-                return Ok(1);
-            }
-            if !plan.has_changes() {
-                log_requests(&engine);
-                return Ok(0);
-            }
-            let opts = ApplyOptions {
+            let apply_opts = ApplyOptions {
                 health_timeout,
                 ..ApplyOptions::default()
             };
-            let result = apply(&engine, &desired, &plan, &opts, &mut |event| {
-                println!("{event}");
-            })
-            .await;
+            let mut hooks = Printer { print_plan: true };
+            let outcome = pipeline::reconcile(
+                &engine,
+                &desired,
+                &opts.options(instance),
+                &apply_opts,
+                Mode::Apply,
+                &mut hooks,
+            )
+            .await
+            .context("cannot read the Engine's state")?;
             log_requests(&engine);
+            let plan = outcome.plan.unwrap_or_default();
+            if !plan.errors.is_empty() {
+                return Ok(1);
+            }
+            let Some((_, result)) = outcome.applied else {
+                return Ok(0);
+            };
             let report = result.context("apply failed")?;
             println!("Applied: {report}.");
             Ok(0)
         }
+    }
+}
+
+/// The CLI at the pipeline's seams: print the plan, then each step.
+struct Printer {
+    print_plan: bool,
+}
+
+impl Hooks for Printer {
+    fn planned(&mut self, plan: &Plan) -> Flow {
+        if self.print_plan {
+            print!("{}", berth::render::plan_text(plan));
+        }
+        Flow::Continue
+    }
+
+    fn event(&mut self, event: ApplyEvent) {
+        println!("{event}");
     }
 }
 
@@ -272,12 +305,4 @@ fn log_requests(engine: &Engine) {
         r.total,
         r.mutating
     );
-}
-
-async fn plan_against(engine: &Engine, desired: &Desired, opts: PlanOptions) -> Result<Plan> {
-    let observed = engine
-        .observe(desired)
-        .await
-        .context("cannot read the Engine's state")?;
-    Ok(plan(desired, &observed, &opts))
 }

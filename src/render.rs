@@ -1,89 +1,55 @@
-//! Plans for people: one line per action, its reasons indented below. Never prints a secret:
+//! Plans for people: one line per change, its reasons indented below. Never prints a secret:
 //! everything shown comes from [`Reason`]'s `Display`, which only names secret keys.
 
 use std::fmt::Write;
 
-use crate::plan::{Action, Plan, PullReason, Reason, short_id};
+use crate::plan::{Change, Op, Payload, Plan, PullReason, Reason, short_id};
+
+/// The headline of one change.
+pub fn change_line(c: &Change) -> String {
+    match &c.payload {
+        Payload::Image(p) => {
+            let why = match p.reason {
+                PullReason::Missing => "not on the engine",
+                PullReason::Always => "pull_policy: always",
+            };
+            let users: Vec<String> = p.services.iter().map(ToString::to_string).collect();
+            format!("↓ pull image {} ({why}; for {})", p.image, users.join(", "))
+        }
+        Payload::Network(p) if c.op == Op::Delete => {
+            format!("- {}: remove network {}", p.stack, p.name)
+        }
+        Payload::Network(p) => format!("+ {}: create network {}", p.stack, p.name),
+        Payload::Volume(p) if c.op == Op::Delete => format!(
+            "- {}: remove volume {} (--prune-volumes: its data is deleted)",
+            p.stack, p.name
+        ),
+        Payload::Volume(p) => format!("+ {}: create volume {}", p.stack, p.name),
+        Payload::Container(p) => {
+            let (stack, service, name) = (&p.stack, &p.service, &p.name);
+            match c.op {
+                Op::Create => format!("+ {stack}/{service}: create container {name}"),
+                Op::Replace => format!(
+                    "~ {stack}/{service}: replace container {name} ({})",
+                    p.current.as_ref().map_or("?", |c| short_id(&c.id))
+                ),
+                Op::Start => format!("> {stack}/{service}: start container {name}"),
+                Op::Reload => format!("↻ {stack}/{service}: reload container {name}"),
+                Op::Delete => {
+                    format!("- {stack}/{service}: remove container {name} (volumes kept)")
+                }
+                Op::Pull => format!("? {stack}/{service}: {name}"),
+            }
+        }
+    }
+}
 
 /// The whole plan as text, ending with the summary line.
 pub fn plan_text(plan: &Plan) -> String {
     let mut out = String::new();
-    for a in &plan.actions {
-        let (line, reasons): (String, Vec<&Reason>) = match a {
-            Action::PullImage {
-                image,
-                reason,
-                services,
-            } => {
-                let why = match reason {
-                    PullReason::Missing => "not on the engine",
-                    PullReason::Always => "pull_policy: always",
-                };
-                let users: Vec<String> = services.iter().map(ToString::to_string).collect();
-                (
-                    format!("↓ pull image {image} ({why}; for {})", users.join(", ")),
-                    vec![],
-                )
-            }
-            Action::CreateNetwork { stack, spec } => {
-                (format!("+ {stack}: create network {}", spec.name), vec![])
-            }
-            Action::CreateVolume { stack, spec } => {
-                (format!("+ {stack}: create volume {}", spec.name), vec![])
-            }
-            Action::CreateContainer {
-                stack,
-                service,
-                name,
-                reasons,
-                ..
-            } => (
-                format!("+ {stack}/{service}: create container {name}"),
-                reasons.iter().collect(),
-            ),
-            Action::ReplaceContainer {
-                stack,
-                service,
-                name,
-                old_id,
-                reasons,
-                ..
-            } => (
-                format!(
-                    "~ {stack}/{service}: replace container {name} ({})",
-                    short_id(old_id)
-                ),
-                reasons.iter().collect(),
-            ),
-            Action::StartContainer {
-                stack,
-                service,
-                name,
-                reason,
-                ..
-            } => (
-                format!("> {stack}/{service}: start container {name}"),
-                vec![reason],
-            ),
-            Action::RemoveContainer {
-                stack,
-                service,
-                name,
-                reason,
-                ..
-            } => (
-                format!("- {stack}/{service}: remove container {name} (volumes kept)"),
-                vec![reason],
-            ),
-            Action::RemoveNetwork { stack, name } => {
-                (format!("- {stack}: remove network {name}"), vec![])
-            }
-            Action::RemoveVolume { stack, name } => (
-                format!("- {stack}: remove volume {name} (--prune-volumes: its data is deleted)"),
-                vec![],
-            ),
-        };
-        let _ = writeln!(out, "{line}");
+    for c in &plan.changes {
+        let _ = writeln!(out, "{}", change_line(c));
+        let reasons: &[Reason] = &c.reasons;
         for r in reasons {
             let _ = writeln!(out, "    {r}");
         }

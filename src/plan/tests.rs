@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::model::{
-    DependsOn, MountSource, MountSpec, NetworkSpec, ObservedMount, ObservedObject, Secret,
-    VolumeSpec, labels,
+    ContainerState, DependsOn, Desired, MountSource, MountSpec, NetworkSpec, Observed,
+    ObservedContainer, ObservedMount, ObservedObject, Secret, ServiceSpec, StackSpec, VolumeSpec,
+    labels,
 };
 use crate::render::plan_text;
 
@@ -17,19 +18,31 @@ fn check(name: &str, desired: &Desired, observed: &Observed, opts: PlanOptions) 
     let opts = &opts;
     let text = plan_text(&plan);
     // Invariant: never touch a container berth does not own.
-    for a in &plan.actions {
-        let id = match a {
-            Action::ReplaceContainer { old_id, .. } => Some(old_id),
-            Action::StartContainer { id, .. } | Action::RemoveContainer { id, .. } => Some(id),
-            _ => None,
-        };
-        if let Some(id) = id {
-            let c = observed.containers.iter().find(|c| &c.id == id).unwrap();
+    for c in &plan.changes {
+        if let Payload::Container(p) = &c.payload
+            && let Some(cur) = &p.current
+        {
+            let o = observed.containers.iter().find(|o| o.id == cur.id).unwrap();
             assert!(
-                c.managed(),
+                o.owned_by(&opts.instance),
                 "{name}: plan touches unowned container {}",
-                c.name
+                o.name
             );
+        }
+    }
+    // Invariant: addresses are unique, and the printed order is one the edges allow.
+    let mut seen = std::collections::BTreeSet::new();
+    for c in &plan.changes {
+        assert!(seen.insert(&c.addr), "{name}: {} twice", c.addr);
+        for n in &c.needs {
+            if plan.changes.iter().any(|d| d.addr == n.addr) {
+                assert!(
+                    seen.contains(&n.addr),
+                    "{name}: {} is listed before {} which it needs",
+                    c.addr,
+                    n.addr
+                );
+            }
         }
     }
     // Invariant: secret values never reach the text or the JSON.
@@ -46,8 +59,34 @@ fn check(name: &str, desired: &Desired, observed: &Observed, opts: PlanOptions) 
     }
     // Planning is deterministic.
     assert_eq!(plan, super::plan(desired, observed, opts));
-    insta::assert_snapshot!(name, text);
+    insta::assert_snapshot!(name, format!("{text}{}", edges(&plan)));
     plan
+}
+
+/// The edges of a plan, one line per change that needs something, for the snapshots.
+fn edges(plan: &Plan) -> String {
+    let mut out = String::new();
+    for c in plan.changes.iter().filter(|c| !c.needs.is_empty()) {
+        let needs: Vec<String> = c
+            .needs
+            .iter()
+            .map(|n| {
+                let opt = if n.required { "" } else { ", optional" };
+                format!("{} ({:?}{opt})", n.addr, n.wait)
+            })
+            .collect();
+        out.push_str(&format!(
+            "{} {} needs {}\n",
+            c.op.as_str(),
+            c.addr,
+            needs.join(", ")
+        ));
+    }
+    if out.is_empty() {
+        out
+    } else {
+        format!("--- edges ---\n{out}")
+    }
 }
 
 fn svc(image: &str) -> ServiceSpec {
@@ -209,10 +248,10 @@ fn empty_engine_creates_everything_in_dependency_order() {
         PlanOptions::default(),
     );
     let order: Vec<&str> = plan
-        .actions
+        .changes
         .iter()
-        .filter_map(|a| match a {
-            Action::CreateContainer { service, .. } => Some(service.as_str()),
+        .filter_map(|c| match (&c.payload, c.op) {
+            (Payload::Container(p), Op::Create) => Some(p.service.as_str()),
             _ => None,
         })
         .collect();
@@ -301,9 +340,9 @@ fn removed_service_and_stack_are_pruned_volumes_kept() {
     let plan = check("prune", &after, &observed, PlanOptions::default());
     assert!(
         !plan
-            .actions
+            .changes
             .iter()
-            .any(|a| matches!(a, Action::RemoveVolume { .. }))
+            .any(|c| c.addr.kind == Kind::Volume && c.op == Op::Delete)
     );
 }
 
@@ -348,7 +387,7 @@ fn empty_config_refuses_to_prune_everything() {
         &converged(&before),
         PlanOptions::default(),
     );
-    assert!(plan.actions.is_empty());
+    assert!(plan.changes.is_empty());
     let allowed = PlanOptions {
         allow_empty: true,
         ..Default::default()
@@ -365,7 +404,7 @@ fn unowned_container_holding_a_name_is_a_conflict() {
     stranger.labels.clear();
     observed.containers.push(stranger);
     let plan = check("conflict", &d, &observed, PlanOptions::default());
-    assert!(plan.actions.is_empty());
+    assert!(plan.changes.is_empty());
 }
 
 #[test]
@@ -489,7 +528,10 @@ fn renamed_stack_frees_its_names_and_ports_before_creating() {
         &converged(&before),
         PlanOptions::default(),
     );
-    assert!(matches!(plan.actions[0], Action::RemoveContainer { .. }));
+    assert_eq!(
+        (plan.changes[0].addr.kind, plan.changes[0].op),
+        (Kind::Container, Op::Delete)
+    );
 }
 
 #[test]
@@ -500,7 +542,10 @@ fn old_container_left_aside_by_a_crash_is_moved_back() {
     observed.containers[0].name = "s-web-1-berth-old".into();
     observed.containers[0].state = ContainerState::Exited(143);
     let plan = check("crash_left_aside", &d, &observed, PlanOptions::default());
-    assert!(matches!(&plan.actions[0], Action::ReplaceContainer { name, .. } if name == "s-web-1"));
+    assert!(
+        matches!(&plan.changes[0].payload, Payload::Container(p) if p.name == "s-web-1")
+            && plan.changes[0].op == Op::Replace
+    );
 }
 
 #[test]
@@ -512,4 +557,198 @@ fn volumes_from_orders_the_source_first() {
         &[("a-reader", reader), ("writer", svc("test/app:1"))],
     )]);
     assert_eq!(dependency_order(&d.stacks["s"]), ["writer", "a-reader"]);
+}
+
+fn published(port: u16) -> crate::model::PortSpec {
+    crate::model::PortSpec {
+        target: 8080,
+        published: Some(port),
+        host_ip: Some("127.0.0.1".into()),
+        protocol: "tcp".into(),
+    }
+}
+
+#[test]
+fn renamed_service_keeping_its_port_deletes_the_old_container_first() {
+    let mut web = svc("test/app:1");
+    web.ports = vec![published(18080)];
+    let before = desired(&[stack("s", &[("web", web.clone())])]);
+    let after = desired(&[stack("s", &[("site", web)])]);
+    let plan = check(
+        "renamed_service_port",
+        &after,
+        &converged(&before),
+        PlanOptions::default(),
+    );
+    let create = plan
+        .changes
+        .iter()
+        .find(|c| c.op == Op::Create)
+        .expect("a create");
+    assert!(
+        create
+            .needs
+            .iter()
+            .any(|n| n.addr.name == "s-web-1" && n.wait == Wait::Applied),
+        "{:?}",
+        create.needs
+    );
+}
+
+#[test]
+fn a_port_moving_to_another_stack_waits_for_its_old_holder() {
+    let mut web = svc("test/app:1");
+    web.ports = vec![published(18081)];
+    let before = desired(&[stack("old", &[("web", web.clone())]), stack("keep", &[])]);
+    let after = desired(&[stack("keep", &[]), stack("new", &[("web", web)])]);
+    let plan = check(
+        "port_moves_stack",
+        &after,
+        &converged(&before),
+        PlanOptions::default(),
+    );
+    let create = plan.changes.iter().find(|c| c.op == Op::Create).unwrap();
+    assert!(create.needs.iter().any(|n| n.addr.name == "old-web-1"));
+}
+
+#[test]
+fn unrelated_services_do_not_wait_for_each_other() {
+    let mut s = Vec::new();
+    for name in ["a", "b", "c"] {
+        let mut spec = svc("test/app:1");
+        spec.healthcheck = Some(crate::model::Healthcheck {
+            test: vec!["CMD".into(), "true".into()],
+            ..Default::default()
+        });
+        s.push((name, spec));
+    }
+    let d = desired(&[stack("s", &s)]);
+    let mut observed = Observed {
+        images: images_for(&d),
+        ..Default::default()
+    };
+    observed.networks = Some(BTreeMap::new());
+    let plan = check("independent", &d, &observed, PlanOptions::default());
+    assert_eq!(plan.changes.len(), 3);
+    assert!(plan.changes.iter().all(|c| c.needs.is_empty()));
+}
+
+#[test]
+fn a_network_another_stack_creates_is_not_missing() {
+    let mut edge = stack("edge", &[("proxy", svc("test/app:1"))]);
+    edge.networks.insert(
+        "edge".into(),
+        NetworkSpec {
+            name: "shared-edge".into(),
+            ..Default::default()
+        },
+    );
+    let mut app_svc = svc("test/app:1");
+    app_svc
+        .networks
+        .insert("shared-edge".into(), Default::default());
+    let mut app = stack("app", &[("web", app_svc)]);
+    app.networks.insert(
+        "edge".into(),
+        NetworkSpec {
+            name: "shared-edge".into(),
+            external: true,
+            ..Default::default()
+        },
+    );
+    let d = desired(&[app.clone(), edge]);
+    let observed = Observed {
+        images: images_for(&d),
+        networks: Some(BTreeMap::new()),
+        ..Default::default()
+    };
+    let plan = check("cross_stack_network", &d, &observed, PlanOptions::default());
+    assert!(plan.errors.is_empty(), "{:?}", plan.errors);
+    let web = plan
+        .changes
+        .iter()
+        .find(|c| c.addr.name == "app-web-1")
+        .unwrap();
+    assert!(
+        web.needs
+            .iter()
+            .any(|n| n.addr.to_string() == "network:edge/shared-edge")
+    );
+
+    // Nothing creates it: then it is missing.
+    let alone = desired(&[app]);
+    let observed = Observed {
+        images: images_for(&alone),
+        networks: Some(BTreeMap::new()),
+        ..Default::default()
+    };
+    let plan = check(
+        "external_missing",
+        &alone,
+        &observed,
+        PlanOptions::default(),
+    );
+    assert!(matches!(
+        &plan.errors[..],
+        [PlanError::ExternalMissing { name, .. }] if name == "shared-edge"
+    ));
+}
+
+#[test]
+fn a_fixed_container_name_moving_to_another_service_is_freed_first() {
+    let mut web = svc("test/app:1");
+    web.container_name = Some("the-site".into());
+    let before = desired(&[stack("s", &[("web", web.clone())])]);
+    let after = desired(&[stack("s", &[("site", web)])]);
+    let plan = check(
+        "container_name_moves",
+        &after,
+        &converged(&before),
+        PlanOptions::default(),
+    );
+    assert!(plan.errors.is_empty(), "{:?}", plan.errors);
+    let delete = plan.changes.iter().find(|c| c.op == Op::Delete).unwrap();
+    assert!(delete.addr.name.starts_with("the-site@"));
+    let create = plan.changes.iter().find(|c| c.op == Op::Create).unwrap();
+    assert!(create.needs.iter().any(|n| n.addr == delete.addr));
+}
+
+#[test]
+fn long_values_are_cut_where_they_differ_and_durations_are_readable() {
+    let long = |tail: &str| {
+        let mut spec = svc("test/app:1");
+        spec.healthcheck = Some(crate::model::Healthcheck {
+            test: vec![
+                "CMD-SHELL".into(),
+                format!("wget -q -O- http://127.0.0.1:8080/health/with/a/very/long/path/{tail}"),
+            ],
+            interval: Some(30_000_000_000),
+            ..Default::default()
+        });
+        spec
+    };
+    let before = desired(&[stack("s", &[("web", long("one"))])]);
+    let mut changed = long("two");
+    if let Some(h) = &mut changed.healthcheck {
+        h.interval = Some(1_500_000_000);
+    }
+    let after = desired(&[stack("s", &[("web", changed)])]);
+    let plan = check(
+        "long_diff",
+        &after,
+        &converged(&before),
+        PlanOptions::default(),
+    );
+    let text = crate::render::plan_text(&plan);
+    assert!(text.contains("healthcheck.interval 30s → 1.5s"), "{text}");
+    assert!(text.contains("one") && text.contains("two"), "{text}");
+}
+
+#[test]
+fn human_durations() {
+    use super::diff::human_nanos;
+    assert_eq!(human_nanos(500_000_000), "500ms");
+    assert_eq!(human_nanos(90_000_000_000), "1m30s");
+    assert_eq!(human_nanos(3_600_000_000_000), "1h");
+    assert_eq!(human_nanos(1_250_000_000), "1.25s");
 }

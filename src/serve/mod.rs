@@ -1,9 +1,12 @@
 //! `berth serve`: the GitOps loop. See ARCHITECTURE.md.
 
+mod branch;
 pub mod config;
 pub mod daemon;
+pub mod error;
 pub mod http;
 pub mod metrics;
+mod preview;
 pub mod queue;
 pub mod redact;
 pub mod report;

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use crate::plan::{Action, Plan};
+use crate::plan::{Payload, Plan};
 
 /// GitHub's limit on a status description.
 pub const DESCRIPTION_MAX: usize = 140;
@@ -158,38 +158,30 @@ pub fn planned_outcome(plan: &Plan) -> StackOutcome {
     }
 }
 
-/// The stacks a plan touches or declares, each with its own sub-plan.
+/// The stacks a plan touches or declares, each with its own sub-plan (for statuses: what each
+/// stack will see). A pull that serves several stacks appears in each.
 pub fn split_by_stack(plan: &Plan) -> BTreeMap<String, Plan> {
     let mut out: BTreeMap<String, Plan> = BTreeMap::new();
-    for a in &plan.actions {
-        if let Action::PullImage {
-            image,
-            reason,
-            services,
-        } = a
-        {
-            // Each stack pulls what it needs itself, so that a stack held back by its own
-            // errors cannot keep an image from another stack.
+    for c in &plan.changes {
+        if let Payload::Image(img) = &c.payload {
             let mut by_stack: BTreeMap<&str, Vec<crate::plan::ServiceRef>> = BTreeMap::new();
-            for s in services {
+            for s in &img.services {
                 by_stack.entry(&s.stack).or_default().push(s.clone());
             }
             for (stack, services) in by_stack {
-                out.entry(stack.to_string())
-                    .or_default()
-                    .actions
-                    .push(Action::PullImage {
-                        image: image.clone(),
-                        reason: *reason,
-                        services,
-                    });
+                let mut c = c.clone();
+                if let Payload::Image(i) = &mut c.payload {
+                    i.services = services;
+                }
+                out.entry(stack.to_string()).or_default().changes.push(c);
             }
             continue;
         }
-        out.entry(action_stack(a).to_string())
+        let stack = c.addr.stack().unwrap_or("*");
+        out.entry(stack.to_string())
             .or_default()
-            .actions
-            .push(a.clone());
+            .changes
+            .push(c.clone());
     }
     for u in &plan.unchanged {
         out.entry(u.stack.clone())
@@ -204,41 +196,13 @@ pub fn split_by_stack(plan: &Plan) -> BTreeMap<String, Plan> {
             .push(s.clone());
     }
     for e in &plan.errors {
-        let stack = error_stack(e).unwrap_or("*");
+        let stack = crate::pipeline::error_stack(e).unwrap_or("*");
         out.entry(stack.to_string())
             .or_default()
             .errors
             .push(e.clone());
     }
     out
-}
-
-/// The stack an action belongs to (for a pull serving several stacks: the first).
-pub fn action_stack(a: &Action) -> &str {
-    match a {
-        Action::PullImage { services, .. } => {
-            services.first().map(|s| s.stack.as_str()).unwrap_or("*")
-        }
-        Action::CreateNetwork { stack, .. }
-        | Action::CreateVolume { stack, .. }
-        | Action::CreateContainer { stack, .. }
-        | Action::ReplaceContainer { stack, .. }
-        | Action::StartContainer { stack, .. }
-        | Action::RemoveContainer { stack, .. }
-        | Action::RemoveNetwork { stack, .. }
-        | Action::RemoveVolume { stack, .. } => stack,
-    }
-}
-
-fn error_stack(e: &crate::plan::PlanError) -> Option<&str> {
-    use crate::plan::PlanError::*;
-    match e {
-        NameConflict { stack, .. }
-        | BuildNotSupported { stack, .. }
-        | ImageMissing { stack, .. }
-        | ExternalMissing { stack, .. } => Some(stack),
-        EmptyDesired { .. } => None,
-    }
 }
 
 /// The overall status from the stacks' outcomes.
@@ -363,25 +327,31 @@ mod tests {
 
     #[test]
     fn a_shared_pull_goes_to_every_stack_that_needs_it() {
-        use crate::plan::{PullReason, ServiceRef};
+        use crate::plan::{Addr, Change, ImagePayload, Op, PullReason, ServiceRef};
         let sref = |stack: &str| ServiceRef {
             stack: stack.into(),
             service: "web".into(),
         };
         let plan = Plan {
-            actions: vec![Action::PullImage {
-                image: "x:1".into(),
-                reason: PullReason::Missing,
-                services: vec![sref("a"), sref("b")],
+            changes: vec![Change {
+                addr: Addr::image("x:1"),
+                op: Op::Pull,
+                reasons: vec![],
+                needs: vec![],
+                payload: Payload::Image(ImagePayload {
+                    image: "x:1".into(),
+                    reason: PullReason::Missing,
+                    services: vec![sref("a"), sref("b")],
+                }),
             }],
             ..Plan::default()
         };
         let split = split_by_stack(&plan);
         for stack in ["a", "b"] {
             assert!(
-                matches!(&split[stack].actions[..], [Action::PullImage { services, .. }] if services == &[sref(stack)]),
+                matches!(&split[stack].changes[..], [Change { payload: Payload::Image(i), .. }] if i.services == [sref(stack)]),
                 "{stack}: {:?}",
-                split[stack].actions
+                split[stack].changes
             );
         }
     }

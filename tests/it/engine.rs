@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use berth::apply::{ApplyError, ApplyEvent, ApplyOptions, ApplyReport, apply};
@@ -14,7 +15,10 @@ use berth::model::{
     MountSpec, NetworkAttachment, NetworkSpec, PortSpec, Secret, ServiceSpec, StackSpec,
     VolumeSpec, labels,
 };
-use berth::plan::{Action, Plan, PullReason, Reason, ServiceRef};
+use berth::plan::{
+    Addr, Change, ContainerPayload, Current, ImagePayload, Kind, NetworkPayload, Op, Payload, Plan,
+    PullReason, Reason, ServiceRef, VolumePayload,
+};
 
 use crate::support::{World, docker, free_port};
 
@@ -65,45 +69,151 @@ fn opts() -> ApplyOptions {
         health_timeout: Duration::from_secs(20),
         completion_timeout: Duration::from_secs(20),
         poll_interval: Duration::from_millis(200),
+        ..ApplyOptions::default()
     }
 }
 
 async fn run(
     engine: &Engine,
-    desired: &Desired,
-    actions: Vec<Action>,
+    _desired: &Desired,
+    mut changes: Vec<Change>,
     o: &ApplyOptions,
 ) -> (Result<ApplyReport, ApplyError>, Vec<ApplyEvent>) {
+    // Hand-built changes get the edges the planner would add, and its order.
+    berth::plan::link(&mut changes);
     let plan = Plan {
-        actions,
+        changes: berth::plan::order(changes).expect("no cycle"),
         ..Default::default()
     };
     let mut events = Vec::new();
-    let r = apply(engine, desired, &plan, o, &mut |e| events.push(e)).await;
+    let r = apply(engine, &plan, o, &mut |e| events.push(e)).await;
     (r, events)
 }
 
-fn create(stack: &StackSpec, service: &str) -> Action {
-    Action::CreateContainer {
-        stack: stack.name.clone(),
-        service: service.to_string(),
-        number: 1,
-        name: format!("{}-{service}-1", stack.name),
-        reasons: vec![Reason::NewService],
+fn container(
+    stack: &StackSpec,
+    service: &str,
+    op: Op,
+    current: Option<Current>,
+    reasons: Vec<Reason>,
+) -> Change {
+    let name = format!("{}-{service}-1", stack.name);
+    let spec = &stack.services[service];
+    Change {
+        addr: Addr::in_stack(Kind::Container, &stack.name, &name),
+        op,
+        reasons,
+        needs: berth::kinds::container::service_needs(stack, spec),
+        payload: Payload::Container(ContainerPayload {
+            stack: stack.name.clone(),
+            service: service.to_string(),
+            number: 1,
+            name,
+            current,
+            spec: Some(Arc::new(stack.clone())),
+            current_ports: vec![],
+            stop_grace_period: None,
+        }),
     }
 }
 
-fn replace(stack: &StackSpec, service: &str, old_id: &str) -> Action {
-    Action::ReplaceContainer {
-        stack: stack.name.clone(),
-        service: service.to_string(),
-        number: 1,
+fn create(stack: &StackSpec, service: &str) -> Change {
+    container(stack, service, Op::Create, None, vec![Reason::NewService])
+}
+
+fn replace(stack: &StackSpec, service: &str, old_id: &str) -> Change {
+    let current = Current {
+        id: old_id.to_string(),
         name: format!("{}-{service}-1", stack.name),
-        old_id: old_id.to_string(),
-        reasons: vec![Reason::Field {
+    };
+    container(
+        stack,
+        service,
+        Op::Replace,
+        Some(current),
+        vec![Reason::Field {
             field: "image".into(),
             detail: "changed".into(),
         }],
+    )
+}
+
+fn existing(
+    stack: &str,
+    service: &str,
+    name: &str,
+    id: &str,
+    op: Op,
+    spec: Option<Arc<StackSpec>>,
+) -> Change {
+    Change {
+        addr: Addr::in_stack(Kind::Container, stack, name),
+        op,
+        reasons: vec![],
+        needs: vec![],
+        payload: Payload::Container(ContainerPayload {
+            stack: stack.to_string(),
+            service: service.to_string(),
+            number: 1,
+            name: name.to_string(),
+            current: Some(Current {
+                id: id.to_string(),
+                name: name.to_string(),
+            }),
+            spec,
+            current_ports: vec![],
+            stop_grace_period: None,
+        }),
+    }
+}
+
+fn start_change(stack: &str, service: &str, name: &str, id: &str) -> Change {
+    existing(stack, service, name, id, Op::Start, None)
+}
+
+fn remove_change(stack: &str, service: &str, name: &str, id: &str) -> Change {
+    existing(stack, service, name, id, Op::Delete, None)
+}
+
+fn create_network(stack: &str, spec: &NetworkSpec) -> Change {
+    Change {
+        addr: Addr::in_stack(Kind::Network, stack, &spec.name),
+        op: Op::Create,
+        reasons: vec![],
+        needs: vec![],
+        payload: Payload::Network(NetworkPayload {
+            stack: stack.to_string(),
+            name: spec.name.clone(),
+            spec: Some(spec.clone()),
+        }),
+    }
+}
+
+fn create_volume(stack: &str, spec: &VolumeSpec) -> Change {
+    Change {
+        addr: Addr::in_stack(Kind::Volume, stack, &spec.name),
+        op: Op::Create,
+        reasons: vec![],
+        needs: vec![],
+        payload: Payload::Volume(VolumePayload {
+            stack: stack.to_string(),
+            name: spec.name.clone(),
+            spec: Some(spec.clone()),
+        }),
+    }
+}
+
+fn pull(image: &str, reason: PullReason, services: Vec<ServiceRef>) -> Change {
+    Change {
+        addr: Addr::image(image),
+        op: Op::Pull,
+        reasons: vec![],
+        needs: vec![],
+        payload: Payload::Image(ImagePayload {
+            image: image.to_string(),
+            reason,
+            services,
+        }),
     }
 }
 
@@ -249,18 +359,9 @@ async fn create_container_round_trip() {
         &engine,
         &d,
         vec![
-            Action::CreateNetwork {
-                stack: st.name.clone(),
-                spec: front.clone(),
-            },
-            Action::CreateNetwork {
-                stack: st.name.clone(),
-                spec: back.clone(),
-            },
-            Action::CreateVolume {
-                stack: st.name.clone(),
-                spec: data.clone(),
-            },
+            create_network(&st.name.clone(), &front.clone()),
+            create_network(&st.name.clone(), &back.clone()),
+            create_volume(&st.name.clone(), &data.clone()),
             create(&st, "web"),
         ],
         &opts(),
@@ -398,14 +499,8 @@ async fn observe_is_two_requests_when_nothing_needs_listing() {
         &engine,
         &d,
         vec![
-            Action::CreateNetwork {
-                stack: st.name.clone(),
-                spec: net.clone(),
-            },
-            Action::CreateVolume {
-                stack: st.name.clone(),
-                spec: vol.clone(),
-            },
+            create_network(&st.name.clone(), &net.clone()),
+            create_volume(&st.name.clone(), &vol.clone()),
             create(&st, "app"),
         ],
         &opts(),
@@ -495,10 +590,7 @@ async fn replace_keeps_volume_data_and_is_observably_safe() {
         &engine,
         &d1,
         vec![
-            Action::CreateVolume {
-                stack: st.name.clone(),
-                spec: vol.clone(),
-            },
+            create_volume(&st.name.clone(), &vol.clone()),
             create(&st, "app"),
         ],
         &opts(),
@@ -743,18 +835,15 @@ async fn pull_failure_changes_nothing() {
         &engine,
         &d,
         vec![
-            Action::PullImage {
-                image: missing.clone(),
-                reason: PullReason::Missing,
-                services: vec![ServiceRef {
+            pull(
+                &missing.clone(),
+                PullReason::Missing,
+                vec![ServiceRef {
                     stack: st.name.clone(),
                     service: "app".into(),
                 }],
-            },
-            Action::CreateNetwork {
-                stack: st.name.clone(),
-                spec: net.clone(),
-            },
+            ),
+            create_network(&st.name.clone(), &net.clone()),
             create(&st, "app"),
         ],
         &opts(),
@@ -763,13 +852,19 @@ async fn pull_failure_changes_nothing() {
     let err = r.expect_err("the pull fails");
     let msg = err.to_string();
     assert!(msg.contains(&missing), "{msg}");
-    assert!(msg.contains("nothing was changed"), "{msg}");
+    assert!(msg.contains("nothing that needs it was changed"), "{msg}");
     assert!(
         msg.contains(&format!("(needed by {}/app)", st.name)),
         "{msg}"
     );
     eprintln!("pull error: {msg}");
-    assert!(matches!(err, ApplyError::Pull { .. }));
+    assert!(matches!(
+        err.failures(),
+        [berth::apply::Failure {
+            error: berth::apply::StepError::Pull { .. },
+            ..
+        }]
+    ));
     assert!(matches!(&events[0], ApplyEvent::Pulling { image } if *image == missing));
     // Exactly one request: the pull. No network, no container.
     assert_eq!((engine.requests() - before).total, 1);
@@ -782,9 +877,8 @@ async fn plan_with_errors_is_refused() {
     let w = World::new("refuse");
     let engine = w.engine().await;
     let st = w.stack_spec("s", vec![("app", sleeper())]);
-    let d = desired(vec![st.clone()]);
     let plan = Plan {
-        actions: vec![create(&st, "app")],
+        changes: vec![create(&st, "app")],
         errors: vec![berth::plan::PlanError::BuildNotSupported {
             stack: st.name.clone(),
             service: "app".into(),
@@ -792,7 +886,7 @@ async fn plan_with_errors_is_refused() {
         ..Default::default()
     };
     let before = engine.requests();
-    let r = apply(&engine, &d, &plan, &opts(), &mut |_| {}).await;
+    let r = apply(&engine, &plan, &opts(), &mut |_| {}).await;
     assert!(matches!(r, Err(ApplyError::PlanHasErrors { .. })));
     assert_eq!((engine.requests() - before).total, 0);
 }
@@ -827,10 +921,7 @@ async fn remove_keeps_volumes_and_start_self_heals() {
         &engine,
         &d,
         vec![
-            Action::CreateVolume {
-                stack: st.name.clone(),
-                spec: vol.clone(),
-            },
+            create_volume(&st.name.clone(), &vol.clone()),
             create(&st, "app"),
         ],
         &opts(),
@@ -843,15 +934,12 @@ async fn remove_keeps_volumes_and_start_self_heals() {
     let (r, _) = run(
         &engine,
         &d,
-        vec![Action::StartContainer {
-            stack: st.name.clone(),
-            service: "app".into(),
-            name: name.clone(),
-            id: id.clone(),
-            reason: Reason::State {
-                state: "exited".into(),
-            },
-        }],
+        vec![start_change(
+            &st.name.clone(),
+            "app".into(),
+            &name.clone(),
+            &id.clone(),
+        )],
         &opts(),
     )
     .await;
@@ -861,13 +949,12 @@ async fn remove_keeps_volumes_and_start_self_heals() {
     let (r, _) = run(
         &engine,
         &desired(vec![]),
-        vec![Action::RemoveContainer {
-            stack: st.name.clone(),
-            service: "app".into(),
-            name: name.clone(),
-            id,
-            reason: Reason::StackRemoved,
-        }],
+        vec![remove_change(
+            &st.name.clone(),
+            "app".into(),
+            &name.clone(),
+            &id,
+        )],
         &opts(),
     )
     .await;
@@ -959,7 +1046,7 @@ async fn converges_with_the_planner_and_noop_costs_two_requests() {
     let plan = berth::plan::plan(&d, &observed, &popts);
     assert!(plan.errors.is_empty(), "{:?}", plan.errors);
     let mut events = Vec::new();
-    let report = apply(&engine, &d, &plan, &opts(), &mut |e| events.push(e))
+    let report = apply(&engine, &plan, &opts(), &mut |e| events.push(e))
         .await
         .unwrap_or_else(|e| panic!("apply: {e}\nplan: {plan:#?}"));
     assert_eq!(report.created, 3, "{plan:#?}");
@@ -970,14 +1057,14 @@ async fn converges_with_the_planner_and_noop_costs_two_requests() {
     assert_eq!(used.total, 2, "{:?}", engine.request_log());
     assert_eq!(used.mutating, 0);
     let plan = berth::plan::plan(&d, &observed, &popts);
-    assert!(plan.actions.is_empty(), "{:#?}", plan.actions);
+    assert!(plan.changes.is_empty(), "{:#?}", plan.changes);
 
     // Change web's image: the planner replaces both replicas, the executor does it safely.
     let mut st2 = st.clone();
     st2.services.get_mut("web").unwrap().image = APP2.into();
     let d2 = desired(vec![st2]);
     let plan = berth::plan::plan(&d2, &observed, &popts);
-    let report = apply(&engine, &d2, &plan, &opts(), &mut |_| {})
+    let report = apply(&engine, &plan, &opts(), &mut |_| {})
         .await
         .unwrap_or_else(|e| panic!("apply: {e}\nplan: {plan:#?}"));
     assert_eq!(report.replaced, 2, "{plan:#?}");
@@ -990,7 +1077,7 @@ async fn converges_with_the_planner_and_noop_costs_two_requests() {
     }
     let observed = engine.observe(&d2).await.unwrap();
     let plan = berth::plan::plan(&d2, &observed, &popts);
-    assert!(plan.actions.is_empty(), "{:#?}", plan.actions);
+    assert!(plan.changes.is_empty(), "{:#?}", plan.changes);
 
     // The stack leaves the config (allowed explicitly): everything but the volume goes.
     let empty = desired(vec![]);
@@ -1003,7 +1090,7 @@ async fn converges_with_the_planner_and_noop_costs_two_requests() {
             ..popts.clone()
         },
     );
-    let report = apply(&engine, &empty, &plan, &opts(), &mut |_| {})
+    let report = apply(&engine, &plan, &opts(), &mut |_| {})
         .await
         .unwrap_or_else(|e| panic!("apply: {e}\nplan: {plan:#?}"));
     assert_eq!(report.removed, 3, "{plan:#?}");

@@ -1,0 +1,315 @@
+//! The executor: carries out a [`Plan`] by its edges. A change starts when every change it
+//! needs has reached the [`Wait`] on the edge; independent changes run side by side (at most
+//! [`ApplyOptions::parallel`] at once), so a cold deploy waits for many health checks at the same
+//! time. It decides nothing the planner did not; it only adds the safety around each step
+//! (dependency conditions, health waits, restoring the old container when a replacement fails).
+//!
+//! When a change fails, the changes that need it are not attempted; changes that do not need
+//! it go on. Every outcome is in the [`ApplyReport`].
+
+mod container;
+pub mod driver;
+mod events;
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+
+pub use driver::Driver;
+pub use events::{ApplyError, ApplyEvent, ApplyReport, Failure, StepError};
+
+use crate::plan::{Addr, Change, Kind, Op, Payload, Plan, Wait};
+
+/// Knobs of the executor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyOptions {
+    /// How long to wait for a container to become healthy (a dependency with
+    /// `condition: service_healthy`, or a new container that has a healthcheck).
+    pub health_timeout: Duration,
+    /// How long to wait for a dependency with `condition: service_completed_successfully`.
+    pub completion_timeout: Duration,
+    /// How often to look at a container's state while waiting.
+    pub poll_interval: Duration,
+    /// How many changes may run at once.
+    pub parallel: usize,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions {
+            health_timeout: Duration::from_secs(60),
+            completion_timeout: Duration::from_secs(300),
+            poll_interval: Duration::from_millis(500),
+            parallel: 8,
+        }
+    }
+}
+
+/// The state of one change while the graph runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Pending,
+    Running,
+    Done,
+    Failed,
+    NotAttempted,
+}
+
+/// Carries out `plan`. Refuses (doing nothing) when the plan has errors. Returns the report
+/// when every change succeeded, else [`ApplyError::Failed`] with the same report.
+pub async fn apply<D: Driver>(
+    driver: &D,
+    plan: &Plan,
+    opts: &ApplyOptions,
+    progress: &mut (dyn FnMut(ApplyEvent) + Send),
+) -> Result<ApplyReport, ApplyError> {
+    if !plan.errors.is_empty() {
+        return Err(ApplyError::PlanHasErrors {
+            errors: plan.errors.clone(),
+        });
+    }
+    let ex = Exec {
+        driver,
+        opts,
+        progress: Mutex::new(progress),
+    };
+    let changes = &plan.changes;
+    let index: BTreeMap<&Addr, usize> = changes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (&c.addr, i))
+        .collect();
+    let index = &index;
+    let mut status = vec![Status::Pending; changes.len()];
+    let mut report = ApplyReport::default();
+    let mut running = FuturesUnordered::new();
+    let parallel = opts.parallel.max(1);
+    loop {
+        // Start what is ready, in plan order; mark what can no longer run.
+        for (i, c) in changes.iter().enumerate() {
+            if status[i] != Status::Pending {
+                continue;
+            }
+            let mut ready = true;
+            for need in &c.needs {
+                let Some(&j) = index.get(&need.addr) else {
+                    continue;
+                };
+                match status[j] {
+                    Status::Done => {}
+                    Status::Failed | Status::NotAttempted if !need.required => {}
+                    Status::Failed | Status::NotAttempted => {
+                        status[i] = Status::NotAttempted;
+                        report.not_attempted.push(c.addr.clone());
+                        ready = false;
+                        break;
+                    }
+                    Status::Pending | Status::Running => ready = false,
+                }
+            }
+            if ready && status[i] == Status::Pending && running.len() < parallel {
+                status[i] = Status::Running;
+                let ex = &ex;
+                running.push(async move { (i, ex.run_change(c, index).await) });
+            }
+        }
+        let Some((i, result)) = running.next().await else {
+            break;
+        };
+        match result {
+            Ok(()) => {
+                status[i] = Status::Done;
+                count(&mut report, &changes[i]);
+            }
+            Err(error) => {
+                status[i] = Status::Failed;
+                report.failed.push(Failure {
+                    addr: changes[i].addr.clone(),
+                    error,
+                });
+            }
+        }
+    }
+    // Only a plan built by hand with a cycle can leave changes waiting on each other.
+    for (i, c) in changes.iter().enumerate() {
+        if status[i] == Status::Pending {
+            report.not_attempted.push(c.addr.clone());
+        }
+    }
+    if report.failed.is_empty() && report.not_attempted.is_empty() {
+        Ok(report)
+    } else {
+        Err(ApplyError::Failed { report })
+    }
+}
+
+fn count(r: &mut ApplyReport, c: &Change) {
+    let n = match (c.payload.kind(), c.op) {
+        (Kind::Image, _) => &mut r.pulled,
+        (Kind::Network, Op::Delete) => &mut r.networks_removed,
+        (Kind::Network, _) => &mut r.networks_created,
+        (Kind::Volume, Op::Delete) => &mut r.volumes_removed,
+        (Kind::Volume, _) => &mut r.volumes_created,
+        (Kind::Container, Op::Create) => &mut r.created,
+        (Kind::Container, Op::Replace) => &mut r.replaced,
+        (Kind::Container, Op::Start) => &mut r.started,
+        (Kind::Container, Op::Reload) => &mut r.reloaded,
+        (Kind::Container, Op::Delete | Op::Pull) => &mut r.removed,
+    };
+    *n += 1;
+}
+
+/// What every running change shares.
+struct Exec<'a, D> {
+    driver: &'a D,
+    opts: &'a ApplyOptions,
+    progress: Mutex<&'a mut (dyn FnMut(ApplyEvent) + Send)>,
+}
+
+impl<D: Driver> Exec<'_, D> {
+    fn emit(&self, e: ApplyEvent) {
+        // A poisoned lock only means another change's callback panicked; keep reporting.
+        let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        (*p)(e)
+    }
+
+    /// The one dispatch over kinds: waits for the conditions the change needs, then carries it
+    /// out.
+    async fn run_change(
+        &self,
+        c: &Change,
+        index: &BTreeMap<&Addr, usize>,
+    ) -> Result<(), StepError> {
+        self.wait_needs(c, index).await?;
+        let d = self.driver;
+        match &c.payload {
+            Payload::Image(p) => {
+                self.emit(ApplyEvent::Pulling {
+                    image: p.image.clone(),
+                });
+                let mut lines = |line: &str| {
+                    self.emit(ApplyEvent::PullProgress {
+                        image: p.image.clone(),
+                        line: line.to_string(),
+                    })
+                };
+                d.pull(&p.image, &mut lines)
+                    .await
+                    .map_err(|error| StepError::Pull {
+                        image: p.image.clone(),
+                        services: p.services.iter().map(ToString::to_string).collect(),
+                        error,
+                    })?;
+                self.emit(ApplyEvent::Pulled {
+                    image: p.image.clone(),
+                });
+            }
+            Payload::Network(p) => {
+                let object = |error| StepError::Object {
+                    stack: p.stack.clone(),
+                    error,
+                };
+                match (&p.spec, c.op) {
+                    (Some(spec), Op::Create) => {
+                        d.create_network(&p.stack, spec).await.map_err(object)?;
+                        self.emit(ApplyEvent::NetworkCreated {
+                            stack: p.stack.clone(),
+                            name: p.name.clone(),
+                        });
+                    }
+                    _ => {
+                        d.remove_network(&p.name).await.map_err(object)?;
+                        self.emit(ApplyEvent::NetworkRemoved {
+                            stack: p.stack.clone(),
+                            name: p.name.clone(),
+                        });
+                    }
+                }
+            }
+            Payload::Volume(p) => {
+                let object = |error| StepError::Object {
+                    stack: p.stack.clone(),
+                    error,
+                };
+                match (&p.spec, c.op) {
+                    (Some(spec), Op::Create) => {
+                        d.create_volume(&p.stack, spec).await.map_err(object)?;
+                        self.emit(ApplyEvent::VolumeCreated {
+                            stack: p.stack.clone(),
+                            name: p.name.clone(),
+                        });
+                    }
+                    _ => {
+                        d.remove_volume(&p.name).await.map_err(object)?;
+                        self.emit(ApplyEvent::VolumeRemoved {
+                            stack: p.stack.clone(),
+                            name: p.name.clone(),
+                        });
+                    }
+                }
+            }
+            Payload::Container(p) => self.container(c.op, p).await?,
+        }
+        Ok(())
+    }
+
+    /// Container conditions on the edges (`depends_on`): the change on the dependency (if any)
+    /// is done; now its container must be running, healthy or completed.
+    async fn wait_needs(
+        &self,
+        c: &Change,
+        index: &BTreeMap<&Addr, usize>,
+    ) -> Result<(), StepError> {
+        let Payload::Container(me) = &c.payload else {
+            return Ok(());
+        };
+        for need in &c.needs {
+            if need.addr.kind != Kind::Container || need.wait == Wait::Applied {
+                continue;
+            }
+            let dep_stack = need.addr.stack().unwrap_or_default();
+            let dep_service = service_of(&need.addr, index, c);
+            match self
+                .wait_for(dep_stack, &dep_service, &need.addr.name, need.wait)
+                .await
+            {
+                Ok(()) => {}
+                Err(container::WaitError::Gone) if !need.required => {}
+                Err(e) => {
+                    return Err(StepError::Dependency {
+                        stack: me.stack.clone(),
+                        service: me.service.clone(),
+                        message: format!(
+                            "{dep_stack}/{dep_service}: {e} ({}/{} depends on it, not changed)",
+                            me.stack, me.service
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The service name behind a container address, for messages: from the needing change's
+/// stack spec, else the container name.
+fn service_of(addr: &Addr, _index: &BTreeMap<&Addr, usize>, c: &Change) -> String {
+    if let Payload::Container(p) = &c.payload
+        && let Some(stack) = p.spec.as_deref()
+    {
+        for (name, spec) in &stack.services {
+            for n in 1..=spec.replicas.max(1) {
+                if crate::plan::container_name(&stack.name, name, spec, n) == addr.name {
+                    return name.clone();
+                }
+            }
+        }
+    }
+    addr.name.clone()
+}
+
+#[cfg(test)]
+mod tests;

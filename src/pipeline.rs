@@ -1,0 +1,157 @@
+//! The one reconcile path, for the CLI and for `berth serve`: observe → plan → apply → observe.
+//! Callers differ only in what they do at the seams ([`Hooks`]): the CLI prints, serve posts
+//! statuses, records state and decides whether a failed commit is worth another try.
+//!
+//! Loading the config is not part of it: the CLI reads a folder, serve a git commit (cached per
+//! commit), and both hand over a [`Desired`].
+
+use std::collections::BTreeSet;
+
+use crate::apply::{self, ApplyError, ApplyEvent, ApplyOptions, ApplyReport};
+use crate::docker::{DockerError, Engine};
+use crate::model::{Desired, Observed};
+use crate::plan::{self, Plan, PlanOptions};
+
+/// How far to go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Observe and plan; change nothing.
+    Plan,
+    /// Apply the plan; a plan with any error is refused whole (nothing half-applied).
+    Apply,
+    /// Apply every stack whose own plan has no error; the others keep running as they are
+    /// (serve: one stack's bad manifest does not hold the others back).
+    ApplyHealthyStacks,
+}
+
+/// Whether to go on at a seam.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Stop,
+}
+
+/// What a caller does at the seams. Every method has a default that goes on.
+pub trait Hooks: Send {
+    /// The Engine's state, before planning.
+    fn observed(&mut self, _observed: &Observed) -> Flow {
+        Flow::Continue
+    }
+    /// The plan, before anything is applied.
+    fn planned(&mut self, _plan: &Plan) -> Flow {
+        Flow::Continue
+    }
+    /// One step of the apply, as it happens.
+    fn event(&mut self, _event: ApplyEvent) {}
+}
+
+/// Hooks that do nothing.
+pub struct Quiet;
+impl Hooks for Quiet {}
+
+/// Everything one pass decided and did.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub observed: Observed,
+    /// The whole plan (absent when a hook stopped before planning).
+    pub plan: Option<Plan>,
+    /// What was handed to the executor (with [`Mode::ApplyHealthyStacks`], the plan less the
+    /// stacks with errors), and how it went.
+    pub applied: Option<(Plan, Result<ApplyReport, ApplyError>)>,
+    /// The Engine after the apply (absent when nothing was applied or it could not be read).
+    pub after: Option<Observed>,
+}
+
+/// Runs one pass.
+pub async fn reconcile(
+    engine: &Engine,
+    desired: &Desired,
+    plan_opts: &PlanOptions,
+    apply_opts: &ApplyOptions,
+    mode: Mode,
+    hooks: &mut dyn Hooks,
+) -> Result<Outcome, DockerError> {
+    let observed = observe(engine, desired, plan_opts).await?;
+    let mut outcome = Outcome {
+        observed,
+        plan: None,
+        applied: None,
+        after: None,
+    };
+    if hooks.observed(&outcome.observed) == Flow::Stop {
+        return Ok(outcome);
+    }
+    let the_plan = plan::plan(desired, &outcome.observed, plan_opts);
+    let flow = hooks.planned(&the_plan);
+    let to_apply = match mode {
+        Mode::Plan => None,
+        Mode::Apply => Some(the_plan.clone()),
+        Mode::ApplyHealthyStacks => Some(without_failed_stacks(&the_plan)),
+    };
+    outcome.plan = Some(the_plan);
+    let Some(to_apply) = to_apply.filter(|p| flow == Flow::Continue && p.has_changes()) else {
+        return Ok(outcome);
+    };
+    let result = apply::apply(engine, &to_apply, apply_opts, &mut |e| hooks.event(e)).await;
+    outcome.after = observe(engine, desired, plan_opts).await.ok();
+    outcome.applied = Some((to_apply, result));
+    Ok(outcome)
+}
+
+/// What the Engine runs, with everything the plan options need listed (pruning volumes must
+/// see volumes even when no container uses them any more).
+pub async fn observe(
+    engine: &Engine,
+    desired: &Desired,
+    opts: &PlanOptions,
+) -> Result<Observed, DockerError> {
+    let mut observed = engine.observe(desired).await?;
+    if opts.prune_volumes && observed.volumes.is_none() {
+        observed.volumes = Some(engine.list_volumes().await?);
+    }
+    Ok(observed)
+}
+
+/// The stacks a plan error belongs to (`None`: the whole config, e.g. the empty-config guard).
+pub fn error_stack(e: &plan::PlanError) -> Option<&str> {
+    use plan::PlanError::*;
+    match e {
+        NameConflict { stack, .. }
+        | BuildNotSupported { stack, .. }
+        | ImageMissing { stack, .. }
+        | ExternalMissing { stack, .. } => Some(stack),
+        EmptyDesired { .. } | Cycle { .. } => None,
+    }
+}
+
+/// `plan` without the stacks that have errors: their changes go, pulls only serve the rest.
+/// A config-wide error leaves nothing to apply.
+pub fn without_failed_stacks(p: &Plan) -> Plan {
+    let mut failed: BTreeSet<&str> = BTreeSet::new();
+    for e in &p.errors {
+        match error_stack(e) {
+            Some(s) => {
+                failed.insert(s);
+            }
+            None => return Plan::default(),
+        }
+    }
+    let mut out = Plan {
+        unchanged: p.unchanged.clone(),
+        skipped: p.skipped.clone(),
+        ..Plan::default()
+    };
+    for c in &p.changes {
+        let mut c = c.clone();
+        if let plan::Payload::Image(img) = &mut c.payload {
+            img.services.retain(|s| !failed.contains(s.stack.as_str()));
+            if img.services.is_empty() {
+                continue;
+            }
+        } else if c.addr.stack().is_some_and(|s| failed.contains(s)) {
+            continue;
+        }
+        out.changes.push(c);
+    }
+    out
+}

@@ -1,0 +1,280 @@
+//! The unit of a plan: a [`Change`] to one addressed object, with the verb, the reasons, the
+//! edges to what it needs first, and a self-contained payload for the executor.
+//!
+//! The executor's only ordering input is [`Change::needs`]: a change starts when every change it
+//! needs has reached the [`Wait`] named on the edge. The planner orders [`Plan::changes`]
+//! topologically along the same edges, so the order a plan is printed in is an order it can run in.
+//!
+//! [`Plan::changes`]: super::Plan::changes
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::reason::{PullReason, Reason};
+use crate::model::{NetworkSpec, ServiceSpec, StackSpec, VolumeSpec};
+
+/// The kinds of object berth manages: one closed list. A new kind is a new variant here, a
+/// planner in `kinds/`, a [`Payload`] variant and an arm in the executor's one dispatch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Image,
+    Network,
+    Volume,
+    Container,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Image => "image",
+            Kind::Network => "network",
+            Kind::Volume => "volume",
+            Kind::Container => "container",
+        }
+    }
+}
+
+/// Where an object belongs: a stack (its status context, its ownership label), or the host as a
+/// whole (images are shared by every stack that uses them).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    Host,
+    Stack(String),
+}
+
+impl Scope {
+    pub fn stack(&self) -> Option<&str> {
+        match self {
+            Scope::Stack(s) => Some(s),
+            Scope::Host => None,
+        }
+    }
+}
+
+/// The address of one object: `container:app/app-web-1`, `network:app/app_default`,
+/// `image:nginx:1.27`. Unique within a plan; the name is the object's name on its system
+/// (the Docker name for Engine objects).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Addr {
+    pub kind: Kind,
+    pub scope: Scope,
+    pub name: String,
+}
+
+impl Addr {
+    pub fn new(kind: Kind, scope: Scope, name: impl Into<String>) -> Addr {
+        Addr {
+            kind,
+            scope,
+            name: name.into(),
+        }
+    }
+
+    pub fn in_stack(kind: Kind, stack: &str, name: impl Into<String>) -> Addr {
+        Addr::new(kind, Scope::Stack(stack.to_string()), name)
+    }
+
+    pub fn image(image: &str) -> Addr {
+        Addr::new(Kind::Image, Scope::Host, image)
+    }
+
+    pub fn stack(&self) -> Option<&str> {
+        self.scope.stack()
+    }
+}
+
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.scope {
+            Scope::Host => write!(f, "{}:{}", self.kind.as_str(), self.name),
+            Scope::Stack(s) => write!(f, "{}:{s}/{}", self.kind.as_str(), self.name),
+        }
+    }
+}
+
+/// The verb. The core owns the verbs; a kind's planner picks one per change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    /// Fetch from outside (an image pull).
+    Pull,
+    Create,
+    /// Put a new object in place of the old one, the old one kept until the new one is up.
+    Replace,
+    /// Start what exists but is not running (self-heal).
+    Start,
+    /// Tell a running object its configuration changed (a signal or an exec), no recreate.
+    Reload,
+    Delete,
+}
+
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Pull => "pull",
+            Op::Create => "create",
+            Op::Replace => "replace",
+            Op::Start => "start",
+            Op::Reload => "reload",
+            Op::Delete => "delete",
+        }
+    }
+}
+
+/// How far a needed object must have got before a dependent change starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Wait {
+    /// The change on it has been carried out (created, pulled, deleted …).
+    Applied,
+    /// The container runs (`service_started`).
+    Running,
+    /// The container's health check passes (`service_healthy`).
+    Healthy,
+    /// The container exited 0 (`service_completed_successfully`).
+    Completed,
+}
+
+impl fmt::Display for Wait {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Wait::Applied => "be applied",
+            Wait::Running => "be running",
+            Wait::Healthy => "be healthy",
+            Wait::Completed => "complete successfully",
+        })
+    }
+}
+
+/// An edge: this change needs `addr` to reach `wait` first. When no change in the plan has that
+/// address, the object is expected to exist already (e.g. an unchanged dependency), and only
+/// container conditions beyond [`Wait::Applied`] are checked, on the running object.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Need {
+    pub addr: Addr,
+    pub wait: Wait,
+    /// `depends_on: {required: false}`: a missing or failed dependency does not stop this change.
+    #[serde(skip_serializing_if = "is_true")]
+    pub required: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+impl Need {
+    pub fn on(addr: Addr, wait: Wait) -> Need {
+        Need {
+            addr,
+            wait,
+            required: true,
+        }
+    }
+}
+
+/// One step of a plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Change {
+    pub addr: Addr,
+    pub op: Op,
+    /// Why; never carries a secret value.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<Reason>,
+    /// The executor's only ordering input.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<Need>,
+    /// Everything the executor needs to carry the change out.
+    pub payload: Payload,
+}
+
+/// What a change carries, one variant per [`Kind`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Payload {
+    Image(ImagePayload),
+    Network(NetworkPayload),
+    Volume(VolumePayload),
+    Container(ContainerPayload),
+}
+
+impl Payload {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Payload::Image(_) => Kind::Image,
+            Payload::Network(_) => Kind::Network,
+            Payload::Volume(_) => Kind::Volume,
+            Payload::Container(_) => Kind::Container,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ImagePayload {
+    pub image: String,
+    pub reason: PullReason,
+    /// The services that need it (`stack/service`).
+    pub services: Vec<super::ServiceRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NetworkPayload {
+    pub stack: String,
+    pub name: String,
+    /// For a create: the network to make.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spec: Option<NetworkSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VolumePayload {
+    pub stack: String,
+    pub name: String,
+    /// For a create: the volume to make.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spec: Option<VolumeSpec>,
+}
+
+/// A container change. For create, replace, start and reload the stack it belongs to rides
+/// along (shared, not copied): creating a container needs its siblings' names and the stack's
+/// networks and volumes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContainerPayload {
+    pub stack: String,
+    pub service: String,
+    /// Replica number (1-based), the `<n>` in `<stack>-<service>-<n>`.
+    pub number: u32,
+    /// The container's name after the change (for a delete: its current name).
+    pub name: String,
+    /// The container there now (replace, start, reload, delete).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current: Option<Current>,
+    /// The desired stack (create, replace, start, reload); not part of the JSON plan.
+    #[serde(skip)]
+    pub spec: Option<Arc<StackSpec>>,
+    /// The host ports the current container publishes (from its spec label): a create that
+    /// takes one of them waits for this container to go.
+    #[serde(skip)]
+    pub current_ports: Vec<crate::model::PortSpec>,
+    /// Seconds to wait after the stop signal before killing (delete).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_grace_period: Option<i64>,
+}
+
+/// The container a change starts from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Current {
+    pub id: String,
+    pub name: String,
+}
+
+impl ContainerPayload {
+    /// The desired service spec, for changes that have one.
+    pub fn service_spec(&self) -> Option<(&StackSpec, &ServiceSpec)> {
+        let stack = self.spec.as_deref()?;
+        Some((stack, stack.services.get(&self.service)?))
+    }
+}

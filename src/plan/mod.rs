@@ -1,0 +1,549 @@
+//! The planner: `plan(&Desired, &Observed, &PlanOptions) -> Plan`. Pure: no IO, no clock, no
+//! randomness. Everything berth will do, and why, is decided here; the executor (`apply`) only
+//! carries the plan out.
+//!
+//! The core keeps what is common to every kind: the empty-config guard, ownership, the edges
+//! between kinds ([`link`]) and the order ([`order`]). Each kind's own decisions are in
+//! [`crate::kinds`].
+
+mod change;
+pub(crate) mod diff;
+mod reason;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::Serialize;
+
+pub use change::{
+    Addr, Change, ContainerPayload, Current, ImagePayload, Kind, Need, NetworkPayload, Op, Payload,
+    Scope, VolumePayload, Wait,
+};
+pub use reason::{PullReason, Reason, short_id};
+
+use crate::kinds::{self, Context, Planned};
+use crate::model::{Desired, MountSource, Observed, PortSpec, ServiceSpec, StackSpec};
+
+/// Switches that widen what a plan may do. Defaults are the safe ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// This berth instance's name: only objects labelled with it are berth's to change.
+    pub instance: String,
+    /// Allow removing every berth-owned object when the config declares no stack at all.
+    pub allow_empty: bool,
+    /// Remove berth-owned named volumes that left the config (data loss: off by default).
+    pub prune_volumes: bool,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions {
+            instance: crate::model::DEFAULT_INSTANCE.to_string(),
+            allow_empty: false,
+            prune_volumes: false,
+        }
+    }
+}
+
+/// What berth will do, in execution order, and what it will not do and why.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Plan {
+    /// Every change, in an order that respects their edges (the one they are printed in): pulls,
+    /// container deletes, networks and volumes, containers in dependency order, network and
+    /// volume deletes. The executor runs them by their edges, independent ones side by side.
+    pub changes: Vec<Change>,
+    /// Services that need nothing.
+    pub unchanged: Vec<ServiceRef>,
+    /// Declared services that are not deployed, and why (e.g. inactive profile).
+    pub skipped: Vec<Skipped>,
+    /// Problems that stop `apply` before it changes anything.
+    pub errors: Vec<PlanError>,
+}
+
+/// A stack/service pair.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct ServiceRef {
+    pub stack: String,
+    pub service: String,
+}
+
+impl fmt::Display for ServiceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.stack, self.service)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    pub stack: String,
+    pub service: String,
+    pub reason: String,
+}
+
+/// A problem that makes the plan impossible to apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "error", rename_all = "snake_case")]
+pub enum PlanError {
+    /// A container berth does not own holds a name berth needs. It is never touched.
+    NameConflict {
+        stack: String,
+        service: String,
+        name: String,
+        container_id: String,
+        /// The berth instance that owns it, when another berth instance made it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
+    },
+    /// The service needs `build:`; berth cannot build images yet.
+    BuildNotSupported { stack: String, service: String },
+    /// `pull_policy: never` and the image is not on the Engine.
+    ImageMissing {
+        stack: String,
+        service: String,
+        image: String,
+    },
+    /// An external network or volume does not exist.
+    ExternalMissing {
+        stack: String,
+        kind: &'static str,
+        name: String,
+    },
+    /// The config declares nothing and berth owns something: refusing to prune everything.
+    EmptyDesired { owned_containers: usize },
+    /// Changes that need each other (a `depends_on` cycle the loader did not catch).
+    Cycle { addrs: Vec<String> },
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlanError::NameConflict {
+                stack,
+                service,
+                name,
+                container_id,
+                owner: None,
+            } => write!(
+                f,
+                "{stack}/{service}: container name {name} is taken by container {} that berth does not own; remove or rename it (berth never touches it)",
+                short_id(container_id)
+            ),
+            PlanError::NameConflict {
+                stack,
+                service,
+                name,
+                container_id,
+                owner: Some(owner),
+            } => write!(
+                f,
+                "{stack}/{service}: container name {name} is taken by container {} of berth instance \"{owner}\" (not this one); remove it from that instance's config or give one of them another name",
+                short_id(container_id)
+            ),
+            PlanError::BuildNotSupported { stack, service } => {
+                write!(
+                    f,
+                    "{stack}/{service}: build not supported yet (set `image:` to a pre-built image)"
+                )
+            }
+            PlanError::ImageMissing {
+                stack,
+                service,
+                image,
+            } => write!(
+                f,
+                "{stack}/{service}: image {image} is not on the engine and pull_policy is never"
+            ),
+            PlanError::ExternalMissing { stack, kind, name } => {
+                write!(f, "{stack}: external {kind} {name} does not exist")
+            }
+            PlanError::EmptyDesired { owned_containers } => write!(
+                f,
+                "the config declares no stack, which would remove all {owned_containers} containers berth owns; pass --allow-empty if that is what you want"
+            ),
+            PlanError::Cycle { addrs } => {
+                write!(f, "these changes need each other: {}", addrs.join(", "))
+            }
+        }
+    }
+}
+
+/// Counts of a plan's actions, for one-line summaries (CLI, commit statuses).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub created: usize,
+    pub replaced: usize,
+    pub started: usize,
+    pub removed: usize,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub reloaded: usize,
+    pub unchanged: usize,
+    pub pulled: usize,
+    pub objects_created: usize,
+    pub objects_removed: usize,
+}
+
+impl Summary {
+    fn count(&mut self, c: &Change) {
+        match (c.payload.kind(), c.op) {
+            (Kind::Image, _) => self.pulled += 1,
+            (Kind::Container, Op::Create) => self.created += 1,
+            (Kind::Container, Op::Replace) => self.replaced += 1,
+            (Kind::Container, Op::Start) => self.started += 1,
+            (Kind::Container, Op::Reload) => self.reloaded += 1,
+            (Kind::Container, Op::Delete) => self.removed += 1,
+            (Kind::Container, Op::Pull) => {}
+            (Kind::Network | Kind::Volume, Op::Delete) => self.objects_removed += 1,
+            (Kind::Network | Kind::Volume, _) => self.objects_created += 1,
+        }
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} created, {} replaced, {} started, {} removed, {} unchanged",
+            self.created, self.replaced, self.started, self.removed, self.unchanged
+        )?;
+        if self.reloaded > 0 {
+            write!(f, ", {} reloaded", self.reloaded)?;
+        }
+        Ok(())
+    }
+}
+
+/// The container name of a replica: `container_name`, else `<stack>-<service>-<n>` as Compose.
+pub fn container_name(stack: &str, service: &str, spec: &ServiceSpec, number: u32) -> String {
+    match &spec.container_name {
+        Some(name) => name.clone(),
+        None => format!("{stack}-{service}-{number}"),
+    }
+}
+
+impl Plan {
+    /// Whether applying would change anything (the `plan` exit code 2).
+    pub fn has_changes(&self) -> bool {
+        !self.changes.is_empty()
+    }
+
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary::default();
+        for c in &self.changes {
+            s.count(c);
+        }
+        s.unchanged = self.unchanged.len();
+        s
+    }
+
+    /// The change at `addr`, if the plan has one.
+    pub fn change(&self, addr: &Addr) -> Option<&Change> {
+        self.changes.iter().find(|c| &c.addr == addr)
+    }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Decide everything. Pure: the same inputs always give the same plan.
+pub fn plan(desired: &Desired, observed: &Observed, opts: &PlanOptions) -> Plan {
+    let owned: Vec<_> = observed
+        .containers
+        .iter()
+        .filter(|c| c.owned_by(&opts.instance))
+        .collect();
+    if desired.stacks.is_empty() && !owned.is_empty() && !opts.allow_empty {
+        let mut plan = Plan::default();
+        plan.errors.push(PlanError::EmptyDesired {
+            owned_containers: owned.len(),
+        });
+        return plan;
+    }
+    let ctx = Context {
+        desired,
+        observed,
+        opts,
+        owned,
+    };
+    let mut out = Planned::default();
+    kinds::image::plan(&ctx, &mut out);
+    kinds::network::plan(&ctx, &mut out);
+    kinds::volume::plan(&ctx, &mut out);
+    kinds::container::plan(&ctx, &mut out);
+    let Planned {
+        mut changes,
+        mut plan,
+    } = out;
+    unique_addrs(&mut changes);
+    link(&mut changes);
+    match order(changes) {
+        Ok(changes) => plan.changes = changes,
+        Err(cycle) => plan.errors.push(PlanError::Cycle { addrs: cycle }),
+    }
+    plan
+}
+
+/// A delete and a create can name the same container (a fixed `container_name` that moves to
+/// another service): the delete is then addressed by the container's ID as well.
+fn unique_addrs(changes: &mut [Change]) {
+    let wanted: BTreeSet<Addr> = changes
+        .iter()
+        .filter(|c| c.op != Op::Delete)
+        .map(|c| c.addr.clone())
+        .collect();
+    for c in changes.iter_mut().filter(|c| c.op == Op::Delete) {
+        if let (true, Payload::Container(p)) = (wanted.contains(&c.addr), &c.payload)
+            && let Some(cur) = &p.current
+        {
+            c.addr.name = format!("{}@{}", c.addr.name, short_id(&cur.id));
+        }
+    }
+}
+
+/// The edges between kinds, added in one place:
+/// - every change of a stack needs the pulls of that stack's images (a failed pull changes
+///   nothing in the stacks that need the image);
+/// - a container create/replace/start needs the networks and volumes it uses, when the plan
+///   creates them — in whichever stack;
+/// - a container create/replace needs the container deletes of its stack, and those of other
+///   stacks that free a name or a host port it takes (a renamed service keeps its port);
+/// - a network or volume delete needs every container delete and replace (their users go first).
+pub fn link(changes: &mut [Change]) {
+    let pulls: Vec<(Addr, BTreeSet<String>)> = changes
+        .iter()
+        .filter_map(|c| match &c.payload {
+            Payload::Image(p) => Some((
+                c.addr.clone(),
+                p.services.iter().map(|s| s.stack.clone()).collect(),
+            )),
+            _ => None,
+        })
+        .collect();
+    let created: BTreeMap<(Kind, String), Addr> = changes
+        .iter()
+        .filter(|c| c.op == Op::Create)
+        .filter_map(|c| match &c.payload {
+            Payload::Network(p) => Some(((Kind::Network, p.name.clone()), c.addr.clone())),
+            Payload::Volume(p) => Some(((Kind::Volume, p.name.clone()), c.addr.clone())),
+            _ => None,
+        })
+        .collect();
+    struct Leaving {
+        addr: Addr,
+        op: Op,
+        stack: String,
+        name: String,
+        ports: Vec<HostPort>,
+    }
+    let leaving: Vec<Leaving> = changes
+        .iter()
+        .filter_map(|c| match (&c.payload, c.op) {
+            (Payload::Container(p), Op::Delete | Op::Replace) => Some(Leaving {
+                addr: c.addr.clone(),
+                op: c.op,
+                stack: p.stack.clone(),
+                name: p
+                    .current
+                    .as_ref()
+                    .map_or(p.name.clone(), |c| c.name.clone()),
+                ports: p.current_ports.iter().map(HostPort::of).collect(),
+            }),
+            _ => None,
+        })
+        .collect();
+    let deletes: Vec<&Leaving> = leaving.iter().filter(|l| l.op == Op::Delete).collect();
+
+    let mut extra: Vec<Vec<Need>> = vec![Vec::new(); changes.len()];
+    for (i, c) in changes.iter().enumerate() {
+        let needs = &mut extra[i];
+        let stack = c.addr.stack();
+        if c.payload.kind() != Kind::Image {
+            for (pull, stacks) in &pulls {
+                if stack.is_some_and(|s| stacks.contains(s)) {
+                    needs.push(Need::on(pull.clone(), Wait::Applied));
+                }
+            }
+        }
+        match (&c.payload, c.op) {
+            (Payload::Container(p), Op::Create | Op::Replace | Op::Start | Op::Reload) => {
+                let Some((stack_spec, spec)) = p.service_spec() else {
+                    continue;
+                };
+                for (kind, name) in uses(stack_spec, spec) {
+                    if let Some(a) = created.get(&(kind, name)) {
+                        needs.push(Need::on(a.clone(), Wait::Applied));
+                    }
+                }
+                if matches!(c.op, Op::Create | Op::Replace) {
+                    let ports: Vec<HostPort> = spec.ports.iter().map(HostPort::of).collect();
+                    for d in &deletes {
+                        let frees = d.stack == p.stack
+                            || d.name == p.name
+                            || d.ports.iter().any(|h| ports.iter().any(|n| n.clashes(h)));
+                        if frees && d.addr != c.addr {
+                            needs.push(Need::on(d.addr.clone(), Wait::Applied));
+                        }
+                    }
+                }
+            }
+            (Payload::Network(_) | Payload::Volume(_), Op::Delete) => {
+                for l in &leaving {
+                    needs.push(Need::on(l.addr.clone(), Wait::Applied));
+                }
+            }
+            _ => {}
+        }
+    }
+    for (c, extra) in changes.iter_mut().zip(extra) {
+        for n in extra {
+            if !c.needs.iter().any(|m| m.addr == n.addr) {
+                c.needs.push(n);
+            }
+        }
+        c.needs.sort();
+    }
+}
+
+/// The Engine-side networks and volumes a service uses.
+fn uses(stack: &StackSpec, spec: &ServiceSpec) -> Vec<(Kind, String)> {
+    let _ = stack;
+    let mut out: Vec<(Kind, String)> = spec
+        .networks
+        .keys()
+        .map(|n| (Kind::Network, n.clone()))
+        .collect();
+    for m in &spec.mounts {
+        if let MountSource::Volume { name, .. } = &m.source {
+            out.push((Kind::Volume, name.clone()));
+        }
+    }
+    out
+}
+
+/// A published host port, for "does this container free the port that one takes".
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HostPort {
+    ip: Option<String>,
+    port: u16,
+    protocol: String,
+}
+
+impl HostPort {
+    fn of(p: &PortSpec) -> HostPort {
+        HostPort {
+            ip: p.host_ip.clone(),
+            port: p.published.unwrap_or(0),
+            protocol: p.protocol.clone(),
+        }
+    }
+
+    /// Same port and protocol, on addresses that overlap (unset or 0.0.0.0 binds every one).
+    fn clashes(&self, other: &HostPort) -> bool {
+        let any = |ip: &Option<String>| {
+            ip.as_deref()
+                .is_none_or(|i| i.is_empty() || i == "0.0.0.0" || i == "::")
+        };
+        self.port != 0
+            && self.port == other.port
+            && self.protocol == other.protocol
+            && (any(&self.ip) || any(&other.ip) || self.ip == other.ip)
+    }
+}
+
+/// Orders changes along their edges (Kahn's algorithm); among the ready ones, by phase
+/// (pulls, container deletes, network/volume creates, containers, network/volume deletes) and
+/// then by the order the planners produced them. A cycle is returned as the addresses in it.
+pub fn order(changes: Vec<Change>) -> Result<Vec<Change>, Vec<String>> {
+    let phase = |c: &Change| match (c.payload.kind(), c.op) {
+        (Kind::Image, _) => 0,
+        (Kind::Container, Op::Delete) => 1,
+        (Kind::Network | Kind::Volume, Op::Create) => 2,
+        (Kind::Container, _) => 3,
+        (_, _) => 4,
+    };
+    let index: BTreeMap<&Addr, usize> = changes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (&c.addr, i))
+        .collect();
+    let deps: Vec<Vec<usize>> = changes
+        .iter()
+        .map(|c| {
+            c.needs
+                .iter()
+                .filter_map(|n| index.get(&n.addr).copied())
+                .collect()
+        })
+        .collect();
+    let mut done = vec![false; changes.len()];
+    let mut order = Vec::with_capacity(changes.len());
+    while order.len() < changes.len() {
+        let next = (0..changes.len())
+            .filter(|&i| !done[i] && deps[i].iter().all(|&d| done[d]))
+            .min_by_key(|&i| (phase(&changes[i]), i));
+        let Some(i) = next else {
+            let mut cycle: Vec<String> = (0..changes.len())
+                .filter(|&i| !done[i])
+                .map(|i| changes[i].addr.to_string())
+                .collect();
+            cycle.sort();
+            return Err(cycle);
+        };
+        done[i] = true;
+        order.push(i);
+    }
+    let mut slots: Vec<Option<Change>> = changes.into_iter().map(Some).collect();
+    Ok(order.into_iter().filter_map(|i| slots[i].take()).collect())
+}
+
+/// Services in an order where every dependency (depends_on, links, volumes_from,
+/// `network_mode: service:x`) comes before its dependents; ties by name. A cycle (refused by validation) cannot hang or
+/// drop services: the rest follow in name order.
+pub fn dependency_order(stack: &StackSpec) -> Vec<&str> {
+    let deps = |spec: &ServiceSpec| -> Vec<String> {
+        let mut d: Vec<String> = spec.depends_on.keys().cloned().collect();
+        if let Some(s) = spec
+            .network_mode
+            .as_deref()
+            .and_then(|m| m.strip_prefix("service:"))
+        {
+            d.push(s.to_string());
+        }
+        for link in &spec.links {
+            d.push(link.split(':').next().unwrap_or(link).to_string());
+        }
+        // `volumes_from: [svc]` mounts the other service's container: it must exist first.
+        for from in spec
+            .volumes_from
+            .iter()
+            .filter(|v| !v.starts_with("container:"))
+        {
+            d.push(from.split(':').next().unwrap_or(from).to_string());
+        }
+        d
+    };
+    let mut done: BTreeSet<&str> = BTreeSet::new();
+    let mut order = Vec::new();
+    while order.len() < stack.services.len() {
+        let ready = stack.services.iter().find(|(name, spec)| {
+            !done.contains(name.as_str())
+                && deps(spec)
+                    .iter()
+                    .all(|d| done.contains(d.as_str()) || !stack.services.contains_key(d))
+        });
+        let name = match ready {
+            Some((name, _)) => name.as_str(),
+            // A cycle: take the first remaining by name.
+            None => match stack.services.keys().find(|n| !done.contains(n.as_str())) {
+                Some(n) => n.as_str(),
+                None => break,
+            },
+        };
+        done.insert(name);
+        order.push(name);
+    }
+    order
+}
+
+#[cfg(test)]
+mod tests;

@@ -557,7 +557,7 @@ fn retry_delays(log: &str) -> Vec<f64> {
 }
 
 #[test]
-#[ignore = "fails before the kinds-core executor: every retry re-logs the whole plan (and re-posts statuses)"]
+#[ignore = "fails before the kinds-core executor: every retry re-logs the whole plan"]
 fn unreachable_registry_is_retried_with_one_line_per_retry() {
     let rt = runtime();
     let fake = rt.block_on(GitHubFake::start());

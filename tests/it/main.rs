@@ -3,6 +3,7 @@
 mod support;
 
 mod cli;
+mod defects;
 mod engine;
 mod git;
 mod github;

@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# Cold-deploy benchmark: `berth apply` vs `docker compose up -d --wait` (Compose v2) on the same
+# engine and the same services, from nothing to every container healthy.
+#
+#   1. generate one Compose file with BENCH_SERVICES (default 30) unrelated services
+#      (berth-test/app:1, httpd on 8080, healthcheck `wget -q -O- http://127.0.0.1:8080/`,
+#      interval 1s, start_period 0s) in two copies that differ only in `name:`: coldb-<pid>
+#      (berth, BERTH_INSTANCE=bench-cold-<pid>) and coldc-<pid> (compose), so they never share
+#      objects;
+#   2. BENCH_RUNS rounds (default 3); each round runs one cold deploy of each tool, alternating
+#      which goes first, and times it with `date +%s%N` (a deploy takes seconds: process start-up
+#      is noise here, and the teardown between runs keeps hyperfine's loop from fitting);
+#      right after each deploy it counts the healthy containers (a deploy that returns before its
+#      containers are healthy would not be comparable: the row says so);
+#   3. a full teardown after every run (berth: apply of an empty config with --allow-empty
+#      --prune-volumes; compose: down -v), not timed;
+#   4. prints every run, mean and min for each tool, the ratio compose/berth (of the means) and
+#      PASS/MISS against the target: berth's mean <= compose's mean.
+# Everything it created is removed on exit, failure or Ctrl-C.
+#
+# Environment:
+#   BENCH_RUNS=3          rounds (one berth and one compose deploy each)
+#   BENCH_SERVICES=30     services in the file
+#   BENCH_STRICT=1        exit 1 on MISS (default: report only)
+#   BERTH_BIN=PATH        benchmark this berth binary instead of building target/release/berth
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+RUNS=${BENCH_RUNS:-3}
+N=${BENCH_SERVICES:-30}
+INSTANCE=bench-cold-$$
+BSTACK=coldb-$$
+CPROJECT=coldc-$$
+
+die() { echo "bench-cold: error: $*" >&2; exit 1; }
+log() { echo "bench-cold: $*" >&2; }
+
+[[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer, got '$RUNS'"
+[[ $N =~ ^[1-9][0-9]*$ ]] || die "BENCH_SERVICES must be a positive integer, got '$N'"
+
+# --- tools ------------------------------------------------------------------------------------
+if [[ -n ${BERTH_BIN:-} ]]; then
+  berth=$BERTH_BIN
+else
+  log "building berth (cargo build --release)"
+  cargo build --release --quiet
+  berth=$(pwd)/${CARGO_TARGET_DIR:-target}/release/berth
+fi
+[[ -x $berth ]] || die "$berth not found (set BERTH_BIN or let the script build it)"
+bash hack/test-images.sh >&2
+DC=$(bash hack/compose-v2.sh)
+[[ -x $DC ]] || die "compose v2 not found (hack/compose-v2.sh printed '$DC')"
+
+# --- cleanup (also on failure / Ctrl-C) ---------------------------------------------------------
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/berth-bench-cold.XXXXXX")
+mkdir -p "$tmp/empty"
+cfg=$tmp/berth
+bfile=$cfg/$BSTACK/compose.yaml
+cfile=$tmp/compose/$CPROJECT/compose.yaml
+
+rm_by_label() { # LABEL=VALUE: containers, then volumes and networks, carrying that label
+  local ids
+  ids=$(docker ps -aq --filter "label=$1") || true
+  [[ -z $ids ]] || xargs docker rm -f -v <<<"$ids" >/dev/null 2>&1 || true
+  ids=$(docker volume ls -q --filter "label=$1") || true
+  [[ -z $ids ]] || xargs docker volume rm -f <<<"$ids" >/dev/null 2>&1 || true
+  ids=$(docker network ls -q --filter "label=$1") || true
+  [[ -z $ids ]] || xargs docker network rm <<<"$ids" >/dev/null 2>&1 || true
+}
+
+teardown_berth() {
+  BERTH_INSTANCE=$INSTANCE BERTH_LOG=warn timeout 300 "$berth" apply --allow-empty --prune-volumes \
+    "$tmp/empty" >"$tmp/down-berth.log" 2>&1 ||
+    log "warning: berth teardown failed (removing by label): $(tail -n1 "$tmp/down-berth.log")"
+  rm_by_label "io.berth.instance=$INSTANCE"
+}
+
+teardown_compose() {
+  local args=(-p "$CPROJECT")
+  [[ -f $cfile ]] && args=(-f "$cfile" "${args[@]}")
+  if ! timeout 300 "$DC" "${args[@]}" down -v --remove-orphans --timeout 5 >"$tmp/down-compose.log" 2>&1; then
+    if grep -q 'has active endpoints' "$tmp/down-compose.log"; then
+      # Docker 20.10's libnetwork sometimes keeps a stale endpoint after parallel container
+      # removal (moby/moby#43286): compose reuses the network on the next run.
+      log "note: network ${CPROJECT}_default kept by a stale endpoint (moby/moby#43286)"
+    else
+      log "warning: compose down failed (removing by label): $(tail -n1 "$tmp/down-compose.log")"
+    fi
+  fi
+  rm_by_label "com.docker.compose.project=$CPROJECT"
+}
+
+cleaned=0
+cleanup() {
+  local rc=$?
+  [[ $cleaned == 1 ]] && return
+  cleaned=1
+  set +e
+  trap '' INT TERM
+  log "cleaning up"
+  teardown_berth
+  teardown_compose
+  rm -rf "$tmp"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- helpers ----------------------------------------------------------------------------------
+gen_compose() { # FILE STACK-NAME
+  local file=$1 name=$2 i
+  mkdir -p "$(dirname "$file")"
+  {
+    printf '# generated by hack/bench-cold.sh: %s services with health checks\nname: %s\n\n' "$N" "$name"
+    printf 'services:\n'
+    for ((i = 1; i <= N; i++)); do
+      cat <<EOF
+  $(printf 'svc%03d' "$i"):
+    image: berth-test/app:1
+    command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+    stop_grace_period: 5s
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O-", "http://127.0.0.1:8080/"]
+      interval: 1s
+      timeout: 2s
+      retries: 30
+      start_period: 0s
+EOF
+    done
+  } >"$file"
+}
+
+healthy() { docker ps -q --filter "label=$1" --filter health=healthy | wc -l; }
+
+now_ns() { date +%s%N; }
+
+berth_ms=()
+compose_ms=()
+rows=()
+
+run_berth() { # ROUND
+  local t0 t1 ms ok
+  t0=$(now_ns)
+  BERTH_INSTANCE=$INSTANCE BERTH_LOG=warn "$berth" apply "$cfg" >"$tmp/apply.log" 2>&1 ||
+    { tail -n 20 "$tmp/apply.log" >&2; die "berth apply failed (round $1)"; }
+  t1=$(now_ns)
+  ok=$(healthy "io.berth.instance=$INSTANCE")
+  ms=$(((t1 - t0) / 1000000))
+  berth_ms+=("$ms")
+  rows+=("$(printf '%5s  %-8s  %9s  %s' "$1" berth "$ms" "$ok/$N$([[ $ok == "$N" ]] || echo ' NOT ALL HEALTHY on return')")")
+  [[ $ok == "$N" ]] || unhealthy=1
+  log "round $1: berth ${ms} ms ($ok/$N healthy)"
+  teardown_berth
+}
+
+run_compose() { # ROUND
+  local t0 t1 ms ok
+  t0=$(now_ns)
+  "$DC" -f "$cfile" -p "$CPROJECT" up -d --wait --quiet-pull >"$tmp/up.log" 2>&1 ||
+    { tail -n 20 "$tmp/up.log" >&2; die "compose up -d --wait failed (round $1)"; }
+  t1=$(now_ns)
+  ok=$(healthy "com.docker.compose.project=$CPROJECT")
+  ms=$(((t1 - t0) / 1000000))
+  compose_ms+=("$ms")
+  rows+=("$(printf '%5s  %-8s  %9s  %s' "$1" compose "$ms" "$ok/$N$([[ $ok == "$N" ]] || echo ' NOT ALL HEALTHY on return')")")
+  [[ $ok == "$N" ]] || unhealthy=1
+  log "round $1: compose ${ms} ms ($ok/$N healthy)"
+  teardown_compose
+}
+
+stats() { # VALUES... -> "mean min"
+  printf '%s\n' "$@" | awk 'NR == 1 || $1 < min { min = $1 } { sum += $1 } END { printf "%.0f %d\n", sum / NR, min }'
+}
+
+# --- run ----------------------------------------------------------------------------------------
+gen_compose "$bfile" "$BSTACK"
+gen_compose "$cfile" "$CPROJECT"
+log "engine: docker $(docker version --format '{{.Server.Version}}'), compose $("$DC" version --short 2>/dev/null || echo '?')," \
+  "berth $berth, $(nproc) CPUs; $N services, $RUNS rounds"
+unhealthy=0
+for ((r = 1; r <= RUNS; r++)); do
+  if ((r % 2 == 1)); then
+    run_berth "$r"
+    run_compose "$r"
+  else
+    run_compose "$r"
+    run_berth "$r"
+  fi
+done
+
+read -r b_mean b_min <<<"$(stats "${berth_ms[@]}")"
+read -r c_mean c_min <<<"$(stats "${compose_ms[@]}")"
+ratio=$(awk -v c="$c_mean" -v b="$b_mean" 'BEGIN { printf "%.2f", c / b }')
+verdict=PASS
+((b_mean <= c_mean)) || verdict=MISS
+[[ $unhealthy == 0 ]] || verdict="MISS (a deploy returned before all containers were healthy)"
+
+echo
+echo "Cold deploy of $N services with health checks, from nothing to all healthy (wall time, ms)"
+printf '%5s  %-8s  %9s  %s\n' round tool ms healthy
+for row in "${rows[@]}"; do echo "$row"; done
+echo
+printf '%-28s  %9s  %9s\n' "" "mean ms" "min ms"
+printf '%-28s  %9s  %9s\n' "berth apply" "$b_mean" "$b_min"
+printf '%-28s  %9s  %9s\n' "docker compose up -d --wait" "$c_mean" "$c_min"
+echo "ratio compose/berth (means): ${ratio}x; target: berth <= compose (ratio >= 1.00): $verdict"
+if [[ $verdict != PASS ]]; then
+  echo "bench-cold: the target was missed" >&2
+  [[ ${BENCH_STRICT:-0} != 1 ]] || exit 1
+fi

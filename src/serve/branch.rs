@@ -95,12 +95,7 @@ impl Hooks for BranchHooks<'_> {
         let head = report::short(self.head);
         if self.retrying {
             // The plan was logged in full on the first attempt.
-            tracing::info!(
-                commit = head,
-                changes = plan.changes.len(),
-                "retrying the apply: {}",
-                plan.summary()
-            );
+            tracing::debug!(commit = head, "retrying the apply: {}", plan.summary());
         } else if self.cause == Cause::Resync && !self.new_commit {
             self.metrics.drift_repaired(plan.changes.len() as u64);
             tracing::warn!(
@@ -142,7 +137,11 @@ impl Hooks for BranchHooks<'_> {
     }
 
     fn event(&mut self, event: ApplyEvent) {
-        tracing::info!("{event}");
+        if self.retrying {
+            tracing::debug!("{event}");
+        } else {
+            tracing::info!("{event}");
+        }
         self.log.push(event.to_string());
     }
 }
@@ -260,7 +259,10 @@ impl Daemon {
             ..ApplyOptions::default()
         };
         let plan_opts = self.plan_options();
-        let retrying = self.retry.is_some() && !new_commit;
+        // A retry of the same head: the first attempt logged the plan; this one stays quiet
+        // (its failure is the one "retry scheduled" line).
+        let retrying = self.retry.is_some()
+            && (!new_commit || self.pending_posted.as_deref() == Some(head.as_str()));
         let state_dir = self.config.state_dir.clone();
         let mut hooks = BranchHooks {
             head: &head,
@@ -337,8 +339,12 @@ impl Daemon {
         let (outcomes, changed, transient) =
             stack_outcomes(&stacks, &by_stack, outcome.applied.as_ref().map(|(_, r)| r));
         for (stack, o) in &outcomes {
-            if let StackOutcome::Failed { message } = o {
-                tracing::error!(stack = %stack, error = %message, "apply failed");
+            if let StackOutcome::Failed { message } | StackOutcome::Retrying { message } = o {
+                if retrying {
+                    tracing::debug!(stack = %stack, error = %message, "apply failed");
+                } else {
+                    tracing::error!(stack = %stack, error = %message, "apply failed");
+                }
             }
         }
         // What runs now, for the state file and the failure fingerprint.
@@ -370,7 +376,7 @@ impl Daemon {
         });
         let mut log = log;
         for (stack, o) in &outcomes {
-            if let StackOutcome::Failed { message } = o {
+            if let StackOutcome::Failed { message } | StackOutcome::Retrying { message } = o {
                 log.push(format!("{stack}: FAILED: {message}"));
             }
         }
@@ -536,14 +542,18 @@ fn stack_outcomes(
             .map(ToString::to_string)
             .collect();
         if !mine.is_empty() {
-            transient |= mine.iter().any(|f| f.error.is_transient());
-            let message: Vec<String> = mine.iter().map(|f| f.error.to_string()).collect();
-            outcomes.insert(
-                stack.clone(),
-                StackOutcome::Failed {
-                    message: message.join("; "),
-                },
-            );
+            let message = mine
+                .iter()
+                .map(|f| f.error.to_string())
+                .collect::<Vec<_>>()
+                .join("; ");
+            let outcome = if mine.iter().all(|f| f.error.is_transient()) {
+                transient = true;
+                StackOutcome::Retrying { message }
+            } else {
+                StackOutcome::Failed { message }
+            };
+            outcomes.insert(stack.clone(), outcome);
         } else if !skipped.is_empty() {
             outcomes.insert(
                 stack.clone(),

@@ -216,6 +216,8 @@ pub(super) enum Reconciled {
 pub(super) struct Retry {
     delays: backon::ExponentialBackoff,
     timer: tokio::task::JoinHandle<()>,
+    /// Failed attempts so far.
+    attempts: u32,
 }
 
 impl Daemon {
@@ -273,9 +275,8 @@ impl Daemon {
                 Err(e) if e.is_transient() => {
                     let reason = e.to_string();
                     // Retries come from the backoff timer; polls of the same head stay idle.
-                    tracing::warn!(%reason, "reconcile failed transiently; will retry");
                     self.readiness.reconcile_transient_failure(&reason);
-                    self.schedule_retry();
+                    self.schedule_retry(&reason);
                 }
                 Err(e) => {
                     let reason = e.to_string();
@@ -335,7 +336,8 @@ impl Daemon {
     }
 
     /// Capped exponential backoff (1s … 5min, jittered): the retry comes back through the queue.
-    fn schedule_retry(&mut self) {
+    /// One log line per failed attempt: the reason and when the next one comes.
+    fn schedule_retry(&mut self, reason: &str) {
         let mut retry = self.retry.take().unwrap_or_else(|| Retry {
             delays: ExponentialBuilder::default()
                 .with_min_delay(Duration::from_secs(1))
@@ -344,6 +346,7 @@ impl Daemon {
                 .with_jitter()
                 .build(),
             timer: tokio::spawn(async {}),
+            attempts: 0,
         });
         let delay = retry.delays.next().unwrap_or(Duration::from_secs(300));
         retry.timer.abort();
@@ -355,7 +358,13 @@ impl Daemon {
                 commit: None,
             });
         });
-        tracing::info!(retry_in = ?delay, "retry scheduled");
+        retry.attempts += 1;
+        tracing::warn!(
+            retry_in = ?delay,
+            attempt = retry.attempts,
+            %reason,
+            "reconcile failed transiently; retry scheduled"
+        );
         self.retry = Some(retry);
     }
 

@@ -63,6 +63,9 @@ pub enum StackOutcome {
     Failed { message: String },
     /// Not attempted because the reconcile stopped before it (e.g. the Engine went away).
     NotAttempted { reason: String },
+    /// Failed for a reason outside the commit (registry or Engine unreachable): retried with
+    /// backoff, so it is an `error`, not a `failure` of the commit.
+    Retrying { message: String },
 }
 
 pub fn context(instance: &str, stack: Option<&str>) -> String {
@@ -116,7 +119,7 @@ impl StackOutcome {
         match self {
             StackOutcome::UpToDate | StackOutcome::Applied { .. } => State::Success,
             StackOutcome::Failed { .. } => State::Failure,
-            StackOutcome::NotAttempted { .. } => State::Error,
+            StackOutcome::NotAttempted { .. } | StackOutcome::Retrying { .. } => State::Error,
         }
     }
 
@@ -137,6 +140,7 @@ impl StackOutcome {
             }
             StackOutcome::Failed { message } => message.clone(),
             StackOutcome::NotAttempted { reason } => format!("not applied: {reason}"),
+            StackOutcome::Retrying { message } => format!("will retry: {message}"),
         };
         // Not cut here: the write-back task scrubs secrets first, then cuts to 140.
         text

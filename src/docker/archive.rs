@@ -1,44 +1,18 @@
 //! The tar archive that copies secrets and configs given by content into a container.
+//!
+//! Written with the `tar` crate (ustar headers, long paths split into prefix/name, checksums)
+//! rather than by hand.
 
 use std::collections::BTreeSet;
+use std::io;
 
 use crate::model::Secret;
 
 /// A tar archive (ustar) holding `files` (absolute paths in the container, mode 0444) and
-/// their parent directories (0755), to extract at `/`.
-pub(super) fn tar_archive(files: &[(String, Secret)]) -> Vec<u8> {
-    fn header(path: &str, mode: u32, size: usize, dir: bool) -> [u8; 512] {
-        let mut h = [0u8; 512];
-        // Paths longer than 100 bytes are split at a `/` into prefix (155) and name (100).
-        let (prefix, name) = if path.len() > 100 {
-            let from = path.len() - 100;
-            match path[from..].find('/') {
-                Some(i) => (&path[..from + i], &path[from + i + 1..]),
-                None => ("", path),
-            }
-        } else {
-            ("", path)
-        };
-        let put = |h: &mut [u8; 512], at: usize, len: usize, v: &[u8]| {
-            let n = v.len().min(len);
-            h[at..at + n].copy_from_slice(&v[..n]);
-        };
-        put(&mut h, 0, 100, name.as_bytes());
-        put(&mut h, 100, 8, format!("{mode:07o}\0").as_bytes());
-        put(&mut h, 108, 8, b"0000000\0");
-        put(&mut h, 116, 8, b"0000000\0");
-        put(&mut h, 124, 12, format!("{size:011o}\0").as_bytes());
-        put(&mut h, 136, 12, b"00000000000\0");
-        put(&mut h, 148, 8, b"        ");
-        h[156] = if dir { b'5' } else { b'0' };
-        put(&mut h, 257, 6, b"ustar\0");
-        put(&mut h, 263, 2, b"00");
-        put(&mut h, 345, 155, prefix.as_bytes());
-        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
-        put(&mut h, 148, 8, format!("{sum:06o}\0 ").as_bytes());
-        h
-    }
-    let mut out = Vec::new();
+/// their parent directories (0755), to extract at `/`. Owner root, mtime 0, so the same files
+/// always give the same bytes. Fails on a path tar cannot hold (e.g. with a `..` component).
+pub(super) fn tar_archive(files: &[(String, Secret)]) -> io::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
     let mut dirs = BTreeSet::new();
     for (path, _) in files {
         let rel = path.trim_start_matches('/');
@@ -48,21 +22,87 @@ pub(super) fn tar_archive(files: &[(String, Secret)]) -> Vec<u8> {
             acc.push_str(part);
             acc.push('/');
             if dirs.insert(acc.clone()) {
-                out.extend_from_slice(&header(&acc, 0o755, 0, true));
+                let mut header = header(tar::EntryType::Directory, 0o755, 0);
+                builder.append_data(&mut header, &acc, io::empty())?;
             }
         }
     }
     for (path, content) in files {
         let data = content.expose().as_bytes();
-        out.extend_from_slice(&header(
-            path.trim_start_matches('/'),
-            0o444,
-            data.len(),
-            false,
-        ));
-        out.extend_from_slice(data);
-        out.resize(out.len().div_ceil(512) * 512, 0);
+        let mut header = header(tar::EntryType::Regular, 0o444, data.len() as u64);
+        builder.append_data(&mut header, path.trim_start_matches('/'), data)?;
     }
-    out.resize(out.len() + 1024, 0);
-    out
+    builder.into_inner()
+}
+
+fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_size(size);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    /// Every entry: (path, is a directory, mode, content).
+    fn entries(archive: &[u8]) -> Vec<(String, bool, u32, String)> {
+        let mut out = Vec::new();
+        for entry in tar::Archive::new(archive).entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let header = entry.header();
+            let dir = header.entry_type().is_dir();
+            let mode = header.mode().unwrap();
+            let path = entry.path().unwrap().display().to_string();
+            let mut content = String::new();
+            entry.read_to_string(&mut content).unwrap();
+            out.push((path, dir, mode, content));
+        }
+        out
+    }
+
+    #[test]
+    fn files_and_their_directories_are_archived() {
+        let long_dir = format!("/run/{}", "d".repeat(120));
+        let files = vec![
+            ("/run/secrets/token".to_string(), Secret::new("s3cret")),
+            ("/run/secrets/other".to_string(), Secret::new("")),
+            (format!("{long_dir}/config.json"), Secret::new("{}")),
+        ];
+        let archive = tar_archive(&files).unwrap();
+        assert_eq!(archive.len() % 512, 0);
+        let got = entries(&archive);
+        let long = long_dir.trim_start_matches('/');
+        assert_eq!(
+            got,
+            [
+                ("run/".to_string(), true, 0o755, String::new()),
+                ("run/secrets/".to_string(), true, 0o755, String::new()),
+                (format!("{long}/"), true, 0o755, String::new()),
+                (
+                    "run/secrets/token".to_string(),
+                    false,
+                    0o444,
+                    "s3cret".into()
+                ),
+                ("run/secrets/other".to_string(), false, 0o444, String::new()),
+                (format!("{long}/config.json"), false, 0o444, "{}".into()),
+            ]
+        );
+        // Deterministic: the same files give the same bytes.
+        assert_eq!(tar_archive(&files).unwrap(), archive);
+    }
+
+    #[test]
+    fn a_path_tar_cannot_hold_is_an_error() {
+        let files = vec![("/run/../etc/passwd".to_string(), Secret::new("x"))];
+        assert!(tar_archive(&files).is_err());
+    }
 }

@@ -123,6 +123,15 @@ impl Engine {
             },
         )?;
         reuse_anonymous_volumes(&mut body, reuse);
+        // Built before the container exists: a path tar cannot hold leaves nothing behind.
+        let archive = if files.is_empty() {
+            None
+        } else {
+            Some(tar_archive(&files).map_err(|e| DockerError::Invalid {
+                op: op.clone(),
+                message: format!("cannot archive the secrets/configs to copy in: {e}"),
+            })?)
+        };
         let resp = self
             .docker
             .create_container(
@@ -167,8 +176,7 @@ impl Engine {
                 return Err(e);
             }
         }
-        if !files.is_empty() {
-            let archive = tar_archive(&files);
+        if let Some(archive) = archive {
             let upload = self
                 .docker
                 .upload_to_container(

@@ -2,6 +2,8 @@
 
 use bollard::errors::Error as BollardError;
 
+use super::pull::PullFailure;
+
 // ---------------------------------------------------------------------------------------------
 // Errors
 // ---------------------------------------------------------------------------------------------
@@ -19,11 +21,12 @@ pub enum DockerError {
     #[error("{op}: the Docker Engine did not answer in time")]
     Timeout { op: String },
     /// An image is missing and could not be pulled.
-    #[error("cannot pull image {image}: {cause}")]
+    #[error("cannot pull image {image}: {cause} ({kind})")]
     Pull {
         image: String,
         cause: String,
-        transient: bool,
+        /// Whether the registry was unavailable (retry) or the image cannot be pulled as asked.
+        kind: PullFailure,
     },
     /// 404: the object does not exist.
     #[error("{op}: not found: {message}")]
@@ -60,9 +63,8 @@ impl DockerError {
     pub fn is_transient(&self) -> bool {
         match self {
             DockerError::Unreachable { .. } | DockerError::Timeout { .. } => true,
-            DockerError::Pull { transient, .. } | DockerError::Server { transient, .. } => {
-                *transient
-            }
+            DockerError::Pull { kind, .. } => kind.is_transient(),
+            DockerError::Server { transient, .. } => *transient,
             DockerError::NotFound { .. }
             | DockerError::Conflict { .. }
             | DockerError::Rejected { .. }
@@ -162,22 +164,6 @@ pub(super) fn error_chain(err: &dyn std::error::Error) -> String {
     out
 }
 
-/// Pull failures that may go away (network trouble) vs those that will not (no such image,
-/// access denied).
-pub(super) fn pull_cause_transient(cause: &str) -> bool {
-    let c = cause.to_ascii_lowercase();
-    let permanent = [
-        "not found",
-        "manifest unknown",
-        "pull access denied",
-        "repository does not exist",
-        "unauthorized",
-        "invalid reference",
-        "denied",
-    ];
-    !permanent.iter().any(|p| c.contains(p))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,11 +201,5 @@ mod tests {
                 .starts_with("cannot reach the Docker Engine at unix:///var/run/docker.sock: ")
         );
         assert!(unreachable.to_string().contains("Is dockerd running?"));
-        assert!(!pull_cause_transient(
-            "pull access denied for x, repository does not exist"
-        ));
-        assert!(pull_cause_transient(
-            "Get https://registry-1.docker.io/v2/: dial tcp: lookup registry-1.docker.io: no such host"
-        ));
     }
 }

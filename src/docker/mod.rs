@@ -29,6 +29,7 @@ pub use create::{
 pub use error::DockerError;
 pub use observe::{parse_health, parse_state};
 pub use ops::ContainerInfo;
+pub use pull::PullFailure;
 
 /// Where the Engine is when `DOCKER_HOST` is not set.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";

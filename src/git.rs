@@ -165,6 +165,8 @@ struct Remote {
 
 impl Remote {
     fn new(opts: &MirrorOptions) -> Self {
+        // gix builds a reqwest client (rustls) for http(s) remotes.
+        crate::tls::install_crypto_provider();
         let mut secrets = Vec::new();
         let mut config_overrides = Vec::new();
         if let Some(token) = &opts.token {

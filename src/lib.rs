@@ -10,3 +10,4 @@ pub mod model;
 pub mod plan;
 pub mod render;
 pub mod serve;
+pub mod tls;

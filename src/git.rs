@@ -165,6 +165,8 @@ struct Remote {
 
 impl Remote {
     fn new(opts: &MirrorOptions) -> Self {
+        // gix builds a reqwest client (rustls) for http(s) remotes.
+        crate::tls::install_crypto_provider();
         let mut secrets = Vec::new();
         let mut config_overrides = Vec::new();
         if let Some(token) = &opts.token {
@@ -1016,25 +1018,10 @@ pub fn redact_url(url: &str) -> String {
     format!("{scheme}://{kept}@{host_and_path}")
 }
 
+/// Standard base64 (RFC 4648, padded), as HTTP Basic authentication wants.
 fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(input)
 }
 
 #[cfg(test)]

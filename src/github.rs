@@ -22,6 +22,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+mod jwt;
+
 use backon::{ExponentialBuilder, Retryable};
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, Url};
@@ -458,6 +460,7 @@ impl GitHub {
                 app_id,
                 private_key_pem,
             } => {
+                jwt::install();
                 let key =
                     jsonwebtoken::EncodingKey::from_rsa_pem(private_key_pem.expose().as_bytes())
                         .map_err(|e| {
@@ -481,6 +484,7 @@ impl GitHub {
             "x-github-api-version",
             HeaderValue::from_static(API_VERSION),
         );
+        crate::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
             .default_headers(headers)

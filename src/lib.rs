@@ -12,3 +12,4 @@ pub mod pipeline;
 pub mod plan;
 pub mod render;
 pub mod serve;
+pub mod tls;

@@ -593,6 +593,14 @@ impl ServiceSpec {
     }
 }
 
+/// The container name of a replica: `container_name`, else `<stack>-<service>-<n>` as Compose.
+pub fn container_name(stack: &str, service: &str, spec: &ServiceSpec, number: u32) -> String {
+    match &spec.container_name {
+        Some(name) => name.clone(),
+        None => format!("{stack}-{service}-{number}"),
+    }
+}
+
 /// What berth sees on the Engine: one list of containers, one list of images, and, only when
 /// the container list cannot prove them, networks and volumes.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -212,13 +212,7 @@ impl fmt::Display for Summary {
     }
 }
 
-/// The container name of a replica: `container_name`, else `<stack>-<service>-<n>` as Compose.
-pub fn container_name(stack: &str, service: &str, spec: &ServiceSpec, number: u32) -> String {
-    match &spec.container_name {
-        Some(name) => name.clone(),
-        None => format!("{stack}-{service}-{number}"),
-    }
-}
+pub use crate::model::container_name;
 
 impl Plan {
     /// Whether applying would change anything (the `plan` exit code 2).

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth::apply::{ApplyError, ApplyEvent, ApplyOptions, ApplyReport, apply};
-use berth::docker::Engine;
+use berth::docker::{DockerError, Engine, PullFailure};
 use berth::model::{
     ContainerState, DependsCondition, DependsOn, Desired, Health, Healthcheck, MountSource,
     MountSpec, NetworkAttachment, NetworkSpec, PortSpec, Secret, ServiceSpec, StackSpec,
@@ -977,6 +977,43 @@ async fn unreachable_engine_says_how_to_fix_it() {
     );
     assert!(msg.contains("Is dockerd running? Set DOCKER_HOST"), "{msg}");
     assert!(err.is_transient());
+}
+
+/// Real Engine answers: no registry is reachable here, so a pull is "registry unavailable"
+/// (transient: retry later); a reference the Engine refuses is permanent at once. One request
+/// each.
+#[tokio::test]
+async fn pull_failures_say_whether_retrying_may_help() {
+    let engine = Engine::connect()
+        .await
+        .expect("the Docker Engine is reachable");
+    let cases = [
+        (
+            "docker.io/library/nonexistent-xyz:1",
+            PullFailure::Unavailable,
+        ),
+        ("UPPER/case:1", PullFailure::InvalidReference),
+        ("berth-test/app:-bad", PullFailure::InvalidReference),
+    ];
+    for (image, want) in cases {
+        let before = engine.requests();
+        let err = engine
+            .pull(image, |_| {})
+            .await
+            .expect_err("cannot be pulled here");
+        assert_eq!((engine.requests() - before).total, 1, "{image}");
+        match &err {
+            DockerError::Pull { kind, .. } => assert_eq!(*kind, want, "{image}: {err}"),
+            other => panic!("{image}: not a pull error: {other:?}"),
+        }
+        assert_eq!(
+            err.is_transient(),
+            want == PullFailure::Unavailable,
+            "{err}"
+        );
+        assert!(err.to_string().contains(image), "{err}");
+        eprintln!("{err}");
+    }
 }
 
 /// observe → plan → apply → observe → plan: the second plan is empty and its observe costs

@@ -187,7 +187,11 @@ async fn run(command: Command, instance: &str) -> Result<u8> {
             log_requests(&engine);
             let plan = outcome.plan.unwrap_or_default();
             if json {
-                println!("{}", serde_json::to_string_pretty(&plan)?);
+                let versioned = JsonPlan {
+                    format_version: JSON_PLAN_VERSION,
+                    plan: &plan,
+                };
+                println!("{}", serde_json::to_string_pretty(&versioned)?);
             }
             Ok(match (plan.errors.is_empty(), plan.has_changes()) {
                 (false, _) => 1,
@@ -231,6 +235,17 @@ async fn run(command: Command, instance: &str) -> Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// `plan --json`'s format. 2: `changes` with addresses, verbs and `needs` edges (1 had
+/// kind-by-verb `actions`).
+const JSON_PLAN_VERSION: u32 = 2;
+
+#[derive(serde::Serialize)]
+struct JsonPlan<'a> {
+    format_version: u32,
+    #[serde(flatten)]
+    plan: &'a Plan,
 }
 
 /// The CLI at the pipeline's seams: print the plan, then each step.

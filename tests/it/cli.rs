@@ -150,7 +150,9 @@ fn secret_change_is_reported_without_its_value() {
     }
     let parsed: serde_json::Value =
         serde_json::from_str(&json.stdout).expect("plan --json is JSON");
-    assert_eq!(parsed["actions"][0]["action"], "replace_container");
+    assert_eq!(parsed["format_version"], 2);
+    assert_eq!(parsed["changes"][0]["op"], "replace");
+    assert_eq!(parsed["changes"][0]["addr"]["kind"], "container");
 }
 
 #[test]

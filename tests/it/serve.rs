@@ -382,7 +382,10 @@ fn push_applies_and_reports_per_stack_statuses() {
         assert!(!format!("{:?}", r.body).contains("s3cr3t-value"));
     }
     assert!(!s.log().contains("s3cr3t-value"));
-    assert!(s.metric("berth_reconciles_total", "result=\"success\"") >= 2.0);
+    // The reconcile is counted when it returns, a moment after its statuses are queued.
+    s.wait_until("two successful reconciles counted", Duration::from_secs(30), || {
+        s.metric("berth_reconciles_total", "result=\"success\"") >= 2.0
+    });
     assert!(s.metrics().contains(&format!(
         "berth_last_applied_commit_info{{commit=\"{c2}\"}}"
     )));

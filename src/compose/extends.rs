@@ -29,7 +29,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use super::convert::{Cx, StackCtx, clean_path};
+use super::read::{Cx, StackCtx, check_keys, clean_path, interpolate_tree};
 use super::yaml::{self, Key, Node, Pos, Value};
 
 /// A file holding bases: its services and folder.
@@ -100,7 +100,7 @@ impl<'a> Resolver<'a> {
         let (base_name, base_pos, file) = match &ext.value {
             Value::Str(s) => (s.clone(), ext.pos, None),
             Value::Map(em) => {
-                super::convert::check_keys(cx, em, &path, &["service", "file"], &[]);
+                check_keys(cx, em, &path, &["service", "file"], &[]);
                 let Some((_, svc)) = em.iter().find(|(k, _)| k.name == "service") else {
                     cx.err(ext.pos, &path, "`service` is required");
                     return None;
@@ -259,7 +259,7 @@ impl<'a> Resolver<'a> {
             }
         };
         yaml::set_file(&mut root, index);
-        super::interpolate_tree(cx, &mut root, "", self.st.vars);
+        interpolate_tree(cx, &mut root, "", self.st.vars);
         let services = match &root.value {
             Value::Map(m) => match m.iter().find(|(k, _)| k.name == "services") {
                 Some((

@@ -11,17 +11,26 @@
 //!    stay strings.
 //! 2. [`interp`]: interpolate `${VAR...}` in every string value (never in keys). Variables come
 //!    from the process environment, then the `.env` file beside the Compose file.
-//! 3. `convert`: check every mapping against the keys berth supports (`keys`, kept in step
+//! 3. `stack` and `service` (with `ports`, `mounts`, `networks`, `env`, `resources`; all
+//!    reading the tree through `read`): check every mapping against the keys berth supports (`keys`, kept in step
 //!    with the Compose JSON schema by a test), then fold short and long syntax into
 //!    [`crate::model::ServiceSpec`] & co. Secrets and configs are read here, to hash them.
 //!
 //! A key position points at where the text is written: for a value that came through an alias
 //! or a merge key, that is the anchored definition.
 
-mod convert;
+mod decls;
+mod env;
 mod extends;
 pub mod interp;
 mod keys;
+mod mounts;
+mod networks;
+mod ports;
+mod read;
+mod resources;
+mod service;
+mod stack;
 pub mod yaml;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,7 +39,7 @@ use std::path::{Path, PathBuf};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::model::{Desired, StackSpec};
 
-use convert::Cx;
+use read::{Cx, interpolate_tree};
 use yaml::{Node, Value};
 
 /// The file names that make a folder a stack, in Compose's order of preference.
@@ -270,39 +279,14 @@ fn load_text(
                 .collect()
         })
         .unwrap_or_default();
-    let st = convert::StackCtx {
+    let st = read::StackCtx {
         name: name.clone().unwrap_or_default(),
         dir,
         vars,
         profiles,
     };
-    let spec = convert::convert_stack(cx, &root, &st);
+    let spec = stack::convert_stack(cx, &root, &st);
     name.map(|_| spec)
-}
-
-fn interpolate_tree(cx: &mut Cx, node: &mut Node, path: &str, vars: &BTreeMap<String, String>) {
-    match &mut node.value {
-        Value::Str(s) => match interp::interpolate(s, vars) {
-            Ok(v) => *s = v,
-            Err(e) => cx.err(node.pos, path, e),
-        },
-        Value::Seq(items) => {
-            for (i, it) in items.iter_mut().enumerate() {
-                interpolate_tree(cx, it, &format!("{path}[{i}]"), vars);
-            }
-        }
-        Value::Map(entries) => {
-            for (k, v) in entries.iter_mut() {
-                let p = if path.is_empty() {
-                    k.name.clone()
-                } else {
-                    format!("{path}.{}", k.name)
-                };
-                interpolate_tree(cx, v, &p, vars);
-            }
-        }
-        _ => {}
-    }
 }
 
 /// Top-level `name:` (validated) or the folder name (normalised like Compose).
@@ -349,7 +333,7 @@ fn stack_name(cx: &mut Cx, root: &Node, dir: &Path) -> Option<String> {
 
 /// Parse a duration in Compose's (Go's) syntax: `1m30s`, `10s`, `500ms`, `1.5h`, `0`.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let ns = convert::parse_duration(s)?;
+    let ns = read::parse_duration(s)?;
     Ok(std::time::Duration::from_nanos(ns.max(0) as u64))
 }
 

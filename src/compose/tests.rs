@@ -418,7 +418,7 @@ fn stack_names_are_normalised_and_nested_stacks_found() {
 #[test]
 fn port_short_syntax() {
     let p = |s: &str| {
-        convert::parse_port_short(s).map(|v| v.iter().map(|p| format!("{p}")).collect::<Vec<_>>())
+        ports::parse_port_short(s).map(|v| v.iter().map(|p| format!("{p}")).collect::<Vec<_>>())
     };
     assert_eq!(p("80").unwrap(), ["80"]);
     assert_eq!(p("8080:80").unwrap(), ["8080:80"]);
@@ -669,19 +669,19 @@ fn command_entrypoint_and_healthcheck() {
 
 #[test]
 fn sizes_and_durations() {
-    assert_eq!(convert::parse_bytes("1g").unwrap(), 1 << 30);
-    assert_eq!(convert::parse_bytes("1gb").unwrap(), 1 << 30);
-    assert_eq!(convert::parse_bytes("512M").unwrap(), 512 << 20);
-    assert_eq!(convert::parse_bytes("100k").unwrap(), 100 << 10);
-    assert_eq!(convert::parse_bytes("1024").unwrap(), 1024);
-    assert_eq!(convert::parse_bytes("1.5g").unwrap(), 3 << 29);
-    assert!(convert::parse_bytes("lots").is_err());
-    assert!(convert::parse_bytes("1x").is_err());
-    assert_eq!(convert::parse_duration("1m30s").unwrap(), 90_000_000_000);
-    assert_eq!(convert::parse_duration("1.5s").unwrap(), 1_500_000_000);
-    assert_eq!(convert::parse_duration("0").unwrap(), 0);
-    assert!(convert::parse_duration("5 minutes").is_err());
-    assert!(convert::parse_duration("-5s").is_err());
+    assert_eq!(read::parse_bytes("1g").unwrap(), 1 << 30);
+    assert_eq!(read::parse_bytes("1gb").unwrap(), 1 << 30);
+    assert_eq!(read::parse_bytes("512M").unwrap(), 512 << 20);
+    assert_eq!(read::parse_bytes("100k").unwrap(), 100 << 10);
+    assert_eq!(read::parse_bytes("1024").unwrap(), 1024);
+    assert_eq!(read::parse_bytes("1.5g").unwrap(), 3 << 29);
+    assert!(read::parse_bytes("lots").is_err());
+    assert!(read::parse_bytes("1x").is_err());
+    assert_eq!(read::parse_duration("1m30s").unwrap(), 90_000_000_000);
+    assert_eq!(read::parse_duration("1.5s").unwrap(), 1_500_000_000);
+    assert_eq!(read::parse_duration("0").unwrap(), 0);
+    assert!(read::parse_duration("5 minutes").is_err());
+    assert!(read::parse_duration("-5s").is_err());
     assert_eq!(
         parse_duration("2m").unwrap(),
         std::time::Duration::from_secs(120)
@@ -972,7 +972,7 @@ fn truncated_fixtures_never_panic() {
             .step_by(7)
             .collect();
         for cut in cuts {
-            let mut cx = convert::Cx {
+            let mut cx = read::Cx {
                 file: PathBuf::from("f.yaml"),
                 others: Vec::new(),
                 diags: Vec::new(),

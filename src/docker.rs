@@ -1798,10 +1798,24 @@ fn mount(
 ) -> Result<(), String> {
     let read_only = m.read_only.then_some(true);
     match &m.source {
+        // SELinux relabelling of a named volume: only the legacy `Binds` form takes it.
+        MountSource::Volume {
+            name,
+            nocopy,
+            subpath: None,
+            selinux: Some(z),
+        } => {
+            let mut opts = vec![if m.read_only { "ro" } else { "rw" }, z.as_str()];
+            if *nocopy {
+                opts.push("nocopy");
+            }
+            binds.push(format!("{name}:{}:{}", m.target, opts.join(",")));
+        }
         MountSource::Volume {
             name,
             nocopy,
             subpath,
+            ..
         } => mounts.push(Mount {
             target: Some(m.target.clone()),
             source: Some(name.clone()),
@@ -1992,6 +2006,7 @@ mod tests {
                         name: "web_data".into(),
                         nocopy: true,
                         subpath: None,
+                        selinux: None,
                     },
                     read_only: false,
                 },
@@ -2034,6 +2049,9 @@ mod tests {
                         file: "/srv/config/web/db.txt".into(),
                         digest: "sha256:x".into(),
                         content: None,
+                        uid: None,
+                        gid: None,
+                        mode: None,
                     },
                     read_only: false,
                 },
@@ -2708,6 +2726,7 @@ mod tests {
                         name: "web_data".into(),
                         nocopy: false,
                         subpath: None,
+                        selinux: None,
                     },
                     read_only: false,
                 },

@@ -13,6 +13,8 @@ pub(super) struct FileObj {
     pub(super) file: String,
     pub(super) digest: String,
     pub(super) content: Option<Secret>,
+    /// `external: true`: declared, but there is nothing to mount on a single Engine.
+    pub(super) external: bool,
 }
 
 pub(super) struct Decls {

@@ -19,6 +19,7 @@
 //! A key position points at where the text is written: for a value that came through an alias
 //! or a merge key, that is the anchored definition.
 
+mod config_files;
 mod decls;
 mod env;
 mod extends;
@@ -73,7 +74,7 @@ pub fn load_dir(root: &Path, env: &BTreeMap<String, String>) -> Result<Desired, 
     let mut files_by_name: BTreeMap<String, PathBuf> = BTreeMap::new();
     for file in found {
         let rel = file.strip_prefix(&root_abs).unwrap_or(&file).to_path_buf();
-        let (stack, mut d) = load_file(&file, &rel, env);
+        let (stack, mut d) = load_file(&file, &rel, &root_abs, env);
         diags.append(&mut d);
         let Some(stack) = stack else { continue };
         if let Some(other) = files_by_name.get(&stack.name) {
@@ -184,13 +185,10 @@ fn find_stacks(root: &Path, dir: &Path, found: &mut Vec<PathBuf>, diags: &mut Ve
 fn load_file(
     file: &Path,
     rel: &Path,
+    root: &Path,
     env: &BTreeMap<String, String>,
 ) -> (Option<StackSpec>, Vec<Diagnostic>) {
-    let mut cx = Cx {
-        file: rel.to_path_buf(),
-        others: Vec::new(),
-        diags: Vec::new(),
-    };
+    let mut cx = Cx::new(rel.to_path_buf());
     let dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
@@ -242,7 +240,12 @@ fn load_file(
     for (k, v) in env {
         vars.insert(k.clone(), v.clone());
     }
-    let stack = load_text(&mut cx, &text, dir, &vars);
+    let mut stack = load_text(&mut cx, &text, dir, Some(root), &vars);
+    if let Some(s) = &mut stack {
+        cx.notes.sort();
+        cx.notes.dedup();
+        s.notes = cx.notes;
+    }
     (stack, cx.diags)
 }
 
@@ -251,6 +254,7 @@ fn load_text(
     cx: &mut Cx,
     text: &str,
     dir: PathBuf,
+    config_root: Option<&Path>,
     vars: &BTreeMap<String, String>,
 ) -> Option<StackSpec> {
     let rel = cx.file.clone();
@@ -266,6 +270,15 @@ fn load_text(
             return None;
         }
     };
+    // Compose refuses a file without any content (`empty compose file`).
+    if matches!(&root.value, Value::Null) || matches!(&root.value, Value::Map(m) if m.is_empty()) {
+        cx.err(
+            yaml::Pos::default(),
+            "",
+            "empty compose file: declare at least `services:`",
+        );
+        return None;
+    }
     interpolate_tree(cx, &mut root, "", vars);
 
     let name = stack_name(cx, &root, &dir);
@@ -284,6 +297,7 @@ fn load_text(
         dir,
         vars,
         profiles,
+        root: config_root.map(Path::to_path_buf),
     };
     let spec = stack::convert_stack(cx, &root, &st);
     name.map(|_| spec)
@@ -295,7 +309,8 @@ fn stack_name(cx: &mut Cx, root: &Node, dir: &Path) -> Option<String> {
         && let Some((_, n)) = m.iter().find(|(k, _)| k.name == "name")
         && n.value != Value::Null
     {
-        let Some(name) = n.scalar_text() else {
+        // Compose's schema wants a string: `name: 123` is refused, not read as "123".
+        let Value::Str(name) = &n.value else {
             cx.err(
                 n.pos,
                 "name",
@@ -303,6 +318,7 @@ fn stack_name(cx: &mut Cx, root: &Node, dir: &Path) -> Option<String> {
             );
             return None;
         };
+        let name = name.clone();
         if normalise_name(&name) != name || name.is_empty() {
             cx.err(
                 n.pos,
@@ -347,6 +363,8 @@ pub fn normalise_name(s: &str) -> String {
     lower.trim_start_matches(['_', '-']).to_string()
 }
 
+#[cfg(test)]
+mod conformance_tests;
 #[cfg(test)]
 mod corpus_tests;
 #[cfg(test)]

@@ -136,13 +136,22 @@ pub(super) fn mount(
                     }
                 }
                 Some(src) => {
-                    if selinux.is_some() || propagation.is_some() {
-                        cx.err(n.pos, path, format!("invalid volume {s:?}: SELinux and propagation options apply to bind mounts"));
+                    // `z`/`Z` on a named volume: the Engine relabels the volume (Compose passes
+                    // it through); a propagation mode only exists for bind mounts.
+                    if propagation.is_some() {
+                        cx.err(
+                            n.pos,
+                            path,
+                            format!(
+                                "invalid volume {s:?}: propagation options apply to bind mounts"
+                            ),
+                        );
                     }
                     MountSource::Volume {
                         name: named_volume(cx, decls, src, n.pos, path)?,
                         nocopy,
                         subpath: None,
+                        selinux,
                     }
                 }
             };
@@ -221,6 +230,7 @@ pub(super) fn mount(
                             )?,
                             nocopy,
                             subpath,
+                            selinux: None,
                         }
                     }
                 },
@@ -362,30 +372,26 @@ pub(super) fn file_mounts(
     let mut out = Vec::new();
     for (i, it) in items.iter().enumerate() {
         let ip = idx(path, i);
+        let (mut uid, mut gid, mut mode) = (None, None, None);
         let (source, target, pos) = match &it.value {
             Value::Map(m) => {
                 check_keys(cx, m, &ip, &["source", "target", "uid", "gid", "mode"], &[]);
-                for (k, default) in [("uid", "0"), ("gid", "0")] {
-                    if let Some(v) = get(m, k)
-                        && v.scalar_text().as_deref() != Some(default)
-                    {
-                        cx.err(
-                            v.pos,
-                            &child(&ip, k),
-                            format!(
-                                "key `{k}` is not supported by berth (files are owned by root)"
+                for (k, slot) in [("uid", &mut uid), ("gid", &mut gid)] {
+                    if let Some(v) = get(m, k) {
+                        let kp = child(&ip, k);
+                        // Compose takes a string holding a number (`"1000"`), or a number.
+                        match v.scalar_text().map(|s| s.trim().parse::<u32>()) {
+                            Some(Ok(id)) => *slot = Some((id, v.pos)),
+                            _ => cx.err(
+                                v.pos,
+                                &kp,
+                                format!("must be a numeric id, found {}", describe(&v.value)),
                             ),
-                        );
+                        }
                     }
                 }
-                if let Some(v) = get(m, "mode")
-                    && file_mode(cx, v, &child(&ip, "mode")).is_some_and(|md| md != 0o444)
-                {
-                    cx.err(
-                        v.pos,
-                        &child(&ip, "mode"),
-                        "key `mode` is not supported by berth (files are mounted read-only, 0444)",
-                    );
+                if let Some(v) = get(m, "mode") {
+                    mode = file_mode(cx, v, &child(&ip, "mode")).map(|md| (md, v.pos));
                 }
                 let Some(src) = opt_string(cx, m, "source", &ip) else {
                     cx.err(it.pos, &ip, "`source` is required");
@@ -411,6 +417,47 @@ pub(super) fn file_mounts(
             continue;
         };
         let Some(obj) = obj else { continue }; // its own error was reported
+        let singular = &kind[..kind.len() - 1];
+        if obj.external {
+            // Compose v2 on a single Engine: "unsupported external secret"; they live in Swarm.
+            cx.err(
+                pos,
+                &ip,
+                format!(
+                    "{singular} `{source}` is `external`: external {kind} are a Swarm feature, \
+                     and a single Docker Engine has none to mount; declare it with `file`, \
+                     `environment`{}",
+                    if kind == "configs" {
+                        " or `content`"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+            continue;
+        }
+        if obj.content.is_none() {
+            // A bind-mounted host file keeps the host's owner and mode (Compose ignores them).
+            for (k, set) in [
+                ("uid", uid.map(|u| u.1)),
+                ("gid", gid.map(|g| g.1)),
+                ("mode", mode.map(|m| m.1)),
+            ] {
+                if let Some(kpos) = set {
+                    cx.note(
+                        kpos,
+                        &child(&ip, k),
+                        format!(
+                            "ignored, as by Compose: a file-based {singular} is bind-mounted and \
+                             keeps the host file's owner and permissions"
+                        ),
+                    );
+                }
+            }
+            uid = None;
+            gid = None;
+            mode = None;
+        }
         let target = match target {
             Some(t) if t.starts_with('/') => t,
             Some(t) => format!("{dir}{t}"),
@@ -423,6 +470,10 @@ pub(super) fn file_mounts(
                     file: obj.file.clone(),
                     digest: obj.digest.clone(),
                     content: obj.content.clone(),
+                    uid: uid.map(|u| u.0),
+                    gid: gid.map(|g| g.0),
+                    // 0444 is the default Compose writes; keep the hash of plain entries.
+                    mode: mode.map(|m| m.0).filter(|m| *m != 0o444),
                 },
                 read_only: true,
             },

@@ -27,6 +27,9 @@ pub(super) fn attachment(cx: &mut Cx, n: &Node, path: &str) -> NetworkAttachment
         ipv6_address: opt_string(cx, m, "ipv6_address", path),
         mac_address: opt_string(cx, m, "mac_address", path),
         priority: opt_int(cx, m, "priority", path),
+        driver_opts: get(m, "driver_opts")
+            .map(|n| string_map(cx, n, &child(path, "driver_opts")))
+            .unwrap_or_default(),
     }
 }
 

@@ -20,9 +20,29 @@ pub(crate) struct Cx {
     /// a position with `file: n` is in `others[n - 1]`.
     pub others: Vec<PathBuf>,
     pub diags: Vec<Diagnostic>,
+    /// What is accepted but not applied, or deprecated: reported, never an error.
+    pub notes: Vec<Diagnostic>,
 }
 
 impl Cx {
+    pub fn new(file: PathBuf) -> Cx {
+        Cx {
+            file,
+            others: Vec::new(),
+            diags: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// A located note (see [`Cx::notes`]).
+    pub fn note(&mut self, pos: Pos, path: &str, msg: impl fmt::Display) {
+        let before = self.diags.len();
+        self.err(pos, path, msg);
+        if let Some(d) = self.diags.drain(before..).next() {
+            self.notes.push(d);
+        }
+    }
+
     pub fn err(&mut self, pos: Pos, path: &str, msg: impl fmt::Display) {
         let message = if path.is_empty() {
             msg.to_string()
@@ -480,6 +500,8 @@ pub(crate) struct StackCtx<'a> {
     pub vars: &'a BTreeMap<String, String>,
     /// Active profiles (`COMPOSE_PROFILES`).
     pub profiles: BTreeSet<String>,
+    /// The config root, canonical (bind sources inside it are tracked as config files).
+    pub root: Option<PathBuf>,
 }
 
 /// Interpolate every string value of the tree (never keys), reporting each failure where it is.

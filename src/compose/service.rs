@@ -1,5 +1,6 @@
 //! One service: every service key folded into [`ServiceSpec`].
 
+use super::config_files;
 use super::decls::{Decls, SvcMeta};
 use super::env::env_files;
 use super::keys;
@@ -135,6 +136,25 @@ pub(super) fn service(
     }
 
     service_mounts(cx, st, decls, m, path, name_pos, &mut s);
+    config_files::collect(
+        cx,
+        st,
+        &mut s,
+        key_pos(m, "volumes").unwrap_or(name_pos),
+        path,
+    );
+    if let Some(n) = get(m, "x-berth") {
+        s.on_config_change = config_files::x_berth(cx, n, &p("x-berth"));
+    }
+    if let Some(n) = get(m, "develop") {
+        // A development-time feature (`docker compose watch`): accepted, never applied.
+        cx.note(
+            key_pos(m, "develop").unwrap_or(n.pos),
+            &p("develop"),
+            "accepted but not applied: `develop` drives `docker compose watch` on a \
+             developer's machine; berth deploys what is committed",
+        );
+    }
 
     service_networks(cx, st, decls, m, path, name_pos, &mut s, &mut meta);
 
@@ -206,6 +226,7 @@ pub(super) fn service(
         s.nano_cpus = nano_cpus(cx, n, &p("cpus"));
     }
     s.cpu_shares = opt_int(cx, m, "cpu_shares", path);
+    s.cpu_count = opt_int(cx, m, "cpu_count", path);
     s.cpuset = opt_string(cx, m, "cpuset", path);
     s.pids_limit = opt_int(cx, m, "pids_limit", path);
     if let Some(n) = get(m, "logging") {

@@ -262,21 +262,35 @@ pub(super) fn engine_name(
     m: &Map,
     path: &str,
 ) -> (String, bool) {
+    // The deprecated `external: {name: x}` still works in Compose (with a warning): it means
+    // `external: true` + `name: x`, and conflicts with a `name:` of its own.
+    let mut external_name = None;
     let external = match get(m, "external") {
         None => false,
         Some(n) => match &n.value {
-            Value::Map(_) => {
-                cx.err(
-                    n.pos,
-                    &child(path, "external"),
-                    "`external: {name: ...}` is deprecated; use `external: true` and `name:`",
-                );
+            Value::Map(em) => {
+                let ep = child(path, "external");
+                check_keys(cx, em, &ep, &["name"], &[]);
+                external_name = opt_string(cx, em, "name", &ep);
+                if get(m, "name").is_some() && external_name.is_some() {
+                    cx.err(
+                        n.pos,
+                        path,
+                        "name and external.name conflict; only use name",
+                    );
+                } else {
+                    cx.note(
+                        n.pos,
+                        &ep,
+                        "`external.name` is deprecated: set `name:` and `external: true`",
+                    );
+                }
                 true
             }
             _ => boolean(cx, n, &child(path, "external")).unwrap_or(false),
         },
     };
-    let name = match opt_string(cx, m, "name", path) {
+    let name = match opt_string(cx, m, "name", path).or(external_name) {
         Some(n) => n,
         None if external => key.to_string(),
         None => format!("{}_{key}", st.name),
@@ -355,6 +369,18 @@ pub(super) fn volume(cx: &mut Cx, st: &StackCtx, key: &str, n: &Node, path: &str
     };
     check_keys(cx, m, path, keys::VOLUME, &[]);
     let (name, external) = engine_name(cx, st, key, m, path);
+    if external {
+        // Compose: an external volume exists already; berth creates nothing to configure.
+        for k in ["driver", "driver_opts", "labels"] {
+            if let Some(kp) = key_pos(m, k) {
+                cx.err(
+                    kp,
+                    path,
+                    format!("conflicting parameters \"external\" and \"{k}\" specified"),
+                );
+            }
+        }
+    }
     VolumeSpec {
         name,
         external,
@@ -382,6 +408,27 @@ pub(super) fn file_obj(
         (keys::CONFIG, keys::CONFIG_UNSUPPORTED)
     };
     check_keys(cx, m, path, supported, unsupported);
+    if let Some(l) = get(m, "labels") {
+        labels(cx, l, &child(path, "labels"));
+        cx.note(
+            key_pos(m, "labels").unwrap_or(l.pos),
+            &child(path, "labels"),
+            format!(
+                "accepted but not applied: they label the Swarm {} object, which a single \
+                 Docker Engine does not have (as with Compose)",
+                &kind[..kind.len() - 1]
+            ),
+        );
+    }
+    let (_, external) = engine_name(cx, st, "", m, path);
+    if external {
+        return Some(FileObj {
+            file: String::new(),
+            digest: String::new(),
+            content: None,
+            external: true,
+        });
+    }
     let sources: Vec<&str> = ["file", "environment", "content"]
         .into_iter()
         .filter(|k| get(m, k).is_some())
@@ -406,6 +453,7 @@ pub(super) fn file_obj(
                 file: abs.to_string_lossy().into_owned(),
                 digest: sha256_hex(&bytes),
                 content: None,
+                external: false,
             }),
             Err(e) => {
                 cx.err(
@@ -425,6 +473,7 @@ pub(super) fn file_obj(
                 file: String::new(),
                 digest: sha256_hex(v.as_bytes()),
                 content: Some(Secret::new(v.clone())),
+                external: false,
             }),
             None => {
                 cx.err(e.pos, &p, format!("environment variable {var} is not set"));
@@ -438,17 +487,16 @@ pub(super) fn file_obj(
             file: String::new(),
             digest: sha256_hex(v.as_bytes()),
             content: Some(Secret::new(v)),
+            external: false,
         });
     }
-    if get(m, "external").is_none() {
-        cx.err(
-            n.pos,
-            path,
-            format!(
-                "one of `file`, `environment`{} is required",
-                if kind == "configs" { ", `content`" } else { "" }
-            ),
-        );
-    }
+    cx.err(
+        n.pos,
+        path,
+        format!(
+            "one of `file`, `environment`{} is required",
+            if kind == "configs" { ", `content`" } else { "" }
+        ),
+    );
     None
 }

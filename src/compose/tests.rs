@@ -15,7 +15,7 @@ fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 }
 
 /// Write `files` (path → content) into a fresh folder and load it.
-fn load_files(
+pub(super) fn load_files(
     files: &[(&str, &str)],
     vars: &[(&str, &str)],
 ) -> (tempfile::TempDir, Result<Desired, Diagnostics>) {
@@ -30,11 +30,11 @@ fn load_files(
 }
 
 /// Load one Compose file as stack `app`.
-fn load_one(yaml: &str) -> Result<StackSpec, Vec<String>> {
+pub(super) fn load_one(yaml: &str) -> Result<StackSpec, Vec<String>> {
     load_one_env(yaml, &[])
 }
 
-fn load_one_env(yaml: &str, vars: &[(&str, &str)]) -> Result<StackSpec, Vec<String>> {
+pub(super) fn load_one_env(yaml: &str, vars: &[(&str, &str)]) -> Result<StackSpec, Vec<String>> {
     let (_dir, r) = load_files(&[("app/compose.yaml", yaml)], vars);
     match r {
         Ok(mut d) => Ok(d.stacks.remove("app").expect("stack app")),
@@ -42,7 +42,7 @@ fn load_one_env(yaml: &str, vars: &[(&str, &str)]) -> Result<StackSpec, Vec<Stri
     }
 }
 
-fn errors(yaml: &str) -> Vec<String> {
+pub(super) fn errors(yaml: &str) -> Vec<String> {
     match load_one(yaml) {
         Ok(s) => panic!("expected errors, got {s:#?}"),
         Err(e) => e,
@@ -50,12 +50,20 @@ fn errors(yaml: &str) -> Vec<String> {
 }
 
 #[track_caller]
-fn assert_one_error(yaml: &str, expected: &str) {
+pub(super) fn assert_one_error_env(vars: &[(&str, &str)], yaml: &str, expected: &str) {
+    match load_one_env(yaml, vars) {
+        Ok(s) => panic!("expected errors, got {s:#?}"),
+        Err(errs) => assert_eq!(errs, vec![expected.to_string()]),
+    }
+}
+
+#[track_caller]
+pub(super) fn assert_one_error(yaml: &str, expected: &str) {
     let errs = errors(yaml);
     assert_eq!(errs, vec![expected.to_string()]);
 }
 
-fn svc(yaml: &str) -> ServiceSpec {
+pub(super) fn svc(yaml: &str) -> ServiceSpec {
     let mut s = load_one(yaml).unwrap_or_else(|e| panic!("{e:#?}"));
     assert_eq!(s.services.len(), 1, "{s:#?}");
     s.services.pop_first().unwrap().1
@@ -237,8 +245,8 @@ fn unknown_key_is_an_error_with_location() {
 #[test]
 fn unsupported_key_is_an_error_with_location() {
     assert_one_error(
-        "services:\n  web:\n    image: nginx\n    develop:\n      watch: []\n",
-        "app/compose.yaml:4:5: services.web: key `develop` is not supported by berth",
+        "services:\n  web:\n    image: nginx\n    post_start:\n      - command: [x]\n",
+        "app/compose.yaml:4:5: services.web: key `post_start` is not supported by berth",
     );
     assert_one_error(
         "include:\n  - other.yaml\nservices:\n  web:\n    image: nginx\n",
@@ -314,15 +322,14 @@ fn invalid_yaml_has_location() {
 #[test]
 fn all_problems_are_reported() {
     let errs = errors(
-        "services:\n  a:\n    image: x\n    ports: [\"99999\"]\n  b:\n    image: y\n    restart: sometimes\n    cpu_count: 2\n",
+        "services:\n  a:\n    image: x\n    ports: [\"99999\"]\n  b:\n    image: y\n    restart: sometimes\n    post_start: []\n",
     );
     assert_eq!(
         errs,
         [
             "app/compose.yaml:4:13: services.a.ports[0]: invalid port \"99999\": port \"99999\" is out of range 1-65535",
             "app/compose.yaml:7:14: services.b.restart: invalid restart policy \"sometimes\" (use no, always, on-failure[:N] or unless-stopped)",
-            "app/compose.yaml:8:5: services.b: key `cpu_count` is not supported by berth: it \
-             applies to Windows containers only (a Linux Engine ignores it); use `cpus`",
+            "app/compose.yaml:8:5: services.b: key `post_start` is not supported by berth",
         ]
     );
 }
@@ -483,7 +490,8 @@ fn volumes_short_and_long_syntax() {
                 &MountSource::Volume {
                     name: "custom-data".into(),
                     nocopy: true,
-                    subpath: None
+                    subpath: None,
+                    selinux: None,
                 },
                 true
             ),
@@ -512,7 +520,8 @@ fn volumes_short_and_long_syntax() {
                 &MountSource::Volume {
                     name: "custom-data".into(),
                     nocopy: true,
-                    subpath: Some("x".into())
+                    subpath: Some("x".into()),
+                    selinux: None,
                 },
                 false
             ),
@@ -836,6 +845,7 @@ fn secrets_and_configs() {
         digest,
         content,
         file,
+        ..
     } = &w.mounts[2].source
     else {
         panic!()
@@ -856,7 +866,9 @@ fn secrets_and_configs() {
     );
     assert_one_error(
         "services:\n  w:\n    image: x\n    secrets: [pw]\nsecrets:\n  pw:\n    external: true\n",
-        "app/compose.yaml:7:5: secrets.pw: key `external` is not supported by berth",
+        "app/compose.yaml:4:15: services.w.secrets[0]: secret `pw` is `external`: external \
+         secrets are a Swarm feature, and a single Docker Engine has none to mount; declare it \
+         with `file`, `environment`",
     );
     assert_one_error(
         "services:\n  w:\n    image: x\n    secrets: [nope]\n",
@@ -972,12 +984,8 @@ fn truncated_fixtures_never_panic() {
             .step_by(7)
             .collect();
         for cut in cuts {
-            let mut cx = read::Cx {
-                file: PathBuf::from("f.yaml"),
-                others: Vec::new(),
-                diags: Vec::new(),
-            };
-            let r = load_text(&mut cx, &text[..cut], dir.clone(), &vars);
+            let mut cx = read::Cx::new(PathBuf::from("f.yaml"));
+            let r = load_text(&mut cx, &text[..cut], dir.clone(), None, &vars);
             for d in &cx.diags {
                 assert!(!d.message.is_empty());
             }
@@ -1275,7 +1283,8 @@ volumes:
             MountSource::Volume {
                 name: "app_other".into(),
                 nocopy: false,
-                subpath: None
+                subpath: None,
+                selinux: None,
             }
         )
     );
@@ -1325,7 +1334,7 @@ fn extends_from_another_file_reports_its_problems_there() {
             ),
             (
                 "app/base.yaml",
-                "services:\n  base:\n    image: x\n    develop: {}\n    restart: sometimes\n",
+                "services:\n  base:\n    image: x\n    post_start: []\n    restart: sometimes\n",
             ),
         ],
         &[],
@@ -1334,7 +1343,7 @@ fn extends_from_another_file_reports_its_problems_there() {
     assert_eq!(
         errs,
         [
-            "app/base.yaml:4:5: services.web: key `develop` is not supported by berth",
+            "app/base.yaml:4:5: services.web: key `post_start` is not supported by berth",
             "app/base.yaml:5:14: services.web.restart: invalid restart policy \"sometimes\" (use no, always, on-failure[:N] or unless-stopped)",
         ]
     );

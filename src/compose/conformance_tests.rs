@@ -337,3 +337,81 @@ fn x_berth_on_config_change() {
         "app/compose.yaml:6:17: services.w.x-berth.on_config_change.signal: invalid signal \"hup!\" (use a name such as SIGHUP, or a number)",
     );
 }
+
+#[test]
+fn dotenv_multi_line_values_and_byte_order_mark() {
+    let (_d, r) = load_files(
+        &[
+            (
+                "app/compose.yaml",
+                "services:\n  w:\n    image: x\n    environment:\n      CERT: ${CERT}\n      USER: ${USER_NAME}\n      PRICE: cost $5 $\n",
+            ),
+            (
+                "app/.env",
+                "\u{feff}USER_NAME=me\nCERT=\"-----BEGIN-----\nabc\n-----END-----\"\n",
+            ),
+        ],
+        &[],
+    );
+    let w = r
+        .unwrap()
+        .stacks
+        .remove("app")
+        .unwrap()
+        .services
+        .remove("w")
+        .unwrap();
+    assert_eq!(
+        w.environment["CERT"].expose(),
+        "-----BEGIN-----\nabc\n-----END-----"
+    );
+    assert_eq!(w.environment["USER"].expose(), "me");
+    // A lone `$` (and `$5`) is kept as written, as compose-go does.
+    assert_eq!(w.environment["PRICE"].expose(), "cost $5 $");
+}
+
+#[test]
+fn dotenv_unterminated_quote_is_a_located_error() {
+    let (_d, r) = load_files(
+        &[
+            ("app/compose.yaml", "services:\n  w:\n    image: x\n"),
+            ("app/.env", "A=1\nPASSWORD='hunter2\nB=2\n"),
+        ],
+        &[],
+    );
+    let errs: Vec<String> = r.unwrap_err().0.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        errs,
+        ["app/.env:2:1: unterminated quoted value of PASSWORD"]
+    );
+}
+
+#[test]
+fn env_file_format_raw_and_unknown_format() {
+    let (_d, r) = load_files(
+        &[
+            (
+                "app/compose.yaml",
+                "services:\n  w:\n    image: x\n    env_file:\n      - path: ./raw.env\n        format: raw\n      - path: ./std.env\n",
+            ),
+            ("app/raw.env", "Q=\"kept\" # too\nV=${HOME}\n"),
+            ("app/std.env", "S=\"unquoted\" # comment\n"),
+        ],
+        &[("HOME", "/root")],
+    );
+    let w = r
+        .unwrap()
+        .stacks
+        .remove("app")
+        .unwrap()
+        .services
+        .remove("w")
+        .unwrap();
+    assert_eq!(w.environment["Q"].expose(), "\"kept\" # too");
+    assert_eq!(w.environment["V"].expose(), "${HOME}");
+    assert_eq!(w.environment["S"].expose(), "unquoted");
+    assert_one_error(
+        "services:\n  w:\n    image: x\n    env_file:\n      - path: ./a.env\n        format: toml\n",
+        "app/compose.yaml:6:17: services.w.env_file[0].format: unsupported env_file format \"toml\" (use .env or raw)",
+    );
+}

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::interp;
+use super::dotenv::{self, Format};
 use super::read::*;
 use super::yaml::{Node, Pos, Value};
 use crate::model::*;
@@ -14,13 +14,13 @@ pub(super) fn env_files(
     path: &str,
     env: &mut BTreeMap<String, Secret>,
 ) {
-    let mut files: Vec<(String, bool, Pos, String)> = Vec::new();
+    let mut files: Vec<(String, bool, Format, Pos, String)> = Vec::new();
     match &n.value {
         Value::Seq(items) => {
             for (i, it) in items.iter().enumerate() {
                 let ip = idx(path, i);
                 if let Value::Map(m) = &it.value {
-                    check_keys(cx, m, &ip, &["path", "required"], &["format"]);
+                    check_keys(cx, m, &ip, &["path", "required", "format"], &[]);
                     let Some(pn) = get(m, "path") else {
                         cx.err(it.pos, &ip, "`path` is required");
                         continue;
@@ -29,37 +29,47 @@ pub(super) fn env_files(
                         continue;
                     };
                     let required = opt_bool(cx, m, "required", &ip).unwrap_or(true);
-                    files.push((fp, required, pn.pos, child(&ip, "path")));
+                    // compose-go's formats: `.env` (default); Docker Compose adds `raw`.
+                    let format = match get(m, "format") {
+                        None => Format::DotEnv,
+                        Some(f) => {
+                            match string(cx, f, &child(&ip, "format")).as_deref() {
+                                Some(".env") | None => Format::DotEnv,
+                                Some("raw") => Format::Raw,
+                                Some(other) => {
+                                    cx.err(
+                                    f.pos,
+                                    &child(&ip, "format"),
+                                    format!("unsupported env_file format {other:?} (use .env or raw)"),
+                                );
+                                    continue;
+                                }
+                            }
+                        }
+                    };
+                    files.push((fp, required, format, pn.pos, child(&ip, "path")));
                 } else if let Some(fp) = string(cx, it, &ip) {
-                    files.push((fp, true, it.pos, ip));
+                    files.push((fp, true, Format::DotEnv, it.pos, ip));
                 }
             }
         }
         _ => {
             if let Some(fp) = string(cx, n, path) {
-                files.push((fp, true, n.pos, path.to_string()));
+                files.push((fp, true, Format::DotEnv, n.pos, path.to_string()));
             }
         }
     }
-    for (rel, required, pos, p) in files {
+    for (rel, required, format, pos, p) in files {
         let abs = clean_path(&st.dir.join(&rel));
         match std::fs::read_to_string(&abs) {
-            Ok(text) => match interp::parse_env_entries(&text) {
+            // Interpolated with the project's variables, then the file's earlier entries.
+            Ok(text) => match dotenv::parse(&text, format, &|k| st.vars.get(k).cloned()) {
                 Ok(entries) => {
                     for e in entries {
-                        if e.literal {
-                            env.insert(e.key, Secret::new(e.value));
-                            continue;
-                        }
-                        match interp::interpolate(&e.value, st.vars) {
-                            Ok(v) => {
-                                env.insert(e.key, Secret::new(v));
-                            }
-                            Err(msg) => cx.err(pos, &p, format!("{rel}: {}: {msg}", e.key)),
-                        }
+                        env.insert(e.key, Secret::new(e.value));
                     }
                 }
-                Err((line, msg)) => cx.err(pos, &p, format!("{rel}:{line}: {msg}")),
+                Err(e) => cx.err(pos, &p, format!("{rel}:{}: {}", e.line, e.kind)),
             },
             Err(_) if !required && !abs.exists() => {}
             Err(e) => cx.err(

@@ -21,6 +21,7 @@
 
 mod config_files;
 mod decls;
+pub mod dotenv;
 mod env;
 mod extends;
 pub mod interp;
@@ -201,36 +202,20 @@ fn load_file(
 
     // Variables: `.env` beside the file, overlaid by the process environment.
     let mut vars = BTreeMap::new();
-    let dotenv = dir.join(".env");
-    if dotenv.is_file() {
+    let dotenv_file = dir.join(".env");
+    if dotenv_file.is_file() {
         let rel_env = rel.with_file_name(".env");
-        match std::fs::read_to_string(&dotenv) {
-            Ok(t) => match interp::parse_env_entries(&t) {
-                // Values may use earlier values and the process environment.
+        match std::fs::read_to_string(&dotenv_file) {
+            // Values may use the process environment, then earlier values.
+            Ok(t) => match dotenv::parse(&t, dotenv::Format::DotEnv, &|k| env.get(k).cloned()) {
                 Ok(entries) => {
                     for e in entries {
-                        let value = if e.literal {
-                            e.value
-                        } else {
-                            let mut scope = vars.clone();
-                            scope.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
-                            match interp::interpolate(&e.value, &scope) {
-                                Ok(v) => v,
-                                Err(msg) => {
-                                    cx.diags.push(Diagnostic::new(
-                                        &rel_env,
-                                        e.line,
-                                        1,
-                                        format!("{}: {msg}", e.key),
-                                    ));
-                                    continue;
-                                }
-                            }
-                        };
-                        vars.insert(e.key, value);
+                        vars.insert(e.key, e.value);
                     }
                 }
-                Err((line, msg)) => cx.diags.push(Diagnostic::new(rel_env, line, 1, msg)),
+                Err(e) => cx
+                    .diags
+                    .push(Diagnostic::new(rel_env, e.line, 1, e.kind.to_string())),
             },
             Err(e) => cx
                 .diags

@@ -2,9 +2,9 @@
 //! these lists against the Compose JSON schema (tests/fixtures/compose-spec) so they cannot drift.
 
 pub const TOP: &[&str] = &[
-    "version", "name", "services", "networks", "volumes", "secrets", "configs",
+    "version", "name", "include", "services", "networks", "volumes", "secrets", "configs",
 ];
-pub const TOP_UNSUPPORTED: &[&str] = &["include", "models"];
+pub const TOP_UNSUPPORTED: &[&str] = &["models"];
 
 pub const SERVICE: &[&str] = &[
     "annotations",

@@ -24,8 +24,10 @@ mod decls;
 pub mod dotenv;
 mod env;
 mod extends;
+mod include;
 pub mod interp;
 mod keys;
+mod merge;
 mod mounts;
 mod networks;
 mod ports;
@@ -243,8 +245,14 @@ fn load_text(
     vars: &BTreeMap<String, String>,
 ) -> Option<StackSpec> {
     let rel = cx.file.clone();
-    let mut root = match yaml::parse(text) {
-        Ok(n) => n,
+    // Several documents in one file merge in order, as override files do (compose-go).
+    let docs = yaml::parse_documents(text).map(merge::merge_documents);
+    let mut root = match docs {
+        Ok(Some(n)) => n,
+        Ok(None) => Node {
+            value: Value::Null,
+            pos: yaml::Pos::default(),
+        },
         Err(e) => {
             cx.diags.push(Diagnostic::new(
                 rel,
@@ -265,6 +273,21 @@ fn load_text(
         return None;
     }
     interpolate_tree(cx, &mut root, "", vars);
+    // The config root, for naming included files: `cx.file` is relative to it.
+    let depth = cx.file.parent().map_or(0, |p| p.components().count());
+    let names_root = dir.ancestors().nth(depth).unwrap_or(&dir).to_path_buf();
+    let file_abs = dir.join(cx.file.file_name().unwrap_or_default());
+    include::apply(
+        cx,
+        &mut root,
+        &include::Including {
+            file: file_abs,
+            dir: dir.clone(),
+            vars,
+            chain: Vec::new(),
+            root: names_root,
+        },
+    );
 
     let name = stack_name(cx, &root, &dir);
     let profiles = vars

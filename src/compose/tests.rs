@@ -249,8 +249,8 @@ fn unsupported_key_is_an_error_with_location() {
         "app/compose.yaml:4:5: services.web: key `post_start` is not supported by berth",
     );
     assert_one_error(
-        "include:\n  - other.yaml\nservices:\n  web:\n    image: nginx\n",
-        "app/compose.yaml:1:1: key `include` is not supported by berth",
+        "models:\n  m:\n    model: ai/x\nservices:\n  web:\n    image: nginx\n",
+        "app/compose.yaml:1:1: key `models` is not supported by berth",
     );
     assert_one_error(
         "services:\n  web:\n    image: nginx\n    deploy:\n      placement:\n        constraints: []\n",

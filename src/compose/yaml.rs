@@ -281,6 +281,39 @@ fn options() -> serde_saphyr::Options {
     o
 }
 
+/// Parse every YAML document of `text` (`---` separated) into located trees; empty documents
+/// are left out.
+pub fn parse_documents(text: &str) -> Result<Vec<Node>, YamlError> {
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    match serde_saphyr::from_str_multiple_with_options::<Spanned<RawValue>, Vec<_>>(text, options())
+    {
+        Ok(docs) => Ok(docs
+            .into_iter()
+            .map(|root| {
+                let p = best(&root);
+                root.value.into_node(p)
+            })
+            .collect()),
+        Err(e) => Err(yaml_error(e)),
+    }
+}
+
+fn yaml_error(e: serde_saphyr::Error) -> YamlError {
+    let inner = e.without_snippet();
+    let pos = inner.location().map(|l| Pos::of(&l)).unwrap_or_default();
+    let msg = serde_saphyr::MessageFormatter::format_message(
+        &serde_saphyr::DefaultMessageFormatter,
+        inner,
+    )
+    .into_owned();
+    YamlError {
+        pos,
+        message: clean_message(&msg),
+    }
+}
+
 /// Parse one YAML document into a located tree. An empty document is `Null`.
 pub fn parse(text: &str) -> Result<Node, YamlError> {
     if text.trim().is_empty() {

@@ -621,3 +621,86 @@ fn several_documents_in_one_file_merge_in_order() {
         ]
     );
 }
+
+#[test]
+fn legacy_booleans_are_read_with_a_note() {
+    // compose-go TestLoadLegacyBoolean: `init: yes` is true (with a warning).
+    let s = load_one(
+        "services:\n  test:\n    image: x\n    init: yes\n    tty: 'off'\n    privileged: TRUE\n",
+    )
+    .unwrap();
+    let t = &s.services["test"];
+    assert_eq!(t.init, Some(true));
+    assert!(!t.tty);
+    assert!(t.privileged);
+    assert_eq!(
+        notes(&s),
+        [
+            "app/compose.yaml:4:11: services.test.init: \"yes\" for a boolean is not YAML 1.2; use `true`",
+            "app/compose.yaml:5:10: services.test.tty: \"off\" for a boolean is not YAML 1.2; use `false`",
+        ]
+    );
+    assert_one_error(
+        "services:\n  test:\n    image: x\n    init: maybe\n",
+        "app/compose.yaml:4:11: services.test.init: must be a boolean, found \"maybe\"",
+    );
+}
+
+#[test]
+fn negative_tmpfs_size_is_an_error() {
+    // compose-go TestLoadTmpfsVolumeSizeMustBeGTEQZero.
+    assert_one_error(
+        "services:\n  tmpfs:\n    image: nginx\n    volumes:\n      - type: tmpfs\n        target: /app\n        tmpfs:\n          size: -1\n",
+        "app/compose.yaml:8:17: services.tmpfs.volumes[0].tmpfs.size: must be greater than or equal to 0",
+    );
+}
+
+#[test]
+fn label_file_like_compose_go() {
+    // compose-go TestLoadWithLabelFile: label files in order, `labels` override them.
+    let s = load_stack(
+        &[
+            (
+                "app/compose.yaml",
+                "services:\n  s1:\n    image: x\n    label_file: ./example1.label\n  s2:\n    image: x\n    label_file:\n      - ./example1.label\n      - ./example2.label\n    labels:\n      QUX: from_labels\n",
+            ),
+            ("app/example1.label", "FOO=foo_from_label_file\nBAR=bar_from_label_file\nLABEL.WITH.DOT=ok\n"),
+            ("app/example2.label", "BAR=bar_from_label_file_2\nQUX=quz_from_label_file_2\nREF=${FOO}\n"),
+        ],
+        &[],
+    )
+    .unwrap();
+    let l1 = &s.services["s1"].labels;
+    assert_eq!(l1.len(), 3);
+    assert_eq!(l1["LABEL.WITH.DOT"], "ok");
+    let l2 = &s.services["s2"].labels;
+    assert_eq!(l2["BAR"], "bar_from_label_file_2");
+    assert_eq!(l2["QUX"], "from_labels");
+    assert_eq!(l2["REF"], "foo_from_label_file");
+    let errs = load_stack(
+        &[
+            (
+                "app/compose.yaml",
+                "services:\n  s:\n    image: x\n    label_file: l.txt\n",
+            ),
+            ("app/l.txt", "io.berth.managed=false\n"),
+        ],
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(
+        errs,
+        [
+            "app/compose.yaml:4:17: services.s.label_file: l.txt:1: label `io.berth.managed` is reserved (`io.berth.*` labels are set by berth)"
+        ]
+    );
+}
+
+#[test]
+fn develop_watch_rules_are_checked() {
+    // compose-go TestBadDevelopConfig: "develop.watch.0 missing property 'action'".
+    assert_one_error(
+        "services:\n  frontend:\n    image: x\n    develop:\n      watch:\n        - path: ./html\n          target: /var/www\n",
+        "app/compose.yaml:6:11: services.frontend.develop.watch[0]: missing property `action`",
+    );
+}

@@ -80,3 +80,117 @@ pub(super) fn env_files(
         }
     }
 }
+
+/// `label_file`: labels read from `.env`-syntax files (compose-go), in order; a file's values
+/// may use the labels of earlier files. The service's `labels` override them (the caller
+/// applies those after).
+pub(super) fn label_files(
+    cx: &mut Cx,
+    st: &StackCtx,
+    n: &Node,
+    path: &str,
+) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    let files = string_or_list(cx, n, path);
+    for (i, (rel, pos)) in files.into_iter().enumerate() {
+        let p = if matches!(n.value, Value::Seq(_)) {
+            idx(path, i)
+        } else {
+            path.to_string()
+        };
+        let abs = clean_path(&st.dir.join(&rel));
+        let text = match std::fs::read_to_string(&abs) {
+            Ok(t) => t,
+            Err(e) => {
+                cx.err(
+                    pos,
+                    &p,
+                    format!("cannot read label file {rel:?} ({}): {e}", abs.display()),
+                );
+                continue;
+            }
+        };
+        let earlier = out.clone();
+        match dotenv::parse(&text, Format::DotEnv, &|k| earlier.get(k).cloned()) {
+            Ok(entries) => {
+                for e in entries {
+                    if let Some(prefix) = RESERVED_LABEL_PREFIXES
+                        .iter()
+                        .find(|p| e.key.starts_with(*p))
+                    {
+                        cx.err(
+                            pos,
+                            &p,
+                            format!(
+                                "{rel}:{}: label `{}` is reserved (`{prefix}*` labels are set by berth)",
+                                e.line, e.key
+                            ),
+                        );
+                        continue;
+                    }
+                    out.insert(e.key, e.value);
+                }
+            }
+            Err(e) => cx.err(pos, &p, format!("{rel}:{}: {}", e.line, e.kind)),
+        }
+    }
+    out
+}
+
+/// `develop:` is accepted but not applied; its shape is still checked as compose-go's schema
+/// does (a `watch` rule needs `path` and a known `action`), so a typo is not waved through.
+pub(super) fn check_develop(cx: &mut Cx, n: &Node, path: &str) {
+    let Some(m) = as_map(cx, n, path) else {
+        return;
+    };
+    check_keys(cx, m, path, &["watch"], &[]);
+    let Some(w) = get(m, "watch") else {
+        return;
+    };
+    let wp = child(path, "watch");
+    let Value::Seq(items) = &w.value else {
+        cx.err(
+            w.pos,
+            &wp,
+            format!("must be a list, found {}", w.value.kind()),
+        );
+        return;
+    };
+    const ACTIONS: &[&str] = &["rebuild", "restart", "sync", "sync+restart", "sync+exec"];
+    for (i, it) in items.iter().enumerate() {
+        let ip = idx(&wp, i);
+        let Some(rm) = as_map(cx, it, &ip) else {
+            continue;
+        };
+        check_keys(
+            cx,
+            rm,
+            &ip,
+            &[
+                "path",
+                "action",
+                "target",
+                "ignore",
+                "include",
+                "exec",
+                "initial_sync",
+            ],
+            &[],
+        );
+        for k in ["path", "action"] {
+            if get(rm, k).is_none() {
+                cx.err(it.pos, &ip, format!("missing property `{k}`"));
+            }
+        }
+        if let Some(a) = get(rm, "action")
+            && let Some(v) = string(cx, a, &child(&ip, "action"))
+            && !ACTIONS.contains(&v.as_str())
+        {
+            cx.err(
+                a.pos,
+                &child(&ip, "action"),
+                format!("invalid action {v:?} (use {})", ACTIONS.join(", ")),
+            );
+        }
+    }
+}

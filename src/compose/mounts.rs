@@ -279,7 +279,15 @@ pub(super) fn mount(
                     let tp = child(path, "tmpfs");
                     let (size, mode) = match &tmp {
                         Some(tm) => (
-                            get(tm, "size").and_then(|n| bytes(cx, n, &child(&tp, "size"))),
+                            get(tm, "size").and_then(|n| {
+                                let sp = child(&tp, "size");
+                                let v = bytes(cx, n, &sp)?;
+                                if v < 0 {
+                                    cx.err(n.pos, &sp, "must be greater than or equal to 0");
+                                    return None;
+                                }
+                                Some(v)
+                            }),
                             get(tm, "mode").and_then(|n| file_mode(cx, n, &child(&tp, "mode"))),
                         ),
                         None => (None, None),

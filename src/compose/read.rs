@@ -218,8 +218,29 @@ pub(super) fn float(cx: &mut Cx, n: &Node, path: &str) -> Option<f64> {
 pub(super) fn boolean(cx: &mut Cx, n: &Node, path: &str) -> Option<bool> {
     match &n.value {
         Value::Bool(b) => Some(*b),
-        Value::Str(s) if matches!(s.as_str(), "true" | "True" | "TRUE") => Some(true),
-        Value::Str(s) if matches!(s.as_str(), "false" | "False" | "FALSE") => Some(false),
+        // compose-go casts strings (also interpolated ones) at boolean keys: `true`/`false` in
+        // any case, and YAML 1.1's `y`/`yes`/`on`, `n`/`no`/`off` with a warning.
+        Value::Str(s) => match s.to_lowercase().as_str() {
+            "true" => Some(true),
+            "false" => Some(false),
+            legacy @ ("y" | "yes" | "on" | "n" | "no" | "off") => {
+                let v = matches!(legacy, "y" | "yes" | "on");
+                cx.note(
+                    n.pos,
+                    path,
+                    format!("{s:?} for a boolean is not YAML 1.2; use `{v}`"),
+                );
+                Some(v)
+            }
+            _ => {
+                cx.err(
+                    n.pos,
+                    path,
+                    format!("must be a boolean, found {}", describe(&n.value)),
+                );
+                None
+            }
+        },
         v => {
             cx.err(
                 n.pos,

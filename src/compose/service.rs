@@ -2,7 +2,7 @@
 
 use super::config_files;
 use super::decls::{Decls, SvcMeta};
-use super::env::env_files;
+use super::env::{check_develop, env_files, label_files};
 use super::keys;
 use super::mounts::{service_mounts, volumes_from};
 use super::networks::{extra_hosts, service_networks};
@@ -147,6 +147,7 @@ pub(super) fn service(
         s.on_config_change = config_files::x_berth(cx, n, &p("x-berth"));
     }
     if let Some(n) = get(m, "develop") {
+        check_develop(cx, n, &p("develop"));
         // A development-time feature (`docker compose watch`): accepted, never applied.
         cx.note(
             key_pos(m, "develop").unwrap_or(n.pos),
@@ -158,8 +159,11 @@ pub(super) fn service(
 
     service_networks(cx, st, decls, m, path, name_pos, &mut s, &mut meta);
 
+    if let Some(n) = get(m, "label_file") {
+        s.labels = label_files(cx, st, n, &p("label_file"));
+    }
     if let Some(n) = get(m, "labels") {
-        s.labels = labels(cx, n, &p("labels"));
+        s.labels.extend(labels(cx, n, &p("labels")));
     }
     if let Some(n) = get(m, "restart")
         && let Some(v) = string(cx, n, &p("restart"))

@@ -516,3 +516,71 @@ pub(super) fn set_consistently<T: PartialEq>(
     }
     *slot = value;
 }
+
+/// A service's resource limits and kernel knobs: memory, CPU, pids, `ulimits`, `devices`,
+/// OOM settings, `blkio_config`, `storage_opt`.
+pub(super) fn service_limits(cx: &mut Cx, m: &Map, path: &str, s: &mut ServiceSpec) {
+    for (key, out) in [
+        ("shm_size", &mut s.shm_size),
+        ("mem_limit", &mut s.mem_limit),
+        ("mem_reservation", &mut s.mem_reservation),
+        ("memswap_limit", &mut s.memswap_limit),
+    ] {
+        if let Some(n) = get(m, key) {
+            *out = bytes(cx, n, &child(path, key));
+        }
+    }
+    if let Some(n) = get(m, "cpus") {
+        s.nano_cpus = nano_cpus(cx, n, &child(path, "cpus"));
+    }
+    s.cpu_shares = opt_int(cx, m, "cpu_shares", path);
+    s.cpu_count = opt_int(cx, m, "cpu_count", path);
+    s.cpuset = opt_string(cx, m, "cpuset", path);
+    s.pids_limit = opt_int(cx, m, "pids_limit", path);
+    if let Some(n) = get(m, "ulimits") {
+        s.ulimits = ulimits(cx, n, &child(path, "ulimits"));
+    }
+    if let Some(n) = get(m, "devices") {
+        s.devices = devices(cx, n, &child(path, "devices"));
+    }
+    s.oom_score_adj = opt_int(cx, m, "oom_score_adj", path);
+    if let Some(n) = get(m, "mem_swappiness")
+        && let Some(v) = int(cx, n, &child(path, "mem_swappiness"))
+    {
+        if (0..=100).contains(&v) {
+            s.mem_swappiness = Some(v);
+        } else {
+            cx.err(
+                n.pos,
+                &child(path, "mem_swappiness"),
+                format!("must be between 0 and 100, found {v}"),
+            );
+        }
+    }
+    s.oom_kill_disable = opt_bool(cx, m, "oom_kill_disable", path).unwrap_or(false);
+    for (key, out) in [
+        ("cpu_period", &mut s.cpu_period),
+        ("cpu_quota", &mut s.cpu_quota),
+    ] {
+        if let Some(n) = get(m, key) {
+            *out = whole_number(cx, n, &child(path, key));
+        }
+    }
+    for (key, out) in [
+        ("cpu_rt_period", &mut s.cpu_rt_period),
+        ("cpu_rt_runtime", &mut s.cpu_rt_runtime),
+    ] {
+        if let Some(n) = get(m, key) {
+            *out = micros(cx, n, &child(path, key));
+        }
+    }
+    if let Some(n) = get(m, "blkio_config") {
+        s.blkio = blkio_config(cx, n, &child(path, "blkio_config"));
+    }
+    if let Some(n) = get(m, "storage_opt") {
+        let sp = child(path, "storage_opt");
+        if as_map(cx, n, &sp).is_some() {
+            s.storage_opt = string_map(cx, n, &sp);
+        }
+    }
+}

@@ -8,9 +8,7 @@ use super::mounts::{service_mounts, volumes_from};
 use super::networks::{extra_hosts, service_networks};
 use super::ports::{expose, port};
 use super::read::*;
-use super::resources::{
-    blkio_config, deploy, devices, gpu_requests, micros, ulimits, whole_number,
-};
+use super::resources::{deploy, gpu_requests, service_limits};
 use super::yaml::{Node, Pos, Value};
 use crate::model::*;
 
@@ -45,65 +43,7 @@ pub(super) fn service(
     };
     let p = |k: &str| child(path, k);
 
-    // Image and build.
-    s.build = get(m, "build").is_some();
-    if let Some(b) = get(m, "build")
-        && !matches!(b.value, Value::Map(_) | Value::Str(_))
-    {
-        cx.err(
-            b.pos,
-            &p("build"),
-            format!("must be a string or a mapping, found {}", b.value.kind()),
-        );
-    }
-    match opt_string(cx, m, "image", path) {
-        Some(i) if i.trim().is_empty() => cx.err(
-            get(m, "image").unwrap().pos,
-            &p("image"),
-            "must not be empty",
-        ),
-        Some(i) => s.image = i,
-        None if s.build => s.image = format!("{}-{name}", st.name),
-        None => cx.err(name_pos, path, "service has neither `image` nor `build`"),
-    }
-    if let Some(n) = get(m, "pull_policy")
-        && let Some(v) = string(cx, n, &p("pull_policy"))
-    {
-        s.pull_policy = match v.as_str() {
-            "always" => PullPolicy::Always,
-            "missing" | "if_not_present" => PullPolicy::Missing,
-            "never" => PullPolicy::Never,
-            "build" => PullPolicy::Build,
-            "daily" | "weekly" => {
-                cx.err(
-                    n.pos,
-                    &p("pull_policy"),
-                    format!(
-                        "`{v}` is not supported by berth (use always, missing, never or build)"
-                    ),
-                );
-                PullPolicy::Missing
-            }
-            v if v.starts_with("every_") => {
-                cx.err(
-                    n.pos,
-                    &p("pull_policy"),
-                    format!(
-                        "`{v}` is not supported by berth (use always, missing, never or build)"
-                    ),
-                );
-                PullPolicy::Missing
-            }
-            v => {
-                cx.err(
-                    n.pos,
-                    &p("pull_policy"),
-                    format!("invalid pull policy {v:?} (use always, missing, never or build)"),
-                );
-                PullPolicy::Missing
-            }
-        };
-    }
+    image_and_pull_policy(cx, st, m, name, name_pos, path, &mut s);
     s.command = get(m, "command").and_then(|n| command(cx, n, &p("command")));
     s.entrypoint = get(m, "entrypoint").and_then(|n| command(cx, n, &p("entrypoint")));
 
@@ -216,23 +156,7 @@ pub(super) fn service(
     if let Some(n) = get(m, "extra_hosts") {
         s.extra_hosts = extra_hosts(cx, n, &p("extra_hosts"));
     }
-    for (key, out) in [
-        ("shm_size", &mut s.shm_size),
-        ("mem_limit", &mut s.mem_limit),
-        ("mem_reservation", &mut s.mem_reservation),
-        ("memswap_limit", &mut s.memswap_limit),
-    ] {
-        if let Some(n) = get(m, key) {
-            *out = bytes(cx, n, &p(key));
-        }
-    }
-    if let Some(n) = get(m, "cpus") {
-        s.nano_cpus = nano_cpus(cx, n, &p("cpus"));
-    }
-    s.cpu_shares = opt_int(cx, m, "cpu_shares", path);
-    s.cpu_count = opt_int(cx, m, "cpu_count", path);
-    s.cpuset = opt_string(cx, m, "cpuset", path);
-    s.pids_limit = opt_int(cx, m, "pids_limit", path);
+    service_limits(cx, m, path, &mut s);
     if let Some(n) = get(m, "logging") {
         let lp = p("logging");
         if let Some(lm) = as_map(cx, n, &lp) {
@@ -254,12 +178,6 @@ pub(super) fn service(
     s.privileged = opt_bool(cx, m, "privileged", path).unwrap_or(false);
     if let Some(n) = get(m, "sysctls") {
         s.sysctls = string_map(cx, n, &p("sysctls"));
-    }
-    if let Some(n) = get(m, "ulimits") {
-        s.ulimits = ulimits(cx, n, &p("ulimits"));
-    }
-    if let Some(n) = get(m, "devices") {
-        s.devices = devices(cx, n, &p("devices"));
     }
     // Device requests: `deploy.resources.reservations.devices` (parsed with `deploy` below)
     // come first, then `gpus`, as Compose orders them.
@@ -287,46 +205,6 @@ pub(super) fn service(
     s.tty = opt_bool(cx, m, "tty", path).unwrap_or(false);
     s.cgroup_parent = opt_string(cx, m, "cgroup_parent", path);
     s.userns_mode = opt_string(cx, m, "userns_mode", path);
-    s.oom_score_adj = opt_int(cx, m, "oom_score_adj", path);
-    if let Some(n) = get(m, "mem_swappiness")
-        && let Some(v) = int(cx, n, &p("mem_swappiness"))
-    {
-        if (0..=100).contains(&v) {
-            s.mem_swappiness = Some(v);
-        } else {
-            cx.err(
-                n.pos,
-                &p("mem_swappiness"),
-                format!("must be between 0 and 100, found {v}"),
-            );
-        }
-    }
-    s.oom_kill_disable = opt_bool(cx, m, "oom_kill_disable", path).unwrap_or(false);
-    for (key, out) in [
-        ("cpu_period", &mut s.cpu_period),
-        ("cpu_quota", &mut s.cpu_quota),
-    ] {
-        if let Some(n) = get(m, key) {
-            *out = whole_number(cx, n, &p(key));
-        }
-    }
-    for (key, out) in [
-        ("cpu_rt_period", &mut s.cpu_rt_period),
-        ("cpu_rt_runtime", &mut s.cpu_rt_runtime),
-    ] {
-        if let Some(n) = get(m, key) {
-            *out = micros(cx, n, &p(key));
-        }
-    }
-    if let Some(n) = get(m, "blkio_config") {
-        s.blkio = blkio_config(cx, n, &p("blkio_config"));
-    }
-    if let Some(n) = get(m, "storage_opt") {
-        let sp = p("storage_opt");
-        if as_map(cx, n, &sp).is_some() {
-            s.storage_opt = string_map(cx, n, &sp);
-        }
-    }
     if let Some(n) = get(m, "uts")
         && let Some(v) = string(cx, n, &p("uts"))
     {
@@ -431,6 +309,76 @@ pub(super) fn service(
         }
     }
     Some((s, meta))
+}
+
+/// `image`, `build` (noted: berth does not build) and `pull_policy`.
+fn image_and_pull_policy(
+    cx: &mut Cx,
+    st: &StackCtx,
+    m: &Map,
+    name: &str,
+    name_pos: Pos,
+    path: &str,
+    s: &mut ServiceSpec,
+) {
+    s.build = get(m, "build").is_some();
+    if let Some(b) = get(m, "build")
+        && !matches!(b.value, Value::Map(_) | Value::Str(_))
+    {
+        cx.err(
+            b.pos,
+            &child(path, "build"),
+            format!("must be a string or a mapping, found {}", b.value.kind()),
+        );
+    }
+    match opt_string(cx, m, "image", path) {
+        Some(i) if i.trim().is_empty() => cx.err(
+            get(m, "image").unwrap().pos,
+            &child(path, "image"),
+            "must not be empty",
+        ),
+        Some(i) => s.image = i,
+        None if s.build => s.image = format!("{}-{name}", st.name),
+        None => cx.err(name_pos, path, "service has neither `image` nor `build`"),
+    }
+    if let Some(n) = get(m, "pull_policy")
+        && let Some(v) = string(cx, n, &child(path, "pull_policy"))
+    {
+        s.pull_policy = match v.as_str() {
+            "always" => PullPolicy::Always,
+            "missing" | "if_not_present" => PullPolicy::Missing,
+            "never" => PullPolicy::Never,
+            "build" => PullPolicy::Build,
+            "daily" | "weekly" => {
+                cx.err(
+                    n.pos,
+                    &child(path, "pull_policy"),
+                    format!(
+                        "`{v}` is not supported by berth (use always, missing, never or build)"
+                    ),
+                );
+                PullPolicy::Missing
+            }
+            v if v.starts_with("every_") => {
+                cx.err(
+                    n.pos,
+                    &child(path, "pull_policy"),
+                    format!(
+                        "`{v}` is not supported by berth (use always, missing, never or build)"
+                    ),
+                );
+                PullPolicy::Missing
+            }
+            v => {
+                cx.err(
+                    n.pos,
+                    &child(path, "pull_policy"),
+                    format!("invalid pull policy {v:?} (use always, missing, never or build)"),
+                );
+                PullPolicy::Missing
+            }
+        };
+    }
 }
 
 pub(super) fn restart_ok(v: &str) -> bool {

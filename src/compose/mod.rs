@@ -376,4 +376,6 @@ mod conformance_tests;
 #[cfg(test)]
 mod corpus_tests;
 #[cfg(test)]
+mod service_tests;
+#[cfg(test)]
 mod tests;

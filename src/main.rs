@@ -269,13 +269,17 @@ impl Hooks for Printer {
 /// Load and validate the config folder; on problems print them all and return exit code 1.
 fn load(dir: &Path) -> std::result::Result<Desired, u8> {
     let env: BTreeMap<String, String> = std::env::vars().collect();
-    berth::compose::load_dir(dir, &env).map_err(|diags| {
+    let desired = berth::compose::load_dir(dir, &env).map_err(|diags| {
         for d in &diags.0 {
             eprintln!("{d}");
         }
         eprintln!("{} problem(s) found; nothing was changed.", diags.0.len());
         1
-    })
+    })?;
+    for note in desired.notes() {
+        eprintln!("note: {note}");
+    }
+    Ok(desired)
 }
 
 /// SIGTERM or SIGINT.

@@ -66,6 +66,9 @@ pub struct StackSpec {
     /// Services declared but not deployed, with the reason (e.g. an inactive profile). Shown in
     /// every plan so that nothing the user wrote disappears silently.
     pub skipped: BTreeMap<String, String>,
+    /// What the loader accepted but does not apply, or accepted in a deprecated form (e.g.
+    /// `develop:`, `external: {name: ...}`), located; sorted. Printed as notes, never errors.
+    pub notes: Vec<crate::diag::Diagnostic>,
 }
 
 /// A network as the Engine will know it.
@@ -252,6 +255,10 @@ pub enum MountSource {
         nocopy: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         subpath: Option<String>,
+        /// `z` / `Z`: the Engine relabels the volume's data for SELinux (short syntax
+        /// `data:/data:z`). Only the legacy `Binds` form carries it: `name:target:rw,z`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        selinux: Option<String>,
     },
     /// An anonymous volume (Compose `- /data`): the Engine names it.
     Anonymous,
@@ -283,6 +290,16 @@ pub enum MountSource {
         /// into the container. Never serialised (the digest stands for it).
         #[serde(skip)]
         content: Option<Secret>,
+        /// Owner and permissions of a copied file (`content`/`environment` secrets and configs:
+        /// the service's `uid`, `gid`, `mode`; Compose writes them into the copy's tar header,
+        /// default 0:0 and 0444). A bind-mounted host file keeps the host's (Compose ignores
+        /// them there, and so does berth, with a note).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uid: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gid: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mode: Option<u32>,
     },
 }
 
@@ -308,6 +325,9 @@ pub struct NetworkAttachment {
     pub mac_address: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i64>,
+    /// Endpoint driver options (`EndpointSettings.DriverOpts`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub driver_opts: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -576,6 +596,28 @@ pub struct ServiceSpec {
     /// OCI annotations (Engine API 1.43+).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// `cpu_count` (`HostConfig.CpuCount`; a Linux Engine ignores it, as with Compose).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_count: Option<i64>,
+    /// Files of the config repository that the service bind-mounts (a file, or a folder's
+    /// files): repository-relative source path → content digest (`sha256:<hex>`). In the hash,
+    /// so a changed Caddyfile reaches its container; empty (and omitted) without such mounts.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub config_files: BTreeMap<String, String>,
+    /// `x-berth: {on_config_change: ...}`: what to do when only `config_files` changed.
+    /// `None` = replace the container (the default). In the hash: changing it is a spec change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_config_change: Option<ConfigChangeAction>,
+}
+
+/// How a service takes a changed config file without being replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfigChangeAction {
+    /// Send this signal to the container (`SIGHUP`, or a number).
+    Signal(String),
+    /// Run this command in the container (`["caddy", "reload", "--config", ...]`).
+    Exec(Vec<String>),
 }
 
 impl ServiceSpec {
@@ -820,6 +862,11 @@ mod tests {
 }
 
 impl Desired {
+    /// Every stack's notes, in stack order.
+    pub fn notes(&self) -> impl Iterator<Item = &crate::diag::Diagnostic> {
+        self.stacks.values().flat_map(|s| s.notes.iter())
+    }
+
     /// Re-root every host path that was resolved under `from` onto `to`: stack folders, bind
     /// sources, secret/config files. `berth serve` loads a commit from its own exported tree but
     /// applies it from one stable folder, so a bind mount's source does not change (and replace

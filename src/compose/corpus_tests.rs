@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use super::{interp, load_dir};
+use super::{dotenv, load_dir};
 use crate::diag::Diagnostics;
 
 /// What loading a corpus folder must give.
@@ -104,9 +104,9 @@ fn corpus_root() -> PathBuf {
 /// The variables of `dir/vars.env`, if there is one.
 fn vars(dir: &Path) -> Option<BTreeMap<String, String>> {
     let text = std::fs::read_to_string(dir.join("vars.env")).ok()?;
-    let entries = interp::parse_env_entries(&text)
-        .unwrap_or_else(|(line, msg)| panic!("{}/vars.env:{line}: {msg}", dir.display()));
-    Some(entries.into_iter().map(|e| (e.key, e.value)).collect())
+    let vars =
+        dotenv::parse_env_file(&text).unwrap_or_else(|e| panic!("{}/vars.env:{e}", dir.display()));
+    Some(vars)
 }
 
 /// A diagnostic without its `file:line:col: ` prefix; refusals as the refused key's full path.

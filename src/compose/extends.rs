@@ -29,7 +29,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use super::convert::{Cx, StackCtx, clean_path};
+use super::merge::merge_service;
+use super::read::{Cx, StackCtx, check_keys, clean_path, interpolate_tree};
 use super::yaml::{self, Key, Node, Pos, Value};
 
 /// A file holding bases: its services and folder.
@@ -100,7 +101,7 @@ impl<'a> Resolver<'a> {
         let (base_name, base_pos, file) = match &ext.value {
             Value::Str(s) => (s.clone(), ext.pos, None),
             Value::Map(em) => {
-                super::convert::check_keys(cx, em, &path, &["service", "file"], &[]);
+                check_keys(cx, em, &path, &["service", "file"], &[]);
                 let Some((_, svc)) = em.iter().find(|(k, _)| k.name == "service") else {
                     cx.err(ext.pos, &path, "`service` is required");
                     return None;
@@ -259,7 +260,7 @@ impl<'a> Resolver<'a> {
             }
         };
         yaml::set_file(&mut root, index);
-        super::interpolate_tree(cx, &mut root, "", self.st.vars);
+        interpolate_tree(cx, &mut root, "", self.st.vars);
         let services = match &root.value {
             Value::Map(m) => match m.iter().find(|(k, _)| k.name == "services") {
                 Some((
@@ -293,12 +294,18 @@ fn find<'n>(services: &'n [(Key, Node)], name: &str) -> Option<&'n Node> {
 }
 
 /// Make the base's relative host paths absolute against its own folder.
-fn rebase_paths(base: &mut Node, dir: &Path) {
+pub(crate) fn rebase_paths(base: &mut Node, dir: &Path) {
     let Value::Map(m) = &mut base.value else {
         return;
     };
     let fix = |s: &mut String| {
         if s.starts_with("./") || s.starts_with("../") || s == "." || s == ".." {
+            *s = clean_path(&dir.join(&*s)).to_string_lossy().into_owned();
+        }
+    };
+    // An `env_file` entry is always a path, with or without `./`.
+    let fix_file = |s: &mut String| {
+        if !s.starts_with('/') && !s.is_empty() {
             *s = clean_path(&dir.join(&*s)).to_string_lossy().into_owned();
         }
     };
@@ -327,17 +334,17 @@ fn rebase_paths(base: &mut Node, dir: &Path) {
                     }
                 }
             }
-            ("env_file", Value::Str(s)) => fix(s),
+            ("env_file", Value::Str(s)) => fix_file(s),
             ("env_file", Value::Seq(items)) => {
                 for it in items {
                     match &mut it.value {
-                        Value::Str(s) => fix(s),
+                        Value::Str(s) => fix_file(s),
                         Value::Map(em) => {
                             for (ek, ev) in em.iter_mut() {
                                 if ek.name == "path"
                                     && let Value::Str(s) = &mut ev.value
                                 {
-                                    fix(s);
+                                    fix_file(s);
                                 }
                             }
                         }
@@ -347,225 +354,5 @@ fn rebase_paths(base: &mut Node, dir: &Path) {
             }
             _ => {}
         }
-    }
-}
-
-/// Keys whose local value replaces the base's outright.
-const REPLACED: &[&str] = &["command", "entrypoint", "profiles"];
-/// Keys written as a list (`K=V` / `K:V` / `K`) or a mapping: merged by key.
-const BY_KEY: &[(&str, char)] = &[
-    ("environment", '='),
-    ("labels", '='),
-    ("annotations", '='),
-    ("sysctls", '='),
-    ("extra_hosts", '='),
-    ("networks", '\0'),
-    ("depends_on", '\0'),
-];
-/// Sequences whose entries are identified by the container path they mount.
-const BY_TARGET: &[&str] = &["volumes", "tmpfs", "secrets", "configs", "devices"];
-
-/// `local` over `base` (both service mappings).
-pub(crate) fn merge_service(base: Node, local: Node) -> Node {
-    let (Value::Map(bm), Value::Map(lm)) = (&base.value, &local.value) else {
-        return local;
-    };
-    let mut out: Vec<(Key, Node)> = bm.clone();
-    for (lk, lv) in lm {
-        let Some(slot) = out.iter_mut().find(|(k, _)| k.name == lk.name) else {
-            out.push((lk.clone(), lv.clone()));
-            continue;
-        };
-        let name = lk.name.as_str();
-        let merged = if REPLACED.contains(&name) || lv.value == Value::Null {
-            lv.clone()
-        } else if let Some((_, sep)) = BY_KEY.iter().find(|(k, _)| *k == name) {
-            merge_by_key(&slot.1, lv, *sep, name == "extra_hosts")
-        } else if BY_TARGET.contains(&name) {
-            merge_by_target(&slot.1, lv, name)
-        } else if name == "healthcheck" {
-            merge_map(&slot.1, lv, &["test"])
-        } else {
-            merge_value(&slot.1, lv)
-        };
-        *slot = (lk.clone(), merged);
-    }
-    Node {
-        value: Value::Map(out),
-        pos: local.pos,
-    }
-}
-
-/// Generic merge: mappings recursively, sequences concatenated without exact duplicates,
-/// anything else replaced.
-fn merge_value(base: &Node, local: &Node) -> Node {
-    match (&base.value, &local.value) {
-        (Value::Map(_), Value::Map(_)) => merge_map(base, local, &[]),
-        (Value::Seq(b), Value::Seq(l)) => {
-            let mut items = b.clone();
-            for it in l {
-                items.retain(|x| x.value != it.value);
-                items.push(it.clone());
-            }
-            Node {
-                value: Value::Seq(items),
-                pos: local.pos,
-            }
-        }
-        _ => local.clone(),
-    }
-}
-
-fn merge_map(base: &Node, local: &Node, replaced: &[&str]) -> Node {
-    let (Value::Map(bm), Value::Map(lm)) = (&base.value, &local.value) else {
-        return local.clone();
-    };
-    let mut out = bm.clone();
-    for (lk, lv) in lm {
-        match out.iter_mut().find(|(k, _)| k.name == lk.name) {
-            Some(slot) => {
-                let v = if replaced.contains(&lk.name.as_str()) {
-                    lv.clone()
-                } else {
-                    merge_value(&slot.1, lv)
-                };
-                *slot = (lk.clone(), v);
-            }
-            None => out.push((lk.clone(), lv.clone())),
-        }
-    }
-    Node {
-        value: Value::Map(out),
-        pos: local.pos,
-    }
-}
-
-/// A list-or-mapping value as mapping entries. List items `K<sep>V` become `K: V`, a bare `K`
-/// (or any item when `sep` is `\0`) becomes `K: null`.
-fn as_entries(n: &Node, sep: char, hosts: bool) -> Option<Vec<(Key, Node)>> {
-    match &n.value {
-        Value::Map(m) => Some(m.clone()),
-        Value::Null => Some(Vec::new()),
-        Value::Seq(items) => {
-            let mut out = Vec::new();
-            for it in items {
-                let text = it.scalar_text()?;
-                let split = if sep == '\0' {
-                    None
-                } else if hosts {
-                    // `host=ip` or `host:ip` (an IPv6 address has colons too).
-                    text.split_once('=').or_else(|| text.split_once(':'))
-                } else {
-                    text.split_once(sep)
-                };
-                let (k, v) = match split {
-                    Some((k, v)) => (k.to_string(), Value::Str(v.to_string())),
-                    None => (text.clone(), Value::Null),
-                };
-                out.retain(|(ok, _): &(Key, Node)| ok.name != k);
-                out.push((
-                    Key {
-                        name: k,
-                        pos: it.pos,
-                    },
-                    Node {
-                        value: v,
-                        pos: it.pos,
-                    },
-                ));
-            }
-            Some(out)
-        }
-        _ => None,
-    }
-}
-
-fn merge_by_key(base: &Node, local: &Node, sep: char, hosts: bool) -> Node {
-    match (as_entries(base, sep, hosts), as_entries(local, sep, hosts)) {
-        (Some(b), Some(l)) => {
-            let mut out = b;
-            for (lk, lv) in l {
-                match out.iter_mut().find(|(k, _)| k.name == lk.name) {
-                    // `networks: {x: {aliases: ...}}` / `depends_on: {x: {condition: ...}}`.
-                    Some(slot) if matches!(lv.value, Value::Map(_)) => {
-                        let v = merge_value(&slot.1, &lv);
-                        *slot = (lk, v);
-                    }
-                    Some(slot) if lv.value == Value::Null && sep == '\0' => {
-                        slot.0 = lk;
-                    }
-                    Some(slot) => *slot = (lk, lv),
-                    None => out.push((lk, lv)),
-                }
-            }
-            Node {
-                value: Value::Map(out),
-                pos: local.pos,
-            }
-        }
-        // A shape the converter will report; keep the local value.
-        _ => local.clone(),
-    }
-}
-
-/// The container path a `volumes` / `tmpfs` / `secrets` / `configs` / `devices` entry uses.
-fn target_of(kind: &str, n: &Node) -> Option<String> {
-    match &n.value {
-        Value::Map(m) => {
-            let get = |k: &str| {
-                m.iter()
-                    .find(|(key, _)| key.name == k)
-                    .and_then(|(_, v)| v.scalar_text())
-            };
-            get("target").or_else(|| get("source"))
-        }
-        _ => {
-            let s = n.scalar_text()?;
-            let parts: Vec<&str> = s.split(':').collect();
-            Some(match kind {
-                "tmpfs" => parts[0].to_string(),
-                "secrets" | "configs" => s,
-                // `src:target[:mode]` / `host[:container[:perms]]` / `/anonymous`.
-                _ => parts.get(1).unwrap_or(&parts[0]).to_string(),
-            })
-        }
-    }
-}
-
-fn merge_by_target(base: &Node, local: &Node, kind: &str) -> Node {
-    let (Value::Seq(b), Value::Seq(l)) = (&base.value, &local.value) else {
-        // `tmpfs: /x` (a single string) and the like: generic rules.
-        let as_seq = |n: &Node| match &n.value {
-            Value::Seq(_) => n.clone(),
-            Value::Null => Node {
-                value: Value::Seq(Vec::new()),
-                pos: n.pos,
-            },
-            _ => Node {
-                value: Value::Seq(vec![n.clone()]),
-                pos: n.pos,
-            },
-        };
-        let (b, l) = (as_seq(base), as_seq(local));
-        if matches!((&b.value, &l.value), (Value::Seq(_), Value::Seq(_)))
-            && (b.value != base.value || l.value != local.value)
-        {
-            return merge_by_target(&b, &l, kind);
-        }
-        return local.clone();
-    };
-    let local_targets: Vec<Option<String>> = l.iter().map(|n| target_of(kind, n)).collect();
-    let mut items: Vec<Node> = b
-        .iter()
-        .filter(|n| {
-            let t = target_of(kind, n);
-            t.is_none() || !local_targets.contains(&t)
-        })
-        .cloned()
-        .collect();
-    items.extend(l.iter().cloned());
-    Node {
-        value: Value::Seq(items),
-        pos: local.pos,
     }
 }

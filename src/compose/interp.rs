@@ -1,365 +1,367 @@
-//! Compose variable interpolation (`${VAR:-default}` and friends) and `.env` files.
+//! Compose variable interpolation (`${VAR:-default}` and friends), following compose-go's
+//! `template` package.
 
 use std::collections::BTreeMap;
 
-/// Parse a `.env` file: `KEY=VALUE` lines, `#` comments, blank lines, optional `export `
-/// prefix, optional single or double quotes (double quotes understand `\n`, `\t`, `\"`, `\\`).
-/// Returns the variables, or `(line, message)` for the first bad line.
-pub fn parse_env_file(text: &str) -> Result<BTreeMap<String, String>, (u64, String)> {
-    Ok(parse_env_entries(text)?
-        .into_iter()
-        .map(|e| (e.key, e.value))
-        .collect())
+/// Why a string cannot be interpolated. Permanent: the text must change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InterpError {
+    /// compose-go's "Invalid template": `${` not followed by `NAME}` or `NAME<op>...}`.
+    #[error("invalid interpolation format for {template:?}: {why}")]
+    Invalid { template: String, why: &'static str },
+    /// `${NAME:?reason}` / `${NAME?reason}` with NAME unset (or empty).
+    #[error("required variable {name} is missing a value{}", if reason.is_empty() { String::new() } else { format!(": {reason}") })]
+    Required { name: String, reason: String },
+    #[error("interpolation nested more than {MAX_DEPTH} levels deep")]
+    TooDeep,
 }
 
-/// One `KEY=VALUE` line of an env file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EnvEntry {
-    pub key: String,
-    pub value: String,
-    /// Single-quoted: taken literally, never interpolated.
-    pub literal: bool,
-    /// 1-based line in the file.
-    pub line: u64,
+/// Interpolate the way compose-go's `template` package does:
+/// - `$$` is a literal `$`;
+/// - `$NAME` and `${NAME}` (NAME = `[_A-Za-z][_A-Za-z0-9]*`) are the variable, "" when unset;
+/// - `${NAME:-d}`, `${NAME-d}`, `${NAME:+a}`, `${NAME+a}`, `${NAME:?msg}`, `${NAME?msg}`: the
+///   argument runs to the `}` that balances the `${` (else to the last `}` on the line) and is
+///   interpolated itself, only when used;
+/// - any other `${...` is an error, and a `$` that starts none of these (`$`, `$5`, `a $ b`,
+///   `$2a$14$...`) is kept as written.
+pub fn interpolate(s: &str, vars: &BTreeMap<String, String>) -> Result<String, InterpError> {
+    interpolate_with(s, &|k| vars.get(k).cloned())
 }
 
-/// The entries of an env file in order (later lines win when keys repeat).
-pub fn parse_env_entries(text: &str) -> Result<Vec<EnvEntry>, (u64, String)> {
-    let mut out = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        let lineno = i as u64 + 1;
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let line = line
-            .strip_prefix("export ")
-            .map(str::trim_start)
-            .unwrap_or(line);
-        let (key, value) = match line.split_once('=') {
-            Some((k, v)) => (k.trim(), Some(v.trim_start())),
-            None => (line, None),
-        };
-        if key.is_empty() || key.contains(char::is_whitespace) {
-            // The line itself is not echoed: an env file may hold secrets (and a hostile pull
-            // request may point `env_file:` at any host file).
-            return Err((
-                lineno,
-                "invalid line: expected KEY=VALUE with a non-empty KEY without spaces".to_string(),
-            ));
-        }
-        let Some(value) = value else {
-            // `KEY` alone: Compose takes it from the environment; nothing to set here.
-            continue;
-        };
-        out.push(EnvEntry {
-            key: key.to_string(),
-            value: unquote(value),
-            literal: value.starts_with('\'') && value[1..].contains('\''),
-            line: lineno,
-        });
-    }
-    Ok(out)
-}
-
-fn unquote(v: &str) -> String {
-    if let Some(rest) = v.strip_prefix('"')
-        && let Some(end) = find_closing_double(rest)
-    {
-        let inner = &rest[..end];
-        let mut s = String::new();
-        let mut chars = inner.chars();
-        while let Some(c) = chars.next() {
-            if c == '\\' {
-                match chars.next() {
-                    Some('n') => s.push('\n'),
-                    Some('t') => s.push('\t'),
-                    Some('r') => s.push('\r'),
-                    Some(o) => s.push(o),
-                    None => s.push('\\'),
-                }
-            } else {
-                s.push(c);
-            }
-        }
-        return s;
-    }
-    if let Some(rest) = v.strip_prefix('\'')
-        && let Some(end) = rest.find('\'')
-    {
-        return rest[..end].to_string();
-    }
-    // Unquoted: an inline comment starts at ` #`.
-    let v = match v.find(" #") {
-        Some(i) => &v[..i],
-        None => v,
-    };
-    v.trim_end().to_string()
-}
-
-fn find_closing_double(s: &str) -> Option<usize> {
-    let mut escaped = false;
-    for (i, c) in s.char_indices() {
-        if escaped {
-            escaped = false;
-        } else if c == '\\' {
-            escaped = true;
-        } else if c == '"' {
-            return Some(i);
-        }
-    }
-    None
-}
-
-/// Interpolate `$VAR`, `${VAR}`, `${VAR:-d}`, `${VAR-d}`, `${VAR:?msg}`, `${VAR?msg}`,
-/// `${VAR:+alt}`, `${VAR+alt}` and `$$`. Defaults and alternatives are interpolated themselves
-/// (so they may nest `${...}`). An unset variable without default becomes "".
-pub fn interpolate(s: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
-    interpolate_at(s, vars, 0)
+/// [`interpolate`] with a lookup function (`None` = unset).
+pub fn interpolate_with(
+    s: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, InterpError> {
+    interpolate_at(s, lookup, 0)
 }
 
 /// Nesting deeper than this (`${A:-${B:-...}}`) is refused rather than risking the stack.
 const MAX_DEPTH: usize = 16;
 
+const OPS: [&str; 6] = [":-", ":?", ":+", "-", "?", "+"];
+
+fn is_name_start(b: u8) -> bool {
+    b == b'_' || b.is_ascii_alphabetic()
+}
+
+fn is_name_char(b: u8) -> bool {
+    b == b'_' || b.is_ascii_alphanumeric()
+}
+
 fn interpolate_at(
     s: &str,
-    vars: &BTreeMap<String, String>,
+    lookup: &dyn Fn(&str) -> Option<String>,
     depth: usize,
-) -> Result<String, String> {
+) -> Result<String, InterpError> {
     if depth > MAX_DEPTH {
-        return Err(format!(
-            "interpolation nested more than {MAX_DEPTH} levels deep"
-        ));
+        return Err(InterpError::TooDeep);
     }
     if !s.contains('$') {
         return Ok(s.to_string());
     }
     let b = s.as_bytes();
+    let invalid = |why| InterpError::Invalid {
+        template: s.to_string(),
+        why,
+    };
     let mut out = String::with_capacity(s.len());
     let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        if c != b'$' {
-            // Copy one UTF-8 char.
-            let ch = s[i..].chars().next().unwrap();
-            out.push(ch);
-            i += ch.len_utf8();
-            continue;
-        }
+    // Copy runs of text up to the next `$` (byte offsets stay on char boundaries: `$` is ASCII).
+    while let Some(off) = s[i..].find('$') {
+        out.push_str(&s[i..i + off]);
+        i += off;
         match b.get(i + 1) {
             Some(b'$') => {
                 out.push('$');
                 i += 2;
             }
-            Some(b'{') => {
-                let start = i + 2;
-                let end = matching_brace(s, start).ok_or_else(|| {
-                    format!("invalid interpolation format for {s:?}: missing `}}`")
-                })?;
-                out.push_str(&braced(&s[start..end], s, vars, depth)?);
-                i = end + 1;
-            }
-            Some(&n) if n == b'_' || n.is_ascii_alphabetic() => {
+            Some(&c) if is_name_start(c) => {
                 let mut j = i + 1;
-                while j < b.len() && (b[j] == b'_' || b[j].is_ascii_alphanumeric()) {
+                while j < b.len() && is_name_char(b[j]) {
                     j += 1;
                 }
-                out.push_str(vars.get(&s[i + 1..j]).map(String::as_str).unwrap_or(""));
+                out.push_str(&lookup(&s[i + 1..j]).unwrap_or_default());
                 i = j;
             }
+            Some(b'{') => {
+                let start = i + 2;
+                let mut j = start;
+                if j < b.len() && is_name_start(b[j]) {
+                    j += 1;
+                    while j < b.len() && is_name_char(b[j]) {
+                        j += 1;
+                    }
+                }
+                if j == start {
+                    return Err(invalid("expected a variable name after `${`"));
+                }
+                let name = &s[start..j];
+                if b.get(j) == Some(&b'}') {
+                    out.push_str(&lookup(name).unwrap_or_default());
+                    i = j + 1;
+                    continue;
+                }
+                let Some(op) = OPS.into_iter().find(|op| s[j..].starts_with(op)) else {
+                    if j == b.len() {
+                        return Err(invalid("missing `}`"));
+                    }
+                    return Err(invalid(
+                        "a variable name must be followed by `}` or one of :- - :+ + :? ?",
+                    ));
+                };
+                let arg_start = j + op.len();
+                let end = closing_brace(s, i, arg_start)
+                    .ok_or_else(|| invalid("missing `}` on the same line"))?;
+                let arg = &s[arg_start..end];
+                out.push_str(&apply(name, op, arg, lookup, depth)?);
+                i = end + 1;
+            }
+            // Not a substitution: kept as written (compose-go's pattern does not match it).
             _ => {
-                return Err(format!(
-                    "invalid interpolation format for {s:?}: a `$` must start a variable \
-                     (`$VAR`, `${{VAR}}`) or be doubled (`$$`)"
-                ));
+                out.push('$');
+                i += 1;
             }
         }
     }
+    out.push_str(&s[i..]);
     Ok(out)
 }
 
-/// Index of the `}` closing a `${` whose content starts at `start`.
-fn matching_brace(s: &str, start: usize) -> Option<usize> {
+/// Where the `${` at `dollar` ends, for an argument starting at `arg_start`: the `}` that
+/// balances it, counting `{` and `}` as compose-go does (a `{` also skips the byte after it);
+/// when none balances, the last `}` of the line. `None` when the line has no `}` after the
+/// operator.
+fn closing_brace(s: &str, dollar: usize, arg_start: usize) -> Option<usize> {
+    let line_end = s[arg_start..].find('\n').map_or(s.len(), |n| arg_start + n);
+    let last = arg_start + s[arg_start..line_end].rfind('}')?;
     let b = s.as_bytes();
-    let mut depth = 1;
-    let mut i = start;
-    while i < b.len() {
-        match b[i] {
-            b'$' if b.get(i + 1) == Some(&b'$') => i += 1,
-            b'$' if b.get(i + 1) == Some(&b'{') => {
-                depth += 1;
-                i += 1;
-            }
+    let mut open = 0i32;
+    let mut k = dollar;
+    while k <= last {
+        match b[k] {
             b'}' => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(i);
+                open -= 1;
+                if open == 0 {
+                    return Some(k);
                 }
+            }
+            b'{' => {
+                open += 1;
+                k += 1;
             }
             _ => {}
         }
-        i += 1;
+        k += 1;
     }
-    None
+    Some(last)
 }
 
-fn braced(
-    inner: &str,
-    whole: &str,
-    vars: &BTreeMap<String, String>,
+fn apply(
+    name: &str,
+    op: &str,
+    arg: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
     depth: usize,
-) -> Result<String, String> {
-    let name_end = inner
-        .find(|c: char| !(c == '_' || c.is_ascii_alphanumeric()))
-        .unwrap_or(inner.len());
-    let name = &inner[..name_end];
-    if name.is_empty() || name.as_bytes()[0].is_ascii_digit() {
-        return Err(format!(
-            "invalid interpolation format for {whole:?}: bad variable name in `${{{inner}}}`"
-        ));
-    }
-    let rest = &inner[name_end..];
-    let value = vars.get(name);
-    let (op, arg) = if rest.is_empty() {
-        ("", "")
-    } else if let Some(op) = [":-", ":?", ":+", "-", "?", "+"]
-        .into_iter()
-        .find(|op| rest.starts_with(op))
-    {
-        (op, &rest[op.len()..])
-    } else {
-        return Err(format!(
-            "invalid interpolation format for {whole:?}: unexpected `{rest}` in `${{{inner}}}`"
-        ));
-    };
+) -> Result<String, InterpError> {
+    let value = lookup(name);
     let set = value.is_some();
-    let non_empty = value.is_some_and(|v| !v.is_empty());
-    let v = value.cloned().unwrap_or_default();
+    let non_empty = value.as_deref().is_some_and(|v| !v.is_empty());
+    let v = value.unwrap_or_default();
+    let nested = |a: &str| interpolate_at(a, lookup, depth + 1);
     Ok(match op {
-        "" => v,
-        ":-" => {
-            if non_empty {
-                v
-            } else {
-                interpolate_at(arg, vars, depth + 1)?
-            }
+        ":-" if non_empty => v,
+        ":-" => nested(arg)?,
+        "-" if set => v,
+        "-" => nested(arg)?,
+        ":+" if non_empty => nested(arg)?,
+        "+" if set => nested(arg)?,
+        ":+" | "+" => String::new(),
+        ":?" if non_empty => v,
+        "?" if set => v,
+        _ => {
+            return Err(InterpError::Required {
+                name: name.to_string(),
+                reason: nested(arg)?,
+            });
         }
-        "-" => {
-            if set {
-                v
-            } else {
-                interpolate_at(arg, vars, depth + 1)?
-            }
-        }
-        ":+" => {
-            if non_empty {
-                interpolate_at(arg, vars, depth + 1)?
-            } else {
-                String::new()
-            }
-        }
-        "+" => {
-            if set {
-                interpolate_at(arg, vars, depth + 1)?
-            } else {
-                String::new()
-            }
-        }
-        ":?" | "?" => {
-            let ok = if op == ":?" { non_empty } else { set };
-            if ok {
-                v
-            } else {
-                let msg = interpolate_at(arg, vars, depth + 1)?;
-                if msg.is_empty() {
-                    return Err(format!("required variable {name} is missing a value"));
-                }
-                return Err(format!(
-                    "required variable {name} is missing a value: {msg}"
-                ));
-            }
-        }
-        _ => unreachable!(),
     })
 }
 
 #[cfg(test)]
 mod tests {
+    //! compose-go's `template/template_test.go` cases, and berth's own.
     use super::*;
 
-    fn vars() -> BTreeMap<String, String> {
-        [("A", "a"), ("EMPTY", ""), ("PORT", "8080")]
+    /// compose-go's test mapping.
+    fn defaults() -> BTreeMap<String, String> {
+        [("FOO", "first"), ("BAR", ""), ("JSON", r#"{"json":2}"#)]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
     }
 
-    fn i(s: &str) -> String {
-        interpolate(s, &vars()).unwrap()
+    fn sub(s: &str) -> String {
+        interpolate(s, &defaults()).unwrap_or_else(|e| panic!("{s:?}: {e}"))
+    }
+
+    fn err(s: &str) -> InterpError {
+        interpolate(s, &defaults()).expect_err(s)
     }
 
     #[test]
-    fn forms() {
-        assert_eq!(i("x${A}y$A-$A_"), "xaya-");
-        assert_eq!(i("$UNSET|${UNSET}"), "|");
-        assert_eq!(i("${UNSET:-d}|${EMPTY:-d}|${EMPTY-d}|${UNSET-d}"), "d|d||d");
+    fn escaped_and_unescaped() {
+        assert_eq!(sub("$${foo}"), "${foo}");
+        assert_eq!(sub("foo"), "foo");
+        // TestUnescaped: a `$` that starts no substitution is kept.
+        for s in ["a $ string", "^REGEX$", "$}", "$", "cost: $5", "$1 and $%"] {
+            assert_eq!(sub(s), s);
+        }
+    }
+
+    #[test]
+    fn dollar_signs_inside_a_default() {
+        // The issue: a bcrypt hash as a default. `$2a` and `$14` start no variable and stay;
+        // `$ajq8...` IS a variable for compose-go (and Docker Compose v2.40.3 prints
+        // `$2a$14.Rx1h` for this very line, warning that "ajq8Q7fbtFRQ" is not set).
+        assert_eq!(sub("${HASH:-$2a$14$ajq8Q7fbtFRQ.Rx1h}"), "$2a$14.Rx1h");
+        let hash = "$2y$10$./0123abcdefghijklmnopqrstuvwxyzABCDEFGHIJ";
+        assert_eq!(sub(&format!("${{HASH:-{hash}}}")), hash);
+        assert_eq!(sub("${HASH:-$$2a$$14$$ajq8}"), "$2a$14$ajq8");
+        assert_eq!(sub("${UNSET:-$}"), "$");
+        assert_eq!(sub("${UNSET:-a$$b}"), "a$b");
+    }
+
+    #[test]
+    fn invalid() {
+        // TestInvalid.
+        for s in [
+            "${", "${}", "${ }", "${ foo}", "${foo }", "${foo!}", "${FOO:-x",
+        ] {
+            assert!(
+                matches!(err(s), InterpError::Invalid { .. }),
+                "{s:?} must be invalid"
+            );
+        }
         assert_eq!(
-            i("${A:+alt}|${EMPTY:+alt}|${EMPTY+alt}|${UNSET+alt}"),
-            "alt||alt|"
+            err("${ foo}").to_string(),
+            "invalid interpolation format for \"${ foo}\": expected a variable name after `${`"
         );
-        assert_eq!(i("$$A $${A}"), "$A ${A}");
-        assert_eq!(i("${UNSET:-${PORT}:80}"), "8080:80");
-        assert_eq!(i("${UNSET:-${ALSO:-x}y}"), "xy");
-        assert_eq!(i("${A:?boom}"), "a");
-        assert_eq!(i("${EMPTY?boom}"), "");
-        assert_eq!(i("héllo ${A}"), "héllo a");
+    }
+
+    #[test]
+    fn values_and_defaults() {
+        assert_eq!(sub("$FOO-bar"), "first-bar"); // TestNonBraced
+        assert_eq!(sub("This ${missing} var"), "This  var");
+        assert_eq!(sub("This ${BAR} var"), "This  var");
+        assert_eq!(sub("This $FOO var"), "This first var");
+        assert_eq!(sub("This ${FOO} var"), "This first var");
+        assert_eq!(sub("ok ${missing:-def}"), "ok def");
+        assert_eq!(sub("ok ${missing-def}"), "ok def");
+        assert_eq!(sub("${A:+${A},}B"), "B");
+        assert_eq!(sub("${A:-${B}}"), "");
+        assert_eq!(sub("ok ${BAR:-def}"), "ok def");
+        assert_eq!(sub("ok ${FOO:-def}"), "ok first");
+        assert_eq!(sub("ok ${BAR-def}"), "ok ");
+        assert_eq!(sub("ok ${UNSET_VAR:+presence_value}"), "ok ");
+        assert_eq!(sub("ok ${UNSET_VAR+presence_value}"), "ok ");
+        assert_eq!(sub("ok ${FOO:+presence_value}"), "ok presence_value");
+        assert_eq!(sub("ok ${FOO+presence_value}"), "ok presence_value");
+        assert_eq!(sub("ok ${BAR+presence_value}"), "ok presence_value");
+        assert_eq!(sub("ok ${BAR:+presence_value}"), "ok ");
+        assert_eq!(
+            sub("ok ${BAR:-/non:-alphanumeric}"),
+            "ok /non:-alphanumeric"
+        );
+        assert_eq!(sub("ok ${SUBDOMAIN:-redis}.${FOO:?}"), "ok redis.first");
+        assert_eq!(sub("${JSON}"), r#"{"json":2}"#);
+    }
+
+    #[test]
+    fn outer_text_does_not_interfere() {
+        // TestInterpolationExternalInterference.
+        for (t, want) in [
+            ("-ok ${BAR:-defaultValue}", "-ok defaultValue"),
+            ("+ok ${UNSET:-${BAR-defaultValue}}", "+ok "),
+            ("-ok ${FOO:-defaultValue}", "-ok first"),
+            (":-ok ${UNSET-defaultValue}", ":-ok defaultValue"),
+            (":-ok ${BAR-defaultValue}", ":-ok "),
+            (":?ok ${BAR-defaultValue}", ":?ok "),
+            (":?ok ${BAR:-defaultValue}", ":?ok defaultValue"),
+            (":+ok ${BAR:-defaultValue}", ":+ok defaultValue"),
+            ("+ok ${BAR-defaultValue}", "+ok "),
+            ("?ok ${BAR:-defaultValue}", "?ok defaultValue"),
+        ] {
+            assert_eq!(sub(t), want, "{t:?}");
+        }
+    }
+
+    #[test]
+    fn nested_defaults() {
+        // TestDefaultsWithNestedExpansion.
+        for (t, want) in [
+            ("ok ${UNSET_VAR-$FOO}", "ok first"),
+            ("ok ${UNSET_VAR-${FOO}}", "ok first"),
+            ("ok ${UNSET_VAR-${FOO} ${FOO}}", "ok first first"),
+            ("ok ${BAR:-$FOO}", "ok first"),
+            ("ok ${BAR:-${FOO}}", "ok first"),
+            ("ok ${BAR:-${FOO} ${FOO}}", "ok first first"),
+            ("ok ${BAR+$FOO}", "ok first"),
+            ("ok ${BAR+$FOO ${FOO:+second}}", "ok first second"),
+            ("${UNSET:-${ALSO:-x}y}", "xy"),
+            ("${UNSET:-${FOO}:80} ${FOO}", "first:80 first"),
+        ] {
+            assert_eq!(sub(t), want, "{t:?}");
+        }
+        let deep = format!("{}x{}", "${U:-".repeat(100), "}".repeat(100));
+        assert_eq!(err(&deep), InterpError::TooDeep);
+        let ok = format!("{}x{}", "${U:-".repeat(10), "}".repeat(10));
+        assert_eq!(sub(&ok), "x");
     }
 
     #[test]
     fn required() {
-        let e = interpolate("${DB_PASSWORD:?set it in .env}", &vars()).unwrap_err();
-        assert_eq!(
-            e,
-            "required variable DB_PASSWORD is missing a value: set it in .env"
-        );
-        assert!(interpolate("${EMPTY:?x}", &vars()).is_err());
-        assert!(interpolate("${UNSET?}", &vars()).is_err());
+        // TestMandatoryVariableErrors(+WithNestedExpansion), TestDefaultsForMandatoryVariables.
+        for (t, want) in [
+            (
+                "not ok ${UNSET_VAR:?Mandatory Variable Unset}",
+                "required variable UNSET_VAR is missing a value: Mandatory Variable Unset",
+            ),
+            (
+                "not ok ${BAR:?Mandatory Variable Empty}",
+                "required variable BAR is missing a value: Mandatory Variable Empty",
+            ),
+            (
+                "not ok ${UNSET_VAR:?}",
+                "required variable UNSET_VAR is missing a value",
+            ),
+            (
+                "not ok ${UNSET_VAR?Mandatory Variable Unset}",
+                "required variable UNSET_VAR is missing a value: Mandatory Variable Unset",
+            ),
+            (
+                "not ok ${UNSET_VAR:?Mandatory Variable ${FOO}}",
+                "required variable UNSET_VAR is missing a value: Mandatory Variable first",
+            ),
+            (
+                "${UNSET_VAR?bar-baz}",
+                "required variable UNSET_VAR is missing a value: bar-baz",
+            ),
+        ] {
+            assert_eq!(err(t).to_string(), want, "{t:?}");
+        }
+        assert_eq!(sub("ok ${FOO:?err}"), "ok first");
+        assert_eq!(sub("ok ${FOO?err}"), "ok first");
+        assert_eq!(sub("ok ${BAR?err}"), "ok ");
+        // TestPrecedence: the first operator after the name wins.
+        assert_eq!(sub("${UNSET_VAR-myerror?msg}"), "myerror?msg");
+        assert_eq!(sub("${FOO?bar-baz}"), "first");
+        // A required message is only interpolated when used.
+        assert_eq!(sub("${FOO?${UNSET}}"), "first");
     }
 
     #[test]
-    fn bad_formats() {
-        assert!(interpolate("${A", &vars()).is_err());
-        assert!(interpolate("${}", &vars()).is_err());
-        assert!(interpolate("${A!x}", &vars()).is_err());
-        assert!(interpolate("cost: $5", &vars()).is_err());
-        let deep = format!("{}x{}", "${U:-".repeat(100), "}".repeat(100));
-        assert!(interpolate(&deep, &vars()).unwrap_err().contains("nested"));
-        let ok = format!("{}x{}", "${U:-".repeat(10), "}".repeat(10));
-        assert_eq!(interpolate(&ok, &vars()).unwrap(), "x");
-    }
-
-    #[test]
-    fn env_file() {
-        let text = "# comment\n\nexport A=1\nB = two words # note\nC=\"q \\\"x\\\"\\n\"\nD='lit $x'\nE=\nF\n";
-        let m = parse_env_file(text).unwrap();
-        assert_eq!(m["A"], "1");
-        assert_eq!(m["B"], "two words");
-        assert_eq!(m["C"], "q \"x\"\n");
-        assert_eq!(m["D"], "lit $x");
-        assert_eq!(m["E"], "");
-        assert!(!m.contains_key("F"));
-        assert_eq!(parse_env_file("GOOD=1\nBAD KEY=2\n").unwrap_err().0, 2);
-    }
-}
-
-#[cfg(test)]
-mod env_file_error_tests {
-    use super::parse_env_entries;
-
-    #[test]
-    fn a_bad_env_file_line_is_not_echoed_in_the_error() {
-        let (line, msg) = parse_env_entries("OK=1\nroot password hunter2\n").unwrap_err();
-        assert_eq!(line, 2);
-        assert!(!msg.contains("hunter2"), "{msg}");
+    fn non_ascii_text_is_kept() {
+        assert_eq!(sub("héllo ${FOO} ✓ $"), "héllo first ✓ $");
     }
 }

@@ -2,9 +2,9 @@
 //! these lists against the Compose JSON schema (tests/fixtures/compose-spec) so they cannot drift.
 
 pub const TOP: &[&str] = &[
-    "version", "name", "services", "networks", "volumes", "secrets", "configs",
+    "version", "name", "include", "services", "networks", "volumes", "secrets", "configs",
 ];
-pub const TOP_UNSUPPORTED: &[&str] = &["include", "models"];
+pub const TOP_UNSUPPORTED: &[&str] = &["models"];
 
 pub const SERVICE: &[&str] = &[
     "annotations",
@@ -17,6 +17,7 @@ pub const SERVICE: &[&str] = &[
     "command",
     "configs",
     "container_name",
+    "cpu_count",
     "cpu_period",
     "cpu_quota",
     "cpu_rt_period",
@@ -26,6 +27,7 @@ pub const SERVICE: &[&str] = &[
     "cpuset",
     "depends_on",
     "deploy",
+    "develop",
     "devices",
     "dns",
     "dns_opt",
@@ -45,6 +47,7 @@ pub const SERVICE: &[&str] = &[
     "image",
     "init",
     "ipc",
+    "label_file",
     "labels",
     "links",
     "logging",
@@ -88,13 +91,10 @@ pub const SERVICE: &[&str] = &[
 ];
 pub const SERVICE_UNSUPPORTED: &[&str] = &[
     "attach",
-    "cpu_count",
     "cpu_percent",
     "credential_spec",
-    "develop",
     "device_cgroup_rules",
     "isolation",
-    "label_file",
     "models",
     "post_start",
     "pre_stop",
@@ -115,11 +115,6 @@ pub const DEPLOY_UNSUPPORTED: &[&str] = &[
 /// Why a refused key is refused, when the answer is not "not implemented": (the mapping it is
 /// in, key, reason). The reason is appended to the "is not supported by berth" error.
 pub const WHY: &[(&str, &str, &str)] = &[
-    (
-        "service",
-        "cpu_count",
-        "it applies to Windows containers only (a Linux Engine ignores it); use `cpus`",
-    ),
     (
         "service",
         "cpu_percent",
@@ -201,16 +196,17 @@ pub const NETWORK_UNSUPPORTED: &[&str] = &["enable_ipv4"];
 
 pub const VOLUME: &[&str] = &["name", "external", "driver", "driver_opts", "labels"];
 
-pub const SECRET: &[&str] = &["file", "environment", "name"];
-pub const SECRET_UNSUPPORTED: &[&str] = &[
+pub const SECRET: &[&str] = &["file", "environment", "name", "external", "labels"];
+pub const SECRET_UNSUPPORTED: &[&str] = &["driver", "driver_opts", "template_driver"];
+pub const CONFIG: &[&str] = &[
+    "file",
+    "environment",
+    "content",
+    "name",
     "external",
-    "driver",
-    "driver_opts",
     "labels",
-    "template_driver",
 ];
-pub const CONFIG: &[&str] = &["file", "environment", "content", "name"];
-pub const CONFIG_UNSUPPORTED: &[&str] = &["external", "labels", "template_driver"];
+pub const CONFIG_UNSUPPORTED: &[&str] = &["template_driver"];
 
 pub const PORT: &[&str] = &["target", "published", "host_ip", "protocol", "mode", "name"];
 pub const PORT_UNSUPPORTED: &[&str] = &["app_protocol"];
@@ -233,13 +229,9 @@ pub const ATTACHMENT: &[&str] = &[
     "ipv6_address",
     "mac_address",
     "priority",
-];
-pub const ATTACHMENT_UNSUPPORTED: &[&str] = &[
-    "interface_name",
-    "link_local_ips",
     "driver_opts",
-    "gw_priority",
 ];
+pub const ATTACHMENT_UNSUPPORTED: &[&str] = &["interface_name", "link_local_ips", "gw_priority"];
 
 pub const HEALTHCHECK: &[&str] = &[
     "test",

@@ -11,17 +11,30 @@
 //!    stay strings.
 //! 2. [`interp`]: interpolate `${VAR...}` in every string value (never in keys). Variables come
 //!    from the process environment, then the `.env` file beside the Compose file.
-//! 3. `convert`: check every mapping against the keys berth supports (`keys`, kept in step
+//! 3. `stack` and `service` (with `ports`, `mounts`, `networks`, `env`, `resources`; all
+//!    reading the tree through `read`): check every mapping against the keys berth supports (`keys`, kept in step
 //!    with the Compose JSON schema by a test), then fold short and long syntax into
 //!    [`crate::model::ServiceSpec`] & co. Secrets and configs are read here, to hash them.
 //!
 //! A key position points at where the text is written: for a value that came through an alias
 //! or a merge key, that is the anchored definition.
 
-mod convert;
+mod config_files;
+mod decls;
+pub mod dotenv;
+mod env;
 mod extends;
+mod include;
 pub mod interp;
 mod keys;
+mod merge;
+mod mounts;
+mod networks;
+mod ports;
+mod read;
+mod resources;
+mod service;
+mod stack;
 pub mod yaml;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,7 +43,7 @@ use std::path::{Path, PathBuf};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::model::{Desired, StackSpec};
 
-use convert::Cx;
+use read::{Cx, interpolate_tree};
 use yaml::{Node, Value};
 
 /// The file names that make a folder a stack, in Compose's order of preference.
@@ -64,7 +77,7 @@ pub fn load_dir(root: &Path, env: &BTreeMap<String, String>) -> Result<Desired, 
     let mut files_by_name: BTreeMap<String, PathBuf> = BTreeMap::new();
     for file in found {
         let rel = file.strip_prefix(&root_abs).unwrap_or(&file).to_path_buf();
-        let (stack, mut d) = load_file(&file, &rel, env);
+        let (stack, mut d) = load_file(&file, &rel, &root_abs, env);
         diags.append(&mut d);
         let Some(stack) = stack else { continue };
         if let Some(other) = files_by_name.get(&stack.name) {
@@ -175,13 +188,10 @@ fn find_stacks(root: &Path, dir: &Path, found: &mut Vec<PathBuf>, diags: &mut Ve
 fn load_file(
     file: &Path,
     rel: &Path,
+    root: &Path,
     env: &BTreeMap<String, String>,
 ) -> (Option<StackSpec>, Vec<Diagnostic>) {
-    let mut cx = Cx {
-        file: rel.to_path_buf(),
-        others: Vec::new(),
-        diags: Vec::new(),
-    };
+    let mut cx = Cx::new(rel.to_path_buf());
     let dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
@@ -194,36 +204,20 @@ fn load_file(
 
     // Variables: `.env` beside the file, overlaid by the process environment.
     let mut vars = BTreeMap::new();
-    let dotenv = dir.join(".env");
-    if dotenv.is_file() {
+    let dotenv_file = dir.join(".env");
+    if dotenv_file.is_file() {
         let rel_env = rel.with_file_name(".env");
-        match std::fs::read_to_string(&dotenv) {
-            Ok(t) => match interp::parse_env_entries(&t) {
-                // Values may use earlier values and the process environment.
+        match std::fs::read_to_string(&dotenv_file) {
+            // Values may use the process environment, then earlier values.
+            Ok(t) => match dotenv::parse(&t, dotenv::Format::DotEnv, &|k| env.get(k).cloned()) {
                 Ok(entries) => {
                     for e in entries {
-                        let value = if e.literal {
-                            e.value
-                        } else {
-                            let mut scope = vars.clone();
-                            scope.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
-                            match interp::interpolate(&e.value, &scope) {
-                                Ok(v) => v,
-                                Err(msg) => {
-                                    cx.diags.push(Diagnostic::new(
-                                        &rel_env,
-                                        e.line,
-                                        1,
-                                        format!("{}: {msg}", e.key),
-                                    ));
-                                    continue;
-                                }
-                            }
-                        };
-                        vars.insert(e.key, value);
+                        vars.insert(e.key, e.value);
                     }
                 }
-                Err((line, msg)) => cx.diags.push(Diagnostic::new(rel_env, line, 1, msg)),
+                Err(e) => cx
+                    .diags
+                    .push(Diagnostic::new(rel_env, e.line, 1, e.kind.to_string())),
             },
             Err(e) => cx
                 .diags
@@ -233,7 +227,12 @@ fn load_file(
     for (k, v) in env {
         vars.insert(k.clone(), v.clone());
     }
-    let stack = load_text(&mut cx, &text, dir, &vars);
+    let mut stack = load_text(&mut cx, &text, dir, Some(root), &vars);
+    if let Some(s) = &mut stack {
+        cx.notes.sort();
+        cx.notes.dedup();
+        s.notes = cx.notes;
+    }
     (stack, cx.diags)
 }
 
@@ -242,11 +241,18 @@ fn load_text(
     cx: &mut Cx,
     text: &str,
     dir: PathBuf,
+    config_root: Option<&Path>,
     vars: &BTreeMap<String, String>,
 ) -> Option<StackSpec> {
     let rel = cx.file.clone();
-    let mut root = match yaml::parse(text) {
-        Ok(n) => n,
+    // Several documents in one file merge in order, as override files do (compose-go).
+    let docs = yaml::parse_documents(text).map(merge::merge_documents);
+    let mut root = match docs {
+        Ok(Some(n)) => n,
+        Ok(None) => Node {
+            value: Value::Null,
+            pos: yaml::Pos::default(),
+        },
         Err(e) => {
             cx.diags.push(Diagnostic::new(
                 rel,
@@ -257,7 +263,31 @@ fn load_text(
             return None;
         }
     };
+    // Compose refuses a file without any content (`empty compose file`).
+    if matches!(&root.value, Value::Null) || matches!(&root.value, Value::Map(m) if m.is_empty()) {
+        cx.err(
+            yaml::Pos::default(),
+            "",
+            "empty compose file: declare at least `services:`",
+        );
+        return None;
+    }
     interpolate_tree(cx, &mut root, "", vars);
+    // The config root, for naming included files: `cx.file` is relative to it.
+    let depth = cx.file.parent().map_or(0, |p| p.components().count());
+    let names_root = dir.ancestors().nth(depth).unwrap_or(&dir).to_path_buf();
+    let file_abs = dir.join(cx.file.file_name().unwrap_or_default());
+    include::apply(
+        cx,
+        &mut root,
+        &include::Including {
+            file: file_abs,
+            dir: dir.clone(),
+            vars,
+            chain: Vec::new(),
+            root: names_root,
+        },
+    );
 
     let name = stack_name(cx, &root, &dir);
     let profiles = vars
@@ -270,39 +300,15 @@ fn load_text(
                 .collect()
         })
         .unwrap_or_default();
-    let st = convert::StackCtx {
+    let st = read::StackCtx {
         name: name.clone().unwrap_or_default(),
         dir,
         vars,
         profiles,
+        root: config_root.map(Path::to_path_buf),
     };
-    let spec = convert::convert_stack(cx, &root, &st);
+    let spec = stack::convert_stack(cx, &root, &st);
     name.map(|_| spec)
-}
-
-fn interpolate_tree(cx: &mut Cx, node: &mut Node, path: &str, vars: &BTreeMap<String, String>) {
-    match &mut node.value {
-        Value::Str(s) => match interp::interpolate(s, vars) {
-            Ok(v) => *s = v,
-            Err(e) => cx.err(node.pos, path, e),
-        },
-        Value::Seq(items) => {
-            for (i, it) in items.iter_mut().enumerate() {
-                interpolate_tree(cx, it, &format!("{path}[{i}]"), vars);
-            }
-        }
-        Value::Map(entries) => {
-            for (k, v) in entries.iter_mut() {
-                let p = if path.is_empty() {
-                    k.name.clone()
-                } else {
-                    format!("{path}.{}", k.name)
-                };
-                interpolate_tree(cx, v, &p, vars);
-            }
-        }
-        _ => {}
-    }
 }
 
 /// Top-level `name:` (validated) or the folder name (normalised like Compose).
@@ -311,7 +317,8 @@ fn stack_name(cx: &mut Cx, root: &Node, dir: &Path) -> Option<String> {
         && let Some((_, n)) = m.iter().find(|(k, _)| k.name == "name")
         && n.value != Value::Null
     {
-        let Some(name) = n.scalar_text() else {
+        // Compose's schema wants a string: `name: 123` is refused, not read as "123".
+        let Value::Str(name) = &n.value else {
             cx.err(
                 n.pos,
                 "name",
@@ -319,6 +326,7 @@ fn stack_name(cx: &mut Cx, root: &Node, dir: &Path) -> Option<String> {
             );
             return None;
         };
+        let name = name.clone();
         if normalise_name(&name) != name || name.is_empty() {
             cx.err(
                 n.pos,
@@ -349,7 +357,7 @@ fn stack_name(cx: &mut Cx, root: &Node, dir: &Path) -> Option<String> {
 
 /// Parse a duration in Compose's (Go's) syntax: `1m30s`, `10s`, `500ms`, `1.5h`, `0`.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let ns = convert::parse_duration(s)?;
+    let ns = read::parse_duration(s)?;
     Ok(std::time::Duration::from_nanos(ns.max(0) as u64))
 }
 
@@ -364,6 +372,10 @@ pub fn normalise_name(s: &str) -> String {
 }
 
 #[cfg(test)]
+mod conformance_tests;
+#[cfg(test)]
 mod corpus_tests;
+#[cfg(test)]
+mod service_tests;
 #[cfg(test)]
 mod tests;

@@ -160,6 +160,12 @@ fn best<T>(s: &Spanned<T>) -> Pos {
 /// A key read from any scalar.
 struct KeyText(String);
 
+fn non_string<E: de::Error>(v: impl fmt::Display) -> E {
+    E::custom(format!(
+        "non-string key `{v}`: Compose keys are strings; quote it (\"{v}\")"
+    ))
+}
+
 impl<'de> Deserialize<'de> for KeyText {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -174,20 +180,21 @@ impl<'de> Deserialize<'de> for KeyText {
             fn visit_string<E: de::Error>(self, v: String) -> Result<KeyText, E> {
                 Ok(KeyText(v))
             }
+            // compose-go refuses them ("non-string key"): `123:` is not `"123":`.
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<KeyText, E> {
-                Ok(KeyText(v.to_string()))
+                Err(non_string(v))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<KeyText, E> {
-                Ok(KeyText(v.to_string()))
+                Err(non_string(v))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<KeyText, E> {
-                Ok(KeyText(v.to_string()))
+                Err(non_string(v))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<KeyText, E> {
-                Ok(KeyText(v.to_string()))
+                Err(non_string(v))
             }
             fn visit_unit<E: de::Error>(self) -> Result<KeyText, E> {
-                Ok(KeyText("null".into()))
+                Err(non_string("null"))
             }
         }
         d.deserialize_any(V)
@@ -279,6 +286,39 @@ fn options() -> serde_saphyr::Options {
     // `yes`/`no`/`on`/`off` stay strings (YAML 1.2, like Compose).
     o.strict_booleans = true;
     o
+}
+
+/// Parse every YAML document of `text` (`---` separated) into located trees; empty documents
+/// are left out.
+pub fn parse_documents(text: &str) -> Result<Vec<Node>, YamlError> {
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    match serde_saphyr::from_str_multiple_with_options::<Spanned<RawValue>, Vec<_>>(text, options())
+    {
+        Ok(docs) => Ok(docs
+            .into_iter()
+            .map(|root| {
+                let p = best(&root);
+                root.value.into_node(p)
+            })
+            .collect()),
+        Err(e) => Err(yaml_error(e)),
+    }
+}
+
+fn yaml_error(e: serde_saphyr::Error) -> YamlError {
+    let inner = e.without_snippet();
+    let pos = inner.location().map(|l| Pos::of(&l)).unwrap_or_default();
+    let msg = serde_saphyr::MessageFormatter::format_message(
+        &serde_saphyr::DefaultMessageFormatter,
+        inner,
+    )
+    .into_owned();
+    YamlError {
+        pos,
+        message: clean_message(&msg),
+    }
 }
 
 /// Parse one YAML document into a located tree. An empty document is `Null`.
@@ -416,8 +456,26 @@ mod tests {
     }
 
     #[test]
-    fn int_and_bool_keys_are_text() {
-        let n = parse("80: a\ntrue: b\n").unwrap();
+    fn non_string_keys_are_refused_like_compose_go() {
+        // compose-go TestNonStringKeys: "non-string key in services: 123".
+        for text in [
+            "123:\n  foo: {}\n",
+            "services:\n  123:\n    image: x\n",
+            "e:\n  1: FOO\n",
+            "true: b\n",
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(
+                e.message.starts_with("non-string key `"),
+                "{text:?}: {}",
+                e.message
+            );
+            assert!(e.pos.line >= 1, "{text:?}: located");
+        }
+        let e = parse("services:\n  123:\n    image: x\n").unwrap_err();
+        assert_eq!((e.pos.line, e.pos.col), (2, 3));
+        // Quoted, they are strings.
+        let n = parse("\"80\": a\n'true': b\n").unwrap();
         let names: Vec<_> = map(&n).iter().map(|(k, _)| k.name.as_str()).collect();
         assert_eq!(names, ["80", "true"]);
     }

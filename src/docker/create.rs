@@ -499,10 +499,24 @@ fn mount(
 ) -> Result<(), String> {
     let read_only = m.read_only.then_some(true);
     match &m.source {
+        // SELinux relabelling of a named volume: only the legacy `Binds` form takes it.
+        MountSource::Volume {
+            name,
+            nocopy,
+            subpath: None,
+            selinux: Some(z),
+        } => {
+            let mut opts = vec![if m.read_only { "ro" } else { "rw" }, z.as_str()];
+            if *nocopy {
+                opts.push("nocopy");
+            }
+            binds.push(format!("{name}:{}:{}", m.target, opts.join(",")));
+        }
         MountSource::Volume {
             name,
             nocopy,
             subpath,
+            ..
         } => mounts.push(Mount {
             target: Some(m.target.clone()),
             source: Some(name.clone()),

@@ -490,6 +490,7 @@ mod tests {
                         name: "web_data".into(),
                         nocopy: false,
                         subpath: None,
+                        selinux: None,
                     },
                     read_only: false,
                 },

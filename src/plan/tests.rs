@@ -203,6 +203,7 @@ fn webapp(web_image: &str, password: &str) -> StackSpec {
             name: "webapp_data".into(),
             nocopy: false,
             subpath: None,
+            selinux: None,
         },
         read_only: false,
     });
@@ -505,6 +506,9 @@ fn changed_fields_are_named_one_by_one() {
             file: "/srv/config/s/token.txt".into(),
             digest: image_id("token"),
             content: None,
+            uid: None,
+            gid: None,
+            mode: None,
         },
         read_only: true,
     });

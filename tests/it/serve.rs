@@ -957,7 +957,7 @@ fn preview_works_from_the_head_branch_on_a_server_without_pull_refs() {
 }
 
 #[test]
-fn an_unchanged_container_keeps_its_bind_mounted_repo_folder_across_commits() {
+fn a_bind_mounted_repo_folder_replaces_its_container_only_when_its_content_changes() {
     let mut s = Serve::new("bind");
     s.args = vec!["--poll-interval".into(), "1s".into()];
     let (site, other) = (s.stack("site"), s.stack("other"));
@@ -985,23 +985,38 @@ fn an_unchanged_container_keeps_its_bind_mounted_repo_folder_across_commits() {
         docker(&["exec", &web, "cat", "/data/index.txt"]),
         "hello v1"
     );
-    // A commit that changes another stack, and the site's content (not its spec).
+    // A commit that changes another stack only: the site is not replaced, and its
+    // bind-mounted folder is intact.
     s.push(
-        &[
-            (
-                "other/compose.yaml",
-                &one_service(&other, "berth-test/app:2"),
-            ),
-            ("site/html/index.txt", "hello v2\n"),
-        ],
+        &[(
+            "other/compose.yaml",
+            &one_service(&other, "berth-test/app:2"),
+        )],
         "v2",
     );
     let other_web = format!("{other}-web-1");
     s.wait_until("other replaced", Duration::from_secs(60), || {
         running_image(&other_web).as_deref() == Some("berth-test/app:2")
     });
-    // The site was not replaced, and its bind-mounted folder is intact, with the new content.
     assert_eq!(inspect(&web, "{{.Id}}"), id);
+    assert_eq!(
+        docker(&["exec", &web, "cat", "/data/index.txt"]),
+        "hello v1"
+    );
+    // A commit that changes a file the site bind-mounts from the repository: its digest is
+    // part of the spec, so the site is replaced and serves the new content.
+    s.push(&[("site/html/index.txt", "hello v2\n")], "v3");
+    let running_id = || {
+        let out = std::process::Command::new("docker")
+            .args(["inspect", "-f", "{{.State.Running}} {{.Id}}", &web])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        text.strip_prefix("true ").map(str::to_string)
+    };
+    s.wait_until("site replaced", Duration::from_secs(60), || {
+        running_id().is_some_and(|now| now != id)
+    });
     assert_eq!(
         docker(&["exec", &web, "cat", "/data/index.txt"]),
         "hello v2"

@@ -74,6 +74,9 @@ struct PlanArgs {
     /// Also remove berth-owned named volumes that left the config (deletes their data).
     #[arg(long)]
     prune_volumes: bool,
+    /// Where berth keeps what the Engine cannot hold (which containers took a config reload).
+    #[arg(long, env = "BERTH_STATE_DIR", default_value = "/var/lib/berth")]
+    state_dir: PathBuf,
 }
 
 impl PlanArgs {
@@ -174,16 +177,14 @@ async fn run(command: Command, instance: &str) -> Result<u8> {
                 return Ok(1);
             };
             let mut hooks = Printer { print_plan: !json };
-            let outcome = pipeline::reconcile(
-                &engine,
-                &desired,
-                &opts.options(instance),
-                &ApplyOptions::default(),
-                Mode::Plan,
-                &mut hooks,
-            )
-            .await
-            .context("cannot read the Engine's state")?;
+            let settings = pipeline::Options {
+                plan: opts.options(instance),
+                apply: ApplyOptions::default(),
+                state_dir: Some(opts.state_dir.clone()),
+            };
+            let outcome = pipeline::reconcile(&engine, &desired, &settings, Mode::Plan, &mut hooks)
+                .await
+                .context("cannot read the Engine's state")?;
             log_requests(&engine);
             let plan = outcome.plan.unwrap_or_default();
             if json {
@@ -212,16 +213,15 @@ async fn run(command: Command, instance: &str) -> Result<u8> {
                 ..ApplyOptions::default()
             };
             let mut hooks = Printer { print_plan: true };
-            let outcome = pipeline::reconcile(
-                &engine,
-                &desired,
-                &opts.options(instance),
-                &apply_opts,
-                Mode::Apply,
-                &mut hooks,
-            )
-            .await
-            .context("cannot read the Engine's state")?;
+            let settings = pipeline::Options {
+                plan: opts.options(instance),
+                apply: apply_opts,
+                state_dir: Some(opts.state_dir.clone()),
+            };
+            let outcome =
+                pipeline::reconcile(&engine, &desired, &settings, Mode::Apply, &mut hooks)
+                    .await
+                    .context("cannot read the Engine's state")?;
             log_requests(&engine);
             let plan = outcome.plan.unwrap_or_default();
             if !plan.errors.is_empty() {

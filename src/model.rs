@@ -633,6 +633,13 @@ impl ServiceSpec {
     pub fn spec_hash(&self) -> String {
         sha256_hex(self.canonical_json().as_bytes())
     }
+
+    /// One digest for all of [`ServiceSpec::config_files`]: what a reload brought the
+    /// container to.
+    pub fn config_digest(&self) -> String {
+        let json = serde_json::to_string(&self.config_files).unwrap_or_default();
+        sha256_hex(json.as_bytes())
+    }
 }
 
 /// The container name of a replica: `container_name`, else `<stack>-<service>-<n>` as Compose.
@@ -655,6 +662,10 @@ pub struct Observed {
     pub networks: Option<BTreeMap<String, ObservedObject>>,
     /// Volume name → whether berth owns it. `None` when not listed.
     pub volumes: Option<BTreeMap<String, ObservedObject>>,
+    /// Container ID → the [`ServiceSpec::config_digest`] it was last reloaded with
+    /// (`on_config_change`): its labels still name the config it was created with. Kept in the
+    /// state dir (`reloads.json`), not on the Engine.
+    pub reloaded: BTreeMap<String, String>,
 }
 
 /// A network or volume on the Engine.

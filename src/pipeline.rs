@@ -5,7 +5,8 @@
 //! Loading the config is not part of it: the CLI reads a folder, serve a git commit (cached per
 //! commit), and both hand over a [`Desired`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
 use crate::apply::{self, ApplyError, ApplyEvent, ApplyOptions, ApplyReport};
 use crate::docker::{DockerError, Engine};
@@ -62,16 +63,34 @@ pub struct Outcome {
     pub after: Option<Observed>,
 }
 
+/// What one pass is run with.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub plan: PlanOptions,
+    pub apply: ApplyOptions,
+    /// Where berth keeps what the Engine cannot hold (`reloads.json`: which containers were
+    /// reloaded with which config files). `None`: nothing is kept (a reload is then redone
+    /// by every pass).
+    pub state_dir: Option<PathBuf>,
+}
+
 /// Runs one pass.
 pub async fn reconcile(
     engine: &Engine,
     desired: &Desired,
-    plan_opts: &PlanOptions,
-    apply_opts: &ApplyOptions,
+    opts: &Options,
     mode: Mode,
     hooks: &mut dyn Hooks,
 ) -> Result<Outcome, DockerError> {
-    let observed = observe(engine, desired, plan_opts).await?;
+    let (plan_opts, apply_opts) = (&opts.plan, &opts.apply);
+    let mut observed = observe(engine, desired, plan_opts).await?;
+    let reloads = opts
+        .state_dir
+        .as_deref()
+        .map(|d| Reloads::load(d, &plan_opts.instance));
+    if let Some(r) = &reloads {
+        observed.reloaded = r.0.clone();
+    }
     let mut outcome = Outcome {
         observed,
         plan: None,
@@ -94,8 +113,55 @@ pub async fn reconcile(
     };
     let result = apply::apply(engine, &to_apply, apply_opts, &mut |e| hooks.event(e)).await;
     outcome.after = observe(engine, desired, plan_opts).await.ok();
+    if let (Some(dir), Some(mut reloads)) = (opts.state_dir.as_deref(), reloads) {
+        let report = match &result {
+            Ok(r) => Some(r),
+            Err(ApplyError::Failed { report }) => Some(report),
+            Err(_) => None,
+        };
+        reloads
+            .0
+            .extend(report.into_iter().flat_map(|r| r.reloads.iter().cloned()));
+        // Containers that are gone (replaced, removed) take their entry with them.
+        if let Some(after) = &outcome.after {
+            reloads
+                .0
+                .retain(|id, _| after.containers.iter().any(|c| &c.id == id));
+        }
+        if let Err(e) = reloads.save(dir, &plan_opts.instance) {
+            tracing::warn!(error = %e, "cannot record reloads in the state dir; the next pass reloads again");
+        }
+    }
     outcome.applied = Some((to_apply, result));
     Ok(outcome)
+}
+
+/// `reloads-<instance>.json`: container ID → the config digest it was reloaded with.
+#[derive(Debug, Default)]
+struct Reloads(BTreeMap<String, String>);
+
+impl Reloads {
+    fn file(instance: &str) -> String {
+        format!("reloads-{instance}.json")
+    }
+
+    /// A missing or unreadable file is an empty record: the worst case is one more reload.
+    fn load(dir: &Path, instance: &str) -> Reloads {
+        std::fs::read(dir.join(Self::file(instance)))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .map(Reloads)
+            .unwrap_or_default()
+    }
+
+    /// Written beside and renamed over, so a crash never leaves half a file.
+    fn save(&self, dir: &Path, instance: &str) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let file = Self::file(instance);
+        let tmp = dir.join(format!(".{file}.tmp"));
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&self.0).unwrap_or_default())?;
+        std::fs::rename(&tmp, dir.join(file))
+    }
 }
 
 /// What the Engine runs, with everything the plan options need listed (pruning volumes must
@@ -119,7 +185,8 @@ pub fn error_stack(e: &plan::PlanError) -> Option<&str> {
         NameConflict { stack, .. }
         | BuildNotSupported { stack, .. }
         | ImageMissing { stack, .. }
-        | ExternalMissing { stack, .. } => Some(stack),
+        | ExternalMissing { stack, .. }
+        | ReloadNeedsFolder { stack, .. } => Some(stack),
         EmptyDesired { .. } | Cycle { .. } => None,
     }
 }

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use super::{ApplyEvent, Driver, Exec, StepError};
 use crate::docker::{DockerError, OLD_SUFFIX};
-use crate::model::{ContainerState, Health, ServiceSpec, StackSpec};
-use crate::plan::{ContainerPayload, Op, Wait, short_id};
+use crate::model::{ConfigChangeAction, ContainerState, Health, ServiceSpec, StackSpec};
+use crate::plan::{ContainerPayload, Op, Reload, Wait, short_id};
 
 /// Why a wait on a container ended without its condition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,13 +121,63 @@ impl<D: Driver> Exec<'_, D> {
                 )
                 .await
             }
-            Op::Reload | Op::Pull => Err(StepError::Service {
+            Op::Reload => {
+                let cur = p.current.as_ref().ok_or_else(|| inconsistent(p))?;
+                let reload = p.reload.as_ref().ok_or_else(|| inconsistent(p))?;
+                self.reload(stack, service, &cur.id, &cur.name, reload)
+                    .await
+            }
+            Op::Pull => Err(StepError::Service {
                 stack: stack.into(),
                 service: service.into(),
                 message: format!("a container cannot be {}ed", op.as_str()),
                 transient: false,
             }),
         }
+    }
+
+    /// Signal the running container or run its reload command: its bind-mounted config folder
+    /// already shows the new files. A failed command is a failed change; the container keeps
+    /// running.
+    async fn reload(
+        &self,
+        stack: &str,
+        service: &str,
+        id: &str,
+        name: &str,
+        reload: &Reload,
+    ) -> Result<(), StepError> {
+        let d = self.driver;
+        let fail = |message: String| StepError::Service {
+            stack: stack.into(),
+            service: service.into(),
+            message,
+            transient: false,
+        };
+        match &reload.action {
+            ConfigChangeAction::Signal(sig) => d
+                .signal(id, sig)
+                .await
+                .map_err(|e| service_err(stack, service, e))?,
+            ConfigChangeAction::Exec(cmd) => {
+                let (code, output) = d
+                    .exec(id, cmd)
+                    .await
+                    .map_err(|e| service_err(stack, service, e))?;
+                if code != 0 {
+                    return Err(fail(format!(
+                        "reload command {cmd:?} exited with code {code}: {}",
+                        output.trim()
+                    )));
+                }
+            }
+        }
+        self.emit(ApplyEvent::Reloaded {
+            stack: stack.into(),
+            service: service.into(),
+            name: name.into(),
+        });
+        Ok(())
     }
 
     /// Create, start, and wait until healthy (when it has a healthcheck). A new container that

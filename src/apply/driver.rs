@@ -39,6 +39,9 @@ pub trait Driver: Sync {
     fn rename(&self, id: &str, name: &str) -> impl Future<Output = R<()>> + Send;
     fn remove(&self, id: &str) -> impl Future<Output = R<()>> + Send;
     fn inspect(&self, id_or_name: &str) -> impl Future<Output = R<ContainerInfo>> + Send;
+    fn signal(&self, id: &str, signal: &str) -> impl Future<Output = R<()>> + Send;
+    /// Runs a command in a running container: its exit code and output.
+    fn exec(&self, id: &str, cmd: &[String]) -> impl Future<Output = R<(i64, String)>> + Send;
     fn inspect_state(
         &self,
         id_or_name: &str,
@@ -91,5 +94,11 @@ impl Driver for Engine {
     }
     async fn inspect(&self, id_or_name: &str) -> R<ContainerInfo> {
         Engine::inspect(self, id_or_name).await
+    }
+    async fn signal(&self, id: &str, signal: &str) -> R<()> {
+        Engine::signal(self, id, signal).await
+    }
+    async fn exec(&self, id: &str, cmd: &[String]) -> R<(i64, String)> {
+        Engine::exec(self, id, cmd).await
     }
 }

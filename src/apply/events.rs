@@ -57,6 +57,12 @@ pub enum ApplyEvent {
         service: String,
         name: String,
     },
+    /// A container took its changed config files (signal or command), without a recreate.
+    Reloaded {
+        stack: String,
+        service: String,
+        name: String,
+    },
     Removed {
         stack: String,
         service: String,
@@ -107,6 +113,7 @@ impl fmt::Display for ApplyEvent {
             ApplyEvent::Replacing { name, .. } => write!(f, "replacing {name} …"),
             ApplyEvent::Replaced { name, .. } => write!(f, "replaced {name}"),
             ApplyEvent::Started { name, .. } => write!(f, "started {name}"),
+            ApplyEvent::Reloaded { name, .. } => write!(f, "reloaded {name}"),
             ApplyEvent::Removed { name, .. } => write!(f, "removed {name}"),
             ApplyEvent::NetworkRemoved { name, .. } => write!(f, "removed network {name}"),
             ApplyEvent::VolumeRemoved { name, .. } => write!(f, "removed volume {name}"),
@@ -129,6 +136,8 @@ pub struct ApplyReport {
     pub removed: usize,
     pub networks_removed: usize,
     pub volumes_removed: usize,
+    /// Containers reloaded: (container ID, the config digest they now hold).
+    pub reloads: Vec<(String, String)>,
     /// Changes that failed, in the order they failed.
     pub failed: Vec<Failure>,
     /// Changes not attempted because a change they need failed.

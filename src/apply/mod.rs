@@ -147,6 +147,11 @@ pub async fn apply<D: Driver>(
 }
 
 fn count(r: &mut ApplyReport, c: &Change) {
+    if let (Payload::Container(p), Op::Reload) = (&c.payload, c.op)
+        && let (Some(cur), Some(reload)) = (&p.current, &p.reload)
+    {
+        r.reloads.push((cur.id.clone(), reload.digest.clone()));
+    }
     let n = match (c.payload.kind(), c.op) {
         (Kind::Image, _) => &mut r.pulled,
         (Kind::Network, Op::Delete) => &mut r.networks_removed,

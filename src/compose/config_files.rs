@@ -57,7 +57,12 @@ pub(super) fn collect(cx: &mut Cx, st: &StackCtx, s: &mut ServiceSpec, pos: Pos,
         if !real.starts_with(root) {
             continue;
         }
-        let key = rel.to_string_lossy().into_owned();
+        // A folder's key ends in `/`: the planner tells a mounted folder (which shows new
+        // files to the container by itself) from a mounted file (which does not).
+        let mut key = rel.to_string_lossy().into_owned();
+        if real.is_dir() {
+            key.push('/');
+        }
         match digest(&real) {
             Ok(d) => {
                 s.config_files.insert(key, d);

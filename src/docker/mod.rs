@@ -16,6 +16,7 @@ mod error;
 mod observe;
 mod ops;
 mod pull;
+mod reload;
 
 #[cfg(test)]
 mod fixtures;

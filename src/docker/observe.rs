@@ -77,6 +77,7 @@ impl Engine {
             images: image_map,
             networks,
             volumes,
+            reloaded: Default::default(),
         })
     }
 

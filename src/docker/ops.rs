@@ -439,7 +439,7 @@ fn discarded_warnings(warnings: &[String]) -> Vec<String> {
         .collect()
 }
 
-fn short(id: &str) -> &str {
+pub(super) fn short(id: &str) -> &str {
     if id.len() == 64 && id.chars().all(|c| c.is_ascii_hexdigit()) {
         &id[..12]
     } else {

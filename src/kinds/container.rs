@@ -13,7 +13,7 @@ use crate::model::{
 };
 use crate::plan::diff::spec_reasons;
 use crate::plan::{
-    Addr, Change, ContainerPayload, Current, Kind, Need, Op, Payload, PlanError, Reason,
+    Addr, Change, ContainerPayload, Current, Kind, Need, Op, Payload, PlanError, Reason, Reload,
     ServiceRef, Skipped, Wait, container_name,
 };
 
@@ -60,9 +60,30 @@ fn delete(c: &ObservedContainer, stack: &str, reason: Reason, grace: Option<i64>
             }),
             spec: None,
             current_ports: published(c),
+            reload: None,
             stop_grace_period: grace,
         }),
     }
+}
+
+/// The bind mounts whose source is one of the config repository's files (not a folder), as
+/// host paths.
+fn config_file_mounts(spec: &ServiceSpec) -> Vec<String> {
+    spec.mounts
+        .iter()
+        .filter_map(|m| match &m.source {
+            crate::model::MountSource::Bind { path, .. }
+                if spec
+                    .config_files
+                    .keys()
+                    .filter(|k| !k.ends_with('/'))
+                    .any(|k| std::path::Path::new(path).ends_with(k)) =>
+            {
+                Some(path.clone())
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// The host ports a container publishes, read from the spec it was created from.
@@ -147,6 +168,7 @@ fn plan_stack(ctx: &Context, stack_arc: &Arc<StackSpec>, out: &mut Planned) {
                 }),
                 spec: Some(stack_arc.clone()),
                 current_ports: current.map(published).unwrap_or_default(),
+                reload: None,
                 stop_grace_period: None,
             })
         };
@@ -160,6 +182,18 @@ fn plan_stack(ctx: &Context, stack_arc: &Arc<StackSpec>, out: &mut Planned) {
         };
         if super::image::usable(stack, service, spec, ctx).is_err() {
             continue; // the image planner reports it
+        }
+        // A single bind-mounted file keeps its old inode in the container once git (or
+        // berth's worktree) replaces it: a reload could never reach it.
+        if spec.on_config_change.is_some()
+            && let Some(path) = config_file_mounts(spec).into_iter().next()
+        {
+            out.plan.errors.push(PlanError::ReloadNeedsFolder {
+                stack: stack.clone(),
+                service: service.to_string(),
+                path,
+            });
+            continue;
         }
         let image_id = ctx.observed.images.get(&normalize_image_ref(&spec.image));
         let needs = service_needs(stack_spec, spec);
@@ -240,6 +274,34 @@ fn plan_stack(ctx: &Context, stack_arc: &Arc<StackSpec>, out: &mut Planned) {
                 });
             }
             let cur = Some(current);
+            // Only bind-mounted config files changed and the service asks for a reload.
+            if let Some(action) = &spec.on_config_change
+                && !reasons.is_empty()
+                && reasons
+                    .iter()
+                    .all(|r| matches!(r, Reason::Field { field, .. } if field == "config file"))
+            {
+                let digest = spec.config_digest();
+                if ctx.observed.reloaded.get(&current.id) == Some(&digest) {
+                    continue; // reloaded with exactly these files already
+                }
+                touched = true;
+                let mut p = payload(service, number, current.name.clone(), cur);
+                if let Payload::Container(p) = &mut p {
+                    p.reload = Some(Reload {
+                        action: action.clone(),
+                        digest,
+                    });
+                }
+                out.changes.push(Change {
+                    addr: addr(stack, &name),
+                    op: Op::Reload,
+                    reasons,
+                    needs: needs.clone(),
+                    payload: p,
+                });
+                continue;
+            }
             if !reasons.is_empty() {
                 touched = true;
                 replaced.insert(service);

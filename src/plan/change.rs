@@ -259,9 +259,21 @@ pub struct ContainerPayload {
     /// takes one of them waits for this container to go.
     #[serde(skip)]
     pub current_ports: Vec<crate::model::PortSpec>,
+    /// How to reload (op `reload`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reload: Option<Reload>,
     /// Seconds to wait after the stop signal before killing (delete).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_grace_period: Option<i64>,
+}
+
+/// A reload: the signal or command that makes the container read its (bind-mounted) config
+/// folder again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reload {
+    pub action: crate::model::ConfigChangeAction,
+    /// [`crate::model::ServiceSpec::config_digest`] after the reload.
+    pub digest: String,
 }
 
 /// The container a change starts from.

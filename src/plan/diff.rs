@@ -52,7 +52,26 @@ fn diff_specs(old: &serde_json::Value, new: &serde_json::Value) -> Vec<Reason> {
             continue;
         }
         let field = key.clone();
-        if KEYED_FIELDS.contains(&key.as_str()) {
+        if key == "config_files" {
+            // Bind-mounted files of the config repository: say which one, not its digest.
+            let (om, nm) = (
+                o.and_then(Value::as_object).unwrap_or(&empty),
+                n.and_then(Value::as_object).unwrap_or(&empty),
+            );
+            let inner: BTreeSet<&String> = om.keys().chain(nm.keys()).collect();
+            for k in inner {
+                let detail = match (om.get(k), nm.get(k)) {
+                    (a, b) if a == b => continue,
+                    (None, Some(_)) => format!("{k} now mounted"),
+                    (Some(_), None) => format!("{k} no longer mounted"),
+                    _ => format!("{k} changed"),
+                };
+                reasons.push(Reason::Field {
+                    field: "config file".into(),
+                    detail,
+                });
+            }
+        } else if KEYED_FIELDS.contains(&key.as_str()) {
             let hidden = HIDDEN_FIELDS.contains(&key.as_str());
             let (om, nm) = (
                 o.and_then(Value::as_object).unwrap_or(&empty),

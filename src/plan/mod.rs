@@ -17,7 +17,7 @@ use serde::Serialize;
 
 pub use change::{
     Addr, Change, ContainerPayload, Current, ImagePayload, Kind, Need, NetworkPayload, Op, Payload,
-    Scope, VolumePayload, Wait,
+    Reload, Scope, VolumePayload, Wait,
 };
 pub use reason::{PullReason, Reason, short_id};
 
@@ -110,6 +110,13 @@ pub enum PlanError {
     },
     /// The config declares nothing and berth owns something: refusing to prune everything.
     EmptyDesired { owned_containers: usize },
+    /// `on_config_change` on a service that bind-mounts a single config file: git replaces the
+    /// file (a new inode), the container keeps the old one, so a reload cannot reach it.
+    ReloadNeedsFolder {
+        stack: String,
+        service: String,
+        path: String,
+    },
     /// Changes that need each other (a `depends_on` cycle the loader did not catch).
     Cycle { addrs: Vec<String> },
 }
@@ -159,6 +166,14 @@ impl fmt::Display for PlanError {
             PlanError::EmptyDesired { owned_containers } => write!(
                 f,
                 "the config declares no stack, which would remove all {owned_containers} containers berth owns; pass --allow-empty if that is what you want"
+            ),
+            PlanError::ReloadNeedsFolder {
+                stack,
+                service,
+                path,
+            } => write!(
+                f,
+                "{stack}/{service}: x-berth.on_config_change cannot reach the single bind-mounted file {path}: git replaces the file on every change and the container keeps the old one; mount its folder instead (e.g. ./caddy:/etc/caddy), or drop on_config_change to recreate the container"
             ),
             PlanError::Cycle { addrs } => {
                 write!(f, "these changes need each other: {}", addrs.join(", "))

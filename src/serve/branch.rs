@@ -287,11 +287,15 @@ impl Daemon {
             worktree_error: None,
             log: Vec::new(),
         };
+        let settings = pipeline::Options {
+            plan: plan_opts,
+            apply: apply_opts,
+            state_dir: Some(state_dir.clone()),
+        };
         let outcome = pipeline::reconcile(
             &engine,
             &desired,
-            &plan_opts,
-            &apply_opts,
+            &settings,
             Mode::ApplyHealthyStacks,
             &mut hooks,
         )

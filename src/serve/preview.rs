@@ -124,11 +124,15 @@ impl Daemon {
             Ok(desired) => {
                 let engine = self.engine().await?;
                 // The one pipeline, stopped after the plan: nothing from a PR is applied.
+                let settings = pipeline::Options {
+                    plan: self.plan_options(),
+                    apply: ApplyOptions::default(),
+                    state_dir: Some(self.config.state_dir.clone()),
+                };
                 let outcome = pipeline::reconcile(
                     &engine,
                     &desired,
-                    &self.plan_options(),
-                    &ApplyOptions::default(),
+                    &settings,
                     Mode::Plan,
                     &mut pipeline::Quiet,
                 )

@@ -112,6 +112,7 @@ fn container(
             current,
             spec: Some(Arc::new(stack.clone())),
             current_ports: vec![],
+            reload: None,
             stop_grace_period: None,
         }),
     }
@@ -162,6 +163,7 @@ fn existing(
             }),
             spec,
             current_ports: vec![],
+            reload: None,
             stop_grace_period: None,
         }),
     }

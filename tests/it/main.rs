@@ -3,6 +3,7 @@
 mod support;
 
 mod cli;
+mod config_files;
 mod defects;
 mod engine;
 mod git;

@@ -383,9 +383,11 @@ fn push_applies_and_reports_per_stack_statuses() {
     }
     assert!(!s.log().contains("s3cr3t-value"));
     // The reconcile is counted when it returns, a moment after its statuses are queued.
-    s.wait_until("two successful reconciles counted", Duration::from_secs(30), || {
-        s.metric("berth_reconciles_total", "result=\"success\"") >= 2.0
-    });
+    s.wait_until(
+        "two successful reconciles counted",
+        Duration::from_secs(30),
+        || s.metric("berth_reconciles_total", "result=\"success\"") >= 2.0,
+    );
     assert!(s.metrics().contains(&format!(
         "berth_last_applied_commit_info{{commit=\"{c2}\"}}"
     )));

@@ -77,9 +77,15 @@ impl World {
             .arg(self.dir.path())
             .env("BERTH_INSTANCE", &self.instance)
             .env("BERTH_LOG", "berth=info")
+            .env("BERTH_STATE_DIR", self.state_dir())
             .output()
             .expect("run berth");
         Run::from(out)
+    }
+
+    /// The CLI's state dir for this world (not the machine's /var/lib/berth).
+    pub fn state_dir(&self) -> PathBuf {
+        std::env::temp_dir().join(format!("berth-state-{}", self.instance))
     }
 
     /// Container IDs of this instance, by name.

@@ -1,0 +1,70 @@
+//! Telling a running container that its configuration changed, without recreating it: a
+//! signal or a command (`x-berth: on_config_change`).
+
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::query_parameters::KillContainerOptions;
+use futures_util::StreamExt;
+
+use super::ops::short;
+use super::{DockerError, Engine};
+
+/// At most this much of a reload command's output is kept for the error message.
+const OUTPUT_MAX: usize = 4096;
+
+impl Engine {
+    /// Sends `signal` (`SIGHUP`, `HUP` or a number) to the container. Requests: 1.
+    pub async fn signal(&self, id: &str, signal: &str) -> Result<(), DockerError> {
+        self.docker
+            .kill_container(
+                id,
+                Some(KillContainerOptions {
+                    signal: signal.to_string(),
+                }),
+            )
+            .await
+            .map_err(|e| self.err(format!("send {signal} to {}", short(id)), e))
+    }
+
+    /// Runs `cmd` in the container and waits for it: its exit code and (the start of) its
+    /// output. Requests: 3.
+    pub async fn exec(&self, id: &str, cmd: &[String]) -> Result<(i64, String), DockerError> {
+        let op = format!("exec {:?} in {}", cmd, short(id));
+        let created = self
+            .docker
+            .create_exec(
+                id,
+                CreateExecOptions {
+                    cmd: Some(cmd.to_vec()),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| self.err(op.clone(), e))?;
+        let mut output = String::new();
+        match self
+            .docker
+            .start_exec(&created.id, None)
+            .await
+            .map_err(|e| self.err(op.clone(), e))?
+        {
+            StartExecResults::Attached { output: mut s, .. } => {
+                while let Some(chunk) = s.next().await {
+                    let chunk = chunk.map_err(|e| self.err(op.clone(), e))?;
+                    if output.len() < OUTPUT_MAX {
+                        output.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+                    }
+                }
+            }
+            StartExecResults::Detached => {}
+        }
+        let inspected = self
+            .docker
+            .inspect_exec(&created.id)
+            .await
+            .map_err(|e| self.err(op, e))?;
+        output.truncate(output.floor_char_boundary(OUTPUT_MAX.min(output.len())));
+        Ok((inspected.exit_code.unwrap_or(-1), output))
+    }
+}

@@ -247,11 +247,12 @@ fn config_repo_bind_mounts_are_digested_into_the_spec() {
     let files = [
         (
             "app/compose.yaml",
-            "services:\n  web:\n    image: x\n    volumes:\n      - ./Caddyfile:/etc/caddy/Caddyfile:ro\n      - ./site:/srv\n      - /etc/hostname:/h:ro\n      - ./missing:/m\n",
+            "services:\n  web:\n    image: x\n    volumes:\n      - ./Caddyfile:/etc/caddy/Caddyfile\n      - ./site:/srv:ro\n      - ./data:/data\n      - /etc/hostname:/h:ro\n      - ./missing:/m\n",
         ),
         (caddy, ":80 {\n  respond ok\n}\n"),
         ("app/site/index.html", "hi"),
         ("app/site/css/a.css", "body{}"),
+        ("app/data/db", "written by the container"),
     ];
     let (dir, r) = load_files(&files, &[]);
     let web = r
@@ -263,7 +264,8 @@ fn config_repo_bind_mounts_are_digested_into_the_spec() {
         .remove("web")
         .unwrap();
     let keys: Vec<&str> = web.config_files.keys().map(String::as_str).collect();
-    // Host files outside the config root and missing sources are not tracked.
+    // Host files outside the config root, missing sources and writable folders (data) are not
+    // tracked.
     assert_eq!(keys, ["app/Caddyfile", "app/site"]);
     assert_eq!(
         web.config_files["app/Caddyfile"],
@@ -702,5 +704,32 @@ fn develop_watch_rules_are_checked() {
     assert_one_error(
         "services:\n  frontend:\n    image: x\n    develop:\n      watch:\n        - path: ./html\n          target: /var/www\n",
         "app/compose.yaml:6:11: services.frontend.develop.watch[0]: missing property `action`",
+    );
+}
+
+#[test]
+fn a_compose_file_may_start_with_a_byte_order_mark() {
+    let s = load_one("\u{feff}services:\n  w:\n    image: x\n").unwrap();
+    assert_eq!(s.services["w"].image, "x");
+}
+
+#[test]
+fn a_folder_too_large_to_digest_is_noted_not_tracked() {
+    let n = super::config_files::MAX_FILES + 1;
+    let names: Vec<String> = (0..n).map(|i| format!("app/big/f{i}")).collect();
+    let mut files: Vec<(&str, &str)> = names.iter().map(|p| (p.as_str(), "x")).collect();
+    files.push((
+        "app/compose.yaml",
+        "services:\n  w:\n    image: x\n    volumes: ['./big:/big:ro']\n",
+    ));
+    let s = load_stack(&files, &[]).unwrap();
+    assert!(s.services["w"].config_files.is_empty());
+    assert_eq!(
+        notes(&s),
+        [format!(
+            "app/compose.yaml:4:5: services.w.volumes: bind source \"app/big\" is not tracked (it \
+             holds more than {} files): a change to it does not replace the container",
+            super::config_files::MAX_FILES
+        )]
     );
 }

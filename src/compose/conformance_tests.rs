@@ -733,3 +733,26 @@ fn a_folder_too_large_to_digest_is_noted_not_tracked() {
         )]
     );
 }
+
+#[test]
+fn reset_and_override_tags_steer_merges() {
+    // compose-go TestLoadExtendsWihReset.
+    let s = load_one(
+        "services:\n  foo:\n    extends:\n      service: bar\n    volumes: !reset []\n    environment: !override\n      B: '2'\n  bar:\n    image: alpine\n    command: echo\n    volumes:\n      - /src:/src\n    environment:\n      A: '1'\n",
+    )
+    .unwrap();
+    let foo = &s.services["foo"];
+    assert!(foo.mounts.is_empty(), "{:?}", foo.mounts);
+    assert_eq!(foo.environment.keys().collect::<Vec<_>>(), ["B"]);
+    assert_eq!(foo.command, Some(vec!["echo".to_string()]));
+    assert_eq!(s.services["bar"].mounts.len(), 1);
+    // Across documents; and a `!reset` with nothing to reset leaves the key out.
+    let s = load_one(
+        "services:\n  web:\n    image: x\n    ports: ['80:80']\n    labels: {a: '1'}\n---\nservices:\n  web:\n    ports: !reset []\n    labels: !override {b: '2'}\n    dns: !reset [1.1.1.1]\n",
+    )
+    .unwrap();
+    let web = &s.services["web"];
+    assert!(web.ports.is_empty());
+    assert_eq!(web.labels.keys().collect::<Vec<_>>(), ["b"]);
+    assert!(web.dns.is_empty());
+}

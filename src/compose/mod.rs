@@ -289,6 +289,16 @@ fn load_text(
         },
     );
 
+    // `!reset` outside services (those are merged by `extends` first, see `stack`).
+    if let Value::Map(top) = &mut root.value {
+        top.retain(|(k, _)| k.merge != yaml::MergeTag::Reset);
+        for (k, v) in top.iter_mut() {
+            if k.name != "services" {
+                yaml::drop_resets(v);
+            }
+        }
+    }
+
     let name = stack_name(cx, &root, &dir);
     let profiles = vars
         .get("COMPOSE_PROFILES")

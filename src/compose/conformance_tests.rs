@@ -756,3 +756,57 @@ fn reset_and_override_tags_steer_merges() {
     assert_eq!(web.labels.keys().collect::<Vec<_>>(), ["b"]);
     assert!(web.dns.is_empty());
 }
+
+#[test]
+fn the_override_file_beside_the_compose_file_is_merged() {
+    // Docker Compose loads compose.override.yaml (& co.) after compose.yaml.
+    let s = load_stack(
+        &[
+            (
+                "app/compose.yaml",
+                "services:\n  web:\n    image: nginx:1\n    ports: ['80:80']\n",
+            ),
+            (
+                "app/compose.override.yaml",
+                "services:\n  web:\n    image: nginx:2\n  debug:\n    image: busybox\n",
+            ),
+        ],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(s.services["web"].image, "nginx:2");
+    assert_eq!(s.services["web"].ports.len(), 1);
+    assert!(s.services.contains_key("debug"));
+    let errs = load_stack(
+        &[
+            ("app/compose.yaml", "services:\n  web:\n    image: x\n"),
+            (
+                "app/compose.override.yml",
+                "services:\n  web:\n    restart: sometimes\n",
+            ),
+        ],
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(
+        errs,
+        [
+            "app/compose.override.yml:3:14: services.web.restart: invalid restart policy \"sometimes\" (use no, always, on-failure[:N] or unless-stopped)"
+        ]
+    );
+    let errs = load_stack(
+        &[
+            ("app/compose.yaml", "services:\n  web:\n    image: x\n"),
+            ("app/compose.override.yml", "services: {}\n"),
+            ("app/docker-compose.override.yml", "services: {}\n"),
+        ],
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(
+        errs,
+        [
+            "app/compose.override.yml: the folder holds more than one override file: compose.override.yml and docker-compose.override.yml; keep one"
+        ]
+    );
+}

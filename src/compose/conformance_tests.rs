@@ -67,6 +67,19 @@ fn cpu_count_and_endpoint_driver_opts() {
     );
     let plain = svc("services:\n  w:\n    image: x\n");
     assert!(!plain.canonical_json().contains("cpu_count"));
+    assert!(!plain.canonical_json().contains("device_cgroup_rules"));
+    let r =
+        svc("services:\n  w:\n    image: x\n    device_cgroup_rules: ['c 1:3 mr', 'a 7:* rmw']\n");
+    assert_eq!(r.device_cgroup_rules, ["c 1:3 mr", "a 7:* rmw"]);
+    let s = load_one("services:\n  w:\n    image: x\n    attach: false\n").unwrap();
+    assert_eq!(s.services["w"], plain);
+    assert_eq!(
+        notes(&s),
+        [
+            "app/compose.yaml:4:5: services.w.attach: accepted but not applied: it chooses whose \
+          logs `docker compose up` shows; berth does not attach to containers"
+        ]
+    );
 }
 
 #[test]

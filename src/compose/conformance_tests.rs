@@ -55,10 +55,11 @@ fn a_volume_without_relabel_keeps_its_hash() {
 fn cpu_count_and_endpoint_driver_opts() {
     // compose-go: TestLoadCPUCount-like; `services.*.networks.*.driver_opts` (EndpointSettings).
     let s = svc(
-        "services:\n  w:\n    image: x\n    cpu_count: 2\n    networks:\n      front:\n        driver_opts:\n          com.docker.network.endpoint.ifname: eth7\nnetworks:\n  front: {}\n",
+        "services:\n  w:\n    image: x\n    cpu_count: 2\n    networks:\n      front:\n        link_local_ips: [169.254.8.8]\n        driver_opts:\n          com.docker.network.endpoint.ifname: eth7\nnetworks:\n  front: {}\n",
     );
     assert_eq!(s.cpu_count, Some(2));
     let att = &s.networks["app_front"];
+    assert_eq!(att.link_local_ips, ["169.254.8.8"]);
     assert_eq!(
         att.driver_opts
             .get("com.docker.network.endpoint.ifname")

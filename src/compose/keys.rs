@@ -230,8 +230,9 @@ pub const ATTACHMENT: &[&str] = &[
     "mac_address",
     "priority",
     "driver_opts",
+    "link_local_ips",
 ];
-pub const ATTACHMENT_UNSUPPORTED: &[&str] = &["interface_name", "link_local_ips", "gw_priority"];
+pub const ATTACHMENT_UNSUPPORTED: &[&str] = &["interface_name", "gw_priority"];
 
 pub const HEALTHCHECK: &[&str] = &[
     "test",

@@ -455,6 +455,8 @@ mod conformance_tests;
 #[cfg(test)]
 mod corpus_tests;
 #[cfg(test)]
+mod merge_tests;
+#[cfg(test)]
 mod service_tests;
 #[cfg(test)]
 mod tests;

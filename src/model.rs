@@ -325,6 +325,9 @@ pub struct NetworkAttachment {
     pub mac_address: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i64>,
+    /// `link_local_ips` (`EndpointSettings.IPAMConfig.LinkLocalIPs`), in the order written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub link_local_ips: Vec<String>,
     /// Endpoint driver options (`EndpointSettings.DriverOpts`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub driver_opts: BTreeMap<String, String>,
@@ -596,6 +599,9 @@ pub struct ServiceSpec {
     /// OCI annotations (Engine API 1.43+).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// `device_cgroup_rules` (`HostConfig.DeviceCgroupRules`), in the order written.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub device_cgroup_rules: Vec<String>,
     /// `cpu_count` (`HostConfig.CpuCount`; a Linux Engine ignores it, as with Compose).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu_count: Option<i64>,

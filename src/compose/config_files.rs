@@ -7,6 +7,11 @@
 //! the sha256 of its sorted relative paths with each file's digest (a symlink inside it counts by
 //! its target text and is never followed, so nothing outside the root is read). Folders are
 //! bounded ([`MAX_FILES`], [`MAX_BYTES`]): a larger one is not tracked, with a note.
+//!
+//! A folder counts only when mounted read-only: a writable folder is the container's data
+//! (`./pgdata:/var/lib/postgresql/data`), which the container itself changes; tracking it would
+//! replace the container after every write when berth runs on a working copy. A file counts
+//! either way (a Caddyfile is often mounted without `:ro`).
 
 use std::io::Read;
 use std::path::Path;
@@ -55,6 +60,9 @@ pub(super) fn collect(cx: &mut Cx, st: &StackCtx, s: &mut ServiceSpec, pos: Pos,
             continue; // missing: the Engine creates it; nothing to track
         };
         if !real.starts_with(root) {
+            continue;
+        }
+        if real.is_dir() && !m.read_only {
             continue;
         }
         // A folder's key ends in `/`: the planner tells a mounted folder (which shows new

@@ -7,7 +7,7 @@ use std::fs;
 use super::tests::{assert_one_error, errors, load_files, load_one, svc};
 use crate::model::*;
 
-fn notes(s: &StackSpec) -> Vec<String> {
+pub(super) fn notes(s: &StackSpec) -> Vec<String> {
     s.notes.iter().map(|d| d.to_string()).collect()
 }
 
@@ -55,10 +55,11 @@ fn a_volume_without_relabel_keeps_its_hash() {
 fn cpu_count_and_endpoint_driver_opts() {
     // compose-go: TestLoadCPUCount-like; `services.*.networks.*.driver_opts` (EndpointSettings).
     let s = svc(
-        "services:\n  w:\n    image: x\n    cpu_count: 2\n    networks:\n      front:\n        driver_opts:\n          com.docker.network.endpoint.ifname: eth7\nnetworks:\n  front: {}\n",
+        "services:\n  w:\n    image: x\n    cpu_count: 2\n    networks:\n      front:\n        link_local_ips: [169.254.8.8]\n        driver_opts:\n          com.docker.network.endpoint.ifname: eth7\nnetworks:\n  front: {}\n",
     );
     assert_eq!(s.cpu_count, Some(2));
     let att = &s.networks["app_front"];
+    assert_eq!(att.link_local_ips, ["169.254.8.8"]);
     assert_eq!(
         att.driver_opts
             .get("com.docker.network.endpoint.ifname")
@@ -67,6 +68,19 @@ fn cpu_count_and_endpoint_driver_opts() {
     );
     let plain = svc("services:\n  w:\n    image: x\n");
     assert!(!plain.canonical_json().contains("cpu_count"));
+    assert!(!plain.canonical_json().contains("device_cgroup_rules"));
+    let r =
+        svc("services:\n  w:\n    image: x\n    device_cgroup_rules: ['c 1:3 mr', 'a 7:* rmw']\n");
+    assert_eq!(r.device_cgroup_rules, ["c 1:3 mr", "a 7:* rmw"]);
+    let s = load_one("services:\n  w:\n    image: x\n    attach: false\n").unwrap();
+    assert_eq!(s.services["w"], plain);
+    assert_eq!(
+        notes(&s),
+        [
+            "app/compose.yaml:4:5: services.w.attach: accepted but not applied: it chooses whose \
+          logs `docker compose up` shows; berth does not attach to containers"
+        ]
+    );
 }
 
 #[test]
@@ -247,11 +261,12 @@ fn config_repo_bind_mounts_are_digested_into_the_spec() {
     let files = [
         (
             "app/compose.yaml",
-            "services:\n  web:\n    image: x\n    volumes:\n      - ./Caddyfile:/etc/caddy/Caddyfile:ro\n      - ./site:/srv\n      - /etc/hostname:/h:ro\n      - ./missing:/m\n",
+            "services:\n  web:\n    image: x\n    volumes:\n      - ./Caddyfile:/etc/caddy/Caddyfile\n      - ./site:/srv:ro\n      - ./data:/data\n      - /etc/hostname:/h:ro\n      - ./missing:/m\n",
         ),
         (caddy, ":80 {\n  respond ok\n}\n"),
         ("app/site/index.html", "hi"),
         ("app/site/css/a.css", "body{}"),
+        ("app/data/db", "written by the container"),
     ];
     let (dir, r) = load_files(&files, &[]);
     let web = r
@@ -263,27 +278,28 @@ fn config_repo_bind_mounts_are_digested_into_the_spec() {
         .remove("web")
         .unwrap();
     let keys: Vec<&str> = web.config_files.keys().map(String::as_str).collect();
-    // Host files outside the config root and missing sources are not tracked.
-    assert_eq!(keys, ["app/Caddyfile", "app/site"]);
+    // Host files outside the config root, missing sources and writable folders (data) are not
+    // tracked.
+    assert_eq!(keys, ["app/Caddyfile", "app/site/"]);
     assert_eq!(
         web.config_files["app/Caddyfile"],
         sha256_hex(b":80 {\n  respond ok\n}\n")
     );
     let before = web.spec_hash();
-    let site_before = web.config_files["app/site"].clone();
+    let site_before = web.config_files["app/site/"].clone();
 
     // A changed file changes the spec hash (so the container is replaced by default).
     fs::write(dir.path().join(caddy), ":80 {\n  respond changed\n}\n").unwrap();
     let again = super::load_dir(dir.path(), &Default::default()).unwrap();
     let web2 = &again.stacks["app"].services["web"];
     assert_ne!(web2.spec_hash(), before);
-    assert_eq!(web2.config_files["app/site"], site_before);
+    assert_eq!(web2.config_files["app/site/"], site_before);
 
     // A file added to a mounted folder changes its digest; a symlink is hashed, not followed.
     std::os::unix::fs::symlink("/etc/passwd", dir.path().join("app/site/link")).unwrap();
     let third = super::load_dir(dir.path(), &Default::default()).unwrap();
     assert_ne!(
-        third.stacks["app"].services["web"].config_files["app/site"],
+        third.stacks["app"].services["web"].config_files["app/site/"],
         site_before
     );
 }
@@ -416,210 +432,15 @@ fn env_file_format_raw_and_unknown_format() {
     );
 }
 
-fn load_stack(files: &[(&str, &str)], vars: &[(&str, &str)]) -> Result<StackSpec, Vec<String>> {
+pub(super) fn load_stack(
+    files: &[(&str, &str)],
+    vars: &[(&str, &str)],
+) -> Result<StackSpec, Vec<String>> {
     let (_d, r) = load_files(files, vars);
     match r {
         Ok(mut d) => Ok(d.stacks.remove("app").expect("stack app")),
         Err(e) => Err(e.0.iter().map(|d| d.to_string()).collect()),
     }
-}
-
-#[test]
-fn include_short_form_merges_resources_and_resolves_paths_there() {
-    let (dir, r) = load_files(
-        &[
-            (
-                "app/compose.yaml",
-                "include:\n  - ./db/compose.yaml\nservices:\n  web:\n    image: web\n    depends_on: [db]\n    volumes: [data:/d]\n",
-            ),
-            (
-                "app/db/compose.yaml",
-                "services:\n  db:\n    image: pg:${PG_TAG:-16}\n    env_file: db.env\n    volumes: ['./init:/docker-entrypoint-initdb.d:ro', 'data:/var/lib/pg']\n    secrets: [pw]\nvolumes:\n  data: {}\nsecrets:\n  pw:\n    file: ./pw.txt\n",
-            ),
-            ("app/db/db.env", "POSTGRES_DB=app\n"),
-            ("app/db/init/01.sql", "select 1;"),
-            ("app/db/pw.txt", "s3cret"),
-            ("app/db/.env", "PG_TAG=17\n"),
-        ],
-        &[],
-    );
-    let s = r.unwrap().stacks.remove("app").unwrap();
-    let root = dir.path().canonicalize().unwrap();
-    let db = &s.services["db"];
-    assert_eq!(
-        db.image, "pg:17",
-        "the included file's .env interpolates it"
-    );
-    assert_eq!(db.environment["POSTGRES_DB"].expose(), "app");
-    let init = db
-        .mounts
-        .iter()
-        .find(|m| m.target == "/docker-entrypoint-initdb.d")
-        .unwrap();
-    assert_eq!(
-        init.source,
-        MountSource::Bind {
-            path: root.join("app/db/init").to_string_lossy().into_owned(),
-            selinux: None,
-            propagation: None,
-            create_host_path: true,
-        }
-    );
-    assert!(db.config_files.contains_key("app/db/init"));
-    let pw = db
-        .mounts
-        .iter()
-        .find(|m| m.target == "/run/secrets/pw")
-        .unwrap();
-    assert!(
-        matches!(&pw.source, MountSource::File { file, .. } if file.ends_with("app/db/pw.txt"))
-    );
-    assert_eq!(s.volumes["data"].name, "app_data");
-    assert!(s.services["web"].depends_on.contains_key("db"));
-}
-
-#[test]
-fn include_long_form_project_directory_and_env_file() {
-    let s = load_stack(
-        &[
-            (
-                "app/compose.yaml",
-                "include:\n  - path: [lib/base.yaml, lib/override.yaml]\n    project_directory: lib/proj\n    env_file: [lib/custom.env]\nservices:\n  a:\n    image: alpine\n    environment:\n      V: ${VAR_NAME:-none}\n",
-            ),
-            ("app/lib/base.yaml", "services:\n  b:\n    image: alpine:${TAG}\n    env_file: x.env\n"),
-            ("app/lib/override.yaml", "services:\n  b:\n    environment:\n      V: ${VAR_NAME}\n"),
-            ("app/lib/custom.env", "VAR_NAME=value\nTAG=3\n"),
-            ("app/lib/proj/x.env", "FROM_PROJ=1\n"),
-        ],
-        &[],
-    )
-    .unwrap();
-    // TestLoadWithIncludeEnv: the include's env_file is only visible to the included file.
-    assert_eq!(s.services["a"].environment["V"].expose(), "none");
-    let b = &s.services["b"];
-    assert_eq!(b.image, "alpine:3");
-    assert_eq!(b.environment["V"].expose(), "value");
-    // Relative paths resolve against project_directory.
-    assert_eq!(b.environment["FROM_PROJ"].expose(), "1");
-}
-
-#[test]
-fn include_conflicts_and_cycles_are_errors() {
-    // Docker Compose v2.40.3: "services.web conflicts with imported resource".
-    let errs = load_stack(
-        &[
-            (
-                "app/compose.yaml",
-                "include: [inc.yaml]\nservices:\n  web:\n    image: local\n",
-            ),
-            ("app/inc.yaml", "services:\n  web:\n    image: inc\n"),
-        ],
-        &[],
-    )
-    .unwrap_err();
-    assert_eq!(
-        errs,
-        ["app/compose.yaml:3:3: services.web: conflicts with imported resource (from inc.yaml)"]
-    );
-    // The same definition twice is fine (the same file included twice, an identical volume).
-    let s = load_stack(
-        &[
-            (
-                "app/compose.yaml",
-                "include: [inc.yaml, inc.yaml]\nservices:\n  x:\n    image: y\n    volumes: [v:/v]\nvolumes:\n  v: {}\n",
-            ),
-            ("app/inc.yaml", "services:\n  web:\n    image: inc\nvolumes:\n  v: {}\n"),
-        ],
-        &[],
-    )
-    .unwrap();
-    assert_eq!(s.services.len(), 2);
-    // A cycle, reported where the include that closes it is written.
-    let errs = load_stack(
-        &[
-            ("app/compose.yaml", "include: [sub/a.yaml]\nservices: {}\n"),
-            (
-                "app/sub/a.yaml",
-                "include:\n  - ../compose.yaml\nservices:\n  a:\n    image: a\n",
-            ),
-        ],
-        &[],
-    )
-    .unwrap_err();
-    assert_eq!(
-        errs,
-        [
-            "app/sub/a.yaml:2:5: include[0]: include cycle: app/compose.yaml -> app/sub/a.yaml -> app/compose.yaml"
-        ]
-    );
-    // Problems inside an included file are reported there.
-    let errs = load_stack(
-        &[
-            ("app/compose.yaml", "include: [inc.yaml]\nservices: {}\n"),
-            (
-                "app/inc.yaml",
-                "services:\n  web:\n    image: x\n    restart: sometimes\n",
-            ),
-        ],
-        &[],
-    )
-    .unwrap_err();
-    assert_eq!(
-        errs,
-        [
-            "app/inc.yaml:4:14: services.web.restart: invalid restart policy \"sometimes\" (use no, always, on-failure[:N] or unless-stopped)"
-        ]
-    );
-    let errs = load_stack(
-        &[("app/compose.yaml", "include: [nope.yaml]\nservices: {}\n")],
-        &[],
-    )
-    .unwrap_err();
-    assert_eq!(errs.len(), 1);
-    assert!(
-        errs[0].starts_with("app/compose.yaml:1:11: include[0]: cannot read \"nope.yaml\" ("),
-        "{errs:?}"
-    );
-}
-
-#[test]
-fn nested_include_and_extends() {
-    // compose-go TestNestedIncludeAndExtends.
-    let s = load_stack(
-        &[
-            ("app/compose.yaml", "include:\n  - project_directory: .\n    path: dir/included.yaml\n"),
-            (
-                "app/dir/included.yaml",
-                "services:\n  included:\n    extends:\n      file: dir/extended.yaml\n      service: extended\n",
-            ),
-            ("app/dir/extended.yaml", "services:\n  extended:\n    image: alpine\n"),
-        ],
-        &[],
-    )
-    .unwrap();
-    assert_eq!(s.services["included"].image, "alpine");
-}
-
-#[test]
-fn several_documents_in_one_file_merge_in_order() {
-    let s = load_one(
-        "services:\n  web:\n    image: nginx:1\n    environment: [A=1]\n---\nservices:\n  web:\n    image: nginx:2\n    environment: [B=2]\n  worker:\n    image: w\n",
-    )
-    .unwrap();
-    let web = &s.services["web"];
-    assert_eq!(web.image, "nginx:2");
-    assert_eq!(web.environment["A"].expose(), "1");
-    assert_eq!(web.environment["B"].expose(), "2");
-    assert!(s.services.contains_key("worker"));
-    // An error in the second document is located in it.
-    let errs =
-        errors("services:\n  web:\n    image: x\n---\nservices:\n  web:\n    restart: sometimes\n");
-    assert_eq!(
-        errs,
-        [
-            "app/compose.yaml:7:14: services.web.restart: invalid restart policy \"sometimes\" (use no, always, on-failure[:N] or unless-stopped)"
-        ]
-    );
 }
 
 #[test]
@@ -702,5 +523,32 @@ fn develop_watch_rules_are_checked() {
     assert_one_error(
         "services:\n  frontend:\n    image: x\n    develop:\n      watch:\n        - path: ./html\n          target: /var/www\n",
         "app/compose.yaml:6:11: services.frontend.develop.watch[0]: missing property `action`",
+    );
+}
+
+#[test]
+fn a_compose_file_may_start_with_a_byte_order_mark() {
+    let s = load_one("\u{feff}services:\n  w:\n    image: x\n").unwrap();
+    assert_eq!(s.services["w"].image, "x");
+}
+
+#[test]
+fn a_folder_too_large_to_digest_is_noted_not_tracked() {
+    let n = super::config_files::MAX_FILES + 1;
+    let names: Vec<String> = (0..n).map(|i| format!("app/big/f{i}")).collect();
+    let mut files: Vec<(&str, &str)> = names.iter().map(|p| (p.as_str(), "x")).collect();
+    files.push((
+        "app/compose.yaml",
+        "services:\n  w:\n    image: x\n    volumes: ['./big:/big:ro']\n",
+    ));
+    let s = load_stack(&files, &[]).unwrap();
+    assert!(s.services["w"].config_files.is_empty());
+    assert_eq!(
+        notes(&s),
+        [format!(
+            "app/compose.yaml:4:5: services.w.volumes: bind source \"app/big/\" is not tracked (it \
+             holds more than {} files): a change to it does not replace the container",
+            super::config_files::MAX_FILES
+        )]
     );
 }

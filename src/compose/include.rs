@@ -390,10 +390,7 @@ fn import(cx: &mut Cx, root: &mut Node, imported: Node, display: &str) {
             Some(i) => i,
             None => {
                 top.push((
-                    Key {
-                        name: kind_key.name.clone(),
-                        pos: kind_key.pos,
-                    },
+                    Key::new(kind_key.name.clone(), kind_key.pos),
                     Node {
                         value: Value::Map(Vec::new()),
                         pos: node.pos,

@@ -8,6 +8,7 @@ pub const TOP_UNSUPPORTED: &[&str] = &["models"];
 
 pub const SERVICE: &[&str] = &[
     "annotations",
+    "attach",
     "blkio_config",
     "build",
     "cap_add",
@@ -28,6 +29,7 @@ pub const SERVICE: &[&str] = &[
     "depends_on",
     "deploy",
     "develop",
+    "device_cgroup_rules",
     "devices",
     "dns",
     "dns_opt",
@@ -90,10 +92,8 @@ pub const SERVICE: &[&str] = &[
     "working_dir",
 ];
 pub const SERVICE_UNSUPPORTED: &[&str] = &[
-    "attach",
     "cpu_percent",
     "credential_spec",
-    "device_cgroup_rules",
     "isolation",
     "models",
     "post_start",
@@ -230,8 +230,9 @@ pub const ATTACHMENT: &[&str] = &[
     "mac_address",
     "priority",
     "driver_opts",
+    "link_local_ips",
 ];
-pub const ATTACHMENT_UNSUPPORTED: &[&str] = &["interface_name", "link_local_ips", "gw_priority"];
+pub const ATTACHMENT_UNSUPPORTED: &[&str] = &["interface_name", "gw_priority"];
 
 pub const HEALTHCHECK: &[&str] = &[
     "test",

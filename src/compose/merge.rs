@@ -6,9 +6,10 @@
 //! - mappings: merged key by key, recursively;
 //! - keys written either as a list or a mapping (`environment`, `labels`, ...): merged by key;
 //! - `volumes`, `tmpfs`, `secrets`, `configs`, `devices`: by container path;
-//! - other sequences: concatenated, exact duplicates removed.
+//! - other sequences: concatenated, exact duplicates removed;
+//! - `key: !reset ...` removes the base's `key`; `key: !override ...` replaces it unmerged.
 
-use super::yaml::{Key, Node, Value};
+use super::yaml::{Key, MergeTag, Node, Value};
 
 /// Merge a file's YAML documents in order (each later one overrides, as Compose does): the
 /// services by [`merge_service`], the other top-level mappings key by key.
@@ -21,15 +22,27 @@ pub(crate) fn merge_documents(docs: Vec<Node>) -> Option<Node> {
         };
         let mut out = bm.clone();
         for (lk, lv) in lm {
+            if lk.merge == MergeTag::Reset {
+                out.retain(|(k, _)| k.name != lk.name);
+                continue;
+            }
             let Some(slot) = out.iter_mut().find(|(k, _)| k.name == lk.name) else {
                 out.push((lk.clone(), lv.clone()));
                 continue;
             };
             let merged = match (lk.name.as_str(), &slot.1.value, &lv.value) {
+                _ if lk.merge == MergeTag::Override => lv.clone(),
                 ("services", Value::Map(bs), Value::Map(ls)) => {
                     let mut svcs = bs.clone();
                     for (sk, sv) in ls {
+                        if sk.merge == MergeTag::Reset {
+                            svcs.retain(|(k, _)| k.name != sk.name);
+                            continue;
+                        }
                         match svcs.iter_mut().find(|(k, _)| k.name == sk.name) {
+                            Some(s) if sk.merge == MergeTag::Override => {
+                                *s = (sk.clone(), sv.clone())
+                            }
                             Some(s) => *s = (sk.clone(), merge_service(s.1.clone(), sv.clone())),
                             None => svcs.push((sk.clone(), sv.clone())),
                         }
@@ -90,12 +103,19 @@ pub(crate) fn merge_service(base: Node, local: Node) -> Node {
     };
     let mut out: Vec<(Key, Node)> = bm.clone();
     for (lk, lv) in lm {
+        if lk.merge == MergeTag::Reset {
+            out.retain(|(k, _)| k.name != lk.name);
+            continue;
+        }
         let Some(slot) = out.iter_mut().find(|(k, _)| k.name == lk.name) else {
             out.push((lk.clone(), lv.clone()));
             continue;
         };
         let name = lk.name.as_str();
-        let merged = if REPLACED.contains(&name) || lv.value == Value::Null {
+        let merged = if REPLACED.contains(&name)
+            || lv.value == Value::Null
+            || lk.merge == MergeTag::Override
+        {
             lv.clone()
         } else if let Some((_, sep)) = BY_KEY.iter().find(|(k, _)| *k == name) {
             merge_by_key(&slot.1, lv, *sep, name == "extra_hosts")
@@ -140,9 +160,13 @@ fn merge_map(base: &Node, local: &Node, replaced: &[&str]) -> Node {
     };
     let mut out = bm.clone();
     for (lk, lv) in lm {
+        if lk.merge == MergeTag::Reset {
+            out.retain(|(k, _)| k.name != lk.name);
+            continue;
+        }
         match out.iter_mut().find(|(k, _)| k.name == lk.name) {
             Some(slot) => {
-                let v = if replaced.contains(&lk.name.as_str()) {
+                let v = if replaced.contains(&lk.name.as_str()) || lk.merge == MergeTag::Override {
                     lv.clone()
                 } else {
                     merge_value(&slot.1, lv)
@@ -182,10 +206,7 @@ fn as_entries(n: &Node, sep: char, hosts: bool) -> Option<Vec<(Key, Node)>> {
                 };
                 out.retain(|(ok, _): &(Key, Node)| ok.name != k);
                 out.push((
-                    Key {
-                        name: k,
-                        pos: it.pos,
-                    },
+                    Key::new(k, it.pos),
                     Node {
                         value: v,
                         pos: it.pos,
@@ -203,7 +224,12 @@ fn merge_by_key(base: &Node, local: &Node, sep: char, hosts: bool) -> Node {
         (Some(b), Some(l)) => {
             let mut out = b;
             for (lk, lv) in l {
+                if lk.merge == MergeTag::Reset {
+                    out.retain(|(k, _)| k.name != lk.name);
+                    continue;
+                }
                 match out.iter_mut().find(|(k, _)| k.name == lk.name) {
+                    Some(slot) if lk.merge == MergeTag::Override => *slot = (lk, lv),
                     // `networks: {x: {aliases: ...}}` / `depends_on: {x: {condition: ...}}`.
                     Some(slot) if matches!(lv.value, Value::Map(_)) => {
                         let v = merge_value(&slot.1, &lv);

@@ -54,6 +54,15 @@ pub const COMPOSE_FILE_NAMES: &[&str] = &[
     "docker-compose.yml",
 ];
 
+/// The override file Compose merges onto the Compose file of the same folder, in its order of
+/// preference (compose-go's `DefaultOverrideFileNames`).
+pub const OVERRIDE_FILE_NAMES: &[&str] = &[
+    "compose.override.yml",
+    "compose.override.yaml",
+    "docker-compose.override.yml",
+    "docker-compose.override.yaml",
+];
+
 /// Load every stack below `root`. `env` holds the variables for interpolation (the caller
 /// passes the process environment); the `.env` file beside each Compose file fills in what
 /// `env` does not set.
@@ -227,7 +236,42 @@ fn load_file(
     for (k, v) in env {
         vars.insert(k.clone(), v.clone());
     }
-    let mut stack = load_text(&mut cx, &text, dir, Some(root), &vars);
+    // `compose.override.yaml` & co.: Docker Compose merges it onto the file (one, not several:
+    // like two Compose files in a folder, two override files are refused rather than guessed).
+    let present: Vec<&str> = OVERRIDE_FILE_NAMES
+        .iter()
+        .copied()
+        .filter(|n| dir.join(n).is_file())
+        .collect();
+    let mut overrides = Vec::new();
+    match present.as_slice() {
+        [] => {}
+        [one] => match std::fs::read_to_string(dir.join(one)) {
+            Ok(t) => overrides.push((rel.with_file_name(one), t)),
+            Err(e) => {
+                cx.diags.push(Diagnostic::new(
+                    rel.with_file_name(one),
+                    0,
+                    0,
+                    format!("cannot read: {e}"),
+                ));
+                return (None, cx.diags);
+            }
+        },
+        [first, rest @ ..] => {
+            cx.diags.push(Diagnostic::new(
+                rel.with_file_name(first),
+                0,
+                0,
+                format!(
+                    "the folder holds more than one override file: {first} and {}; keep one",
+                    rest.join(" and ")
+                ),
+            ));
+            return (None, cx.diags);
+        }
+    }
+    let mut stack = load_text(&mut cx, &text, &overrides, dir, Some(root), &vars);
     if let Some(s) = &mut stack {
         cx.notes.sort();
         cx.notes.dedup();
@@ -240,13 +284,38 @@ fn load_file(
 fn load_text(
     cx: &mut Cx,
     text: &str,
+    overrides: &[(PathBuf, String)],
     dir: PathBuf,
     config_root: Option<&Path>,
     vars: &BTreeMap<String, String>,
 ) -> Option<StackSpec> {
     let rel = cx.file.clone();
-    // Several documents in one file merge in order, as override files do (compose-go).
-    let docs = yaml::parse_documents(text).map(merge::merge_documents);
+    // Several documents in one file merge in order, as override files do (compose-go); then
+    // the override file's.
+    let mut docs = yaml::parse_documents(text);
+    for (orel, otext) in overrides {
+        let Ok(ds) = &mut docs else { break };
+        let index = u16::try_from(cx.others.len() + 1).unwrap_or(u16::MAX);
+        cx.others.push(orel.clone());
+        match yaml::parse_documents(otext) {
+            Ok(mut more) => {
+                for d in &mut more {
+                    yaml::set_file(d, index);
+                }
+                ds.extend(more);
+            }
+            Err(e) => {
+                let p = yaml::Pos {
+                    line: e.pos.line.max(1),
+                    col: e.pos.col.max(1),
+                    file: index,
+                };
+                cx.err(p, "", format!("invalid YAML: {}", e.message));
+                return None;
+            }
+        }
+    }
+    let docs = docs.map(merge::merge_documents);
     let mut root = match docs {
         Ok(Some(n)) => n,
         Ok(None) => Node {
@@ -288,6 +357,16 @@ fn load_text(
             root: names_root,
         },
     );
+
+    // `!reset` outside services (those are merged by `extends` first, see `stack`).
+    if let Value::Map(top) = &mut root.value {
+        top.retain(|(k, _)| k.merge != yaml::MergeTag::Reset);
+        for (k, v) in top.iter_mut() {
+            if k.name != "services" {
+                yaml::drop_resets(v);
+            }
+        }
+    }
 
     let name = stack_name(cx, &root, &dir);
     let profiles = vars
@@ -375,6 +454,8 @@ pub fn normalise_name(s: &str) -> String {
 mod conformance_tests;
 #[cfg(test)]
 mod corpus_tests;
+#[cfg(test)]
+mod merge_tests;
 #[cfg(test)]
 mod service_tests;
 #[cfg(test)]

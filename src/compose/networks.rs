@@ -27,6 +27,14 @@ pub(super) fn attachment(cx: &mut Cx, n: &Node, path: &str) -> NetworkAttachment
         ipv6_address: opt_string(cx, m, "ipv6_address", path),
         mac_address: opt_string(cx, m, "mac_address", path),
         priority: opt_int(cx, m, "priority", path),
+        link_local_ips: get(m, "link_local_ips")
+            .map(|n| {
+                str_list(cx, n, &child(path, "link_local_ips"))
+                    .into_iter()
+                    .map(|(s, _)| s)
+                    .collect()
+            })
+            .unwrap_or_default(),
         driver_opts: get(m, "driver_opts")
             .map(|n| string_map(cx, n, &child(path, "driver_opts")))
             .unwrap_or_default(),

@@ -86,6 +86,22 @@ pub(super) fn service(
     if let Some(n) = get(m, "x-berth") {
         s.on_config_change = config_files::x_berth(cx, n, &p("x-berth"));
     }
+    if let Some(n) = get(m, "device_cgroup_rules") {
+        s.device_cgroup_rules = str_list(cx, n, &p("device_cgroup_rules"))
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect();
+    }
+    if let Some(n) = get(m, "attach") {
+        // `docker compose up` shows the logs of attached services; nothing of the container.
+        opt_bool(cx, m, "attach", path);
+        cx.note(
+            key_pos(m, "attach").unwrap_or(n.pos),
+            &p("attach"),
+            "accepted but not applied: it chooses whose logs `docker compose up` shows; berth \
+             does not attach to containers",
+        );
+    }
     if let Some(n) = get(m, "develop") {
         check_develop(cx, n, &p("develop"));
         // A development-time feature (`docker compose watch`): accepted, never applied.

@@ -372,7 +372,7 @@ fn truncated_fixtures_never_panic() {
             .collect();
         for cut in cuts {
             let mut cx = read::Cx::new(PathBuf::from("f.yaml"));
-            let r = load_text(&mut cx, &text[..cut], dir.clone(), None, &vars);
+            let r = load_text(&mut cx, &text[..cut], &[], dir.clone(), None, &vars);
             for d in &cx.diags {
                 assert!(!d.message.is_empty());
             }

@@ -7,7 +7,7 @@ use super::decls::{Decls, FileObj, SvcMeta};
 use super::keys;
 use super::read::*;
 use super::service::service;
-use super::yaml::{Node, Value};
+use super::yaml::{self, Node, Value};
 use crate::model::*;
 
 pub(crate) fn convert_stack(cx: &mut Cx, root: &Node, st: &StackCtx) -> StackSpec {
@@ -92,6 +92,10 @@ pub(crate) fn convert_stack(cx: &mut Cx, root: &Node, st: &StackCtx) -> StackSpe
                         }
                         _ => v,
                     };
+                    // `!reset` entries that no merge consumed: the key is absent.
+                    let mut cleaned = v.clone();
+                    yaml::drop_resets(&mut cleaned);
+                    let v = &cleaned;
                     let path = child("services", &k.name);
                     if !valid_service_name(&k.name) {
                         cx.err(

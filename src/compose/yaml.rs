@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_saphyr::{Location, Spanned};
+use serde_saphyr::{Location, Spanned, Tagged};
 
 /// 1-based source position (0:0 = unknown).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -45,11 +45,49 @@ impl Pos {
     }
 }
 
-/// A map key: YAML allows any scalar; ints and bools are read as their text.
+/// A map key (a string: compose-go refuses others).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Key {
     pub name: String,
     pub pos: Pos,
+    /// Compose's `!reset` / `!override` tag on the value, which steers merges.
+    pub merge: MergeTag,
+}
+
+/// The YAML tags Compose gives a meaning to, on a mapping value (compose-go's `override`):
+/// `key: !reset ...` drops what a base or an earlier document set for `key`; `key: !override
+/// ...` replaces it instead of merging.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MergeTag {
+    #[default]
+    None,
+    Reset,
+    Override,
+}
+
+impl Key {
+    pub fn new(name: impl Into<String>, pos: Pos) -> Key {
+        Key {
+            name: name.into(),
+            pos,
+            merge: MergeTag::None,
+        }
+    }
+}
+
+/// Drop every `!reset` entry left after merging (compose-go's `ResetProcessor`): with nothing
+/// to reset, the key is simply absent.
+pub fn drop_resets(node: &mut Node) {
+    match &mut node.value {
+        Value::Map(entries) => {
+            entries.retain(|(k, _)| k.merge != MergeTag::Reset);
+            for (_, v) in entries {
+                drop_resets(v);
+            }
+        }
+        Value::Seq(items) => items.iter_mut().for_each(drop_resets),
+        _ => {}
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -105,7 +143,7 @@ enum RawValue {
     Float(f64),
     Str(String),
     Seq(Vec<Spanned<RawValue>>),
-    Map(Vec<(Spanned<KeyText>, Spanned<RawValue>)>),
+    Map(Vec<(Spanned<KeyText>, Spanned<RawValue>, MergeTag)>),
 }
 
 impl RawValue {
@@ -128,13 +166,14 @@ impl RawValue {
             RawValue::Map(entries) => Value::Map(
                 entries
                     .into_iter()
-                    .map(|(k, v)| {
+                    .map(|(k, v, merge)| {
                         let kp = best(&k);
                         let vp = best(&v);
                         (
                             Key {
                                 name: k.value.0,
                                 pos: kp,
+                                merge,
                             },
                             v.value.into_node(vp),
                         )
@@ -261,8 +300,13 @@ impl<'de> Deserialize<'de> for RawValue {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawValue, A::Error> {
                 let mut entries = Vec::new();
                 while let Some(k) = map.next_key::<Spanned<KeyText>>()? {
-                    let v = map.next_value::<Spanned<RawValue>>()?;
-                    entries.push((k, v));
+                    let Tagged(v, tag) = map.next_value::<Tagged<Spanned<RawValue>>>()?;
+                    let merge = match tag.as_deref() {
+                        Some("!reset") => MergeTag::Reset,
+                        Some("!override") => MergeTag::Override,
+                        _ => MergeTag::None,
+                    };
+                    entries.push((k, v, merge));
                 }
                 Ok(RawValue::Map(entries))
             }

@@ -189,6 +189,7 @@ fn converged(d: &Desired) -> Observed {
         images: images_for(d),
         networks: None,
         volumes: None,
+        reloaded: BTreeMap::new(),
     }
 }
 
@@ -755,4 +756,43 @@ fn human_durations() {
     assert_eq!(human_nanos(90_000_000_000), "1m30s");
     assert_eq!(human_nanos(3_600_000_000_000), "1h");
     assert_eq!(human_nanos(1_250_000_000), "1.25s");
+}
+
+#[test]
+fn a_changed_config_folder_reloads_once_when_the_service_asks() {
+    let mut web = svc("test/app:1");
+    web.mounts.push(MountSpec {
+        target: "/etc/caddy".into(),
+        source: MountSource::Bind {
+            path: "/srv/config/s/caddy".into(),
+            selinux: None,
+            propagation: None,
+            create_host_path: true,
+        },
+        read_only: true,
+    });
+    web.config_files.insert("s/caddy/".into(), "sha256:old".into());
+    web.on_config_change = Some(crate::model::ConfigChangeAction::Exec(vec![
+        "caddy".into(),
+        "reload".into(),
+    ]));
+    let before = desired(&[stack("s", &[("web", web.clone())])]);
+    web.config_files.insert("s/caddy/".into(), "sha256:new".into());
+    let after = desired(&[stack("s", &[("web", web.clone())])]);
+    let mut observed = converged(&before);
+    let plan = check("reload", &after, &observed, PlanOptions::default());
+    assert_eq!(plan.changes.len(), 1);
+    assert_eq!(plan.changes[0].op, Op::Reload);
+
+    // Once reloaded with these files (recorded in the state dir), nothing is left to do.
+    let id = observed.containers[0].id.clone();
+    observed.reloaded.insert(id, web.config_digest());
+    let plan = check("reloaded", &after, &observed, PlanOptions::default());
+    assert!(plan.changes.is_empty());
+
+    // Any other change is a replace, as always.
+    web.image = "test/app:2".into();
+    let changed = desired(&[stack("s", &[("web", web)])]);
+    let plan = check("reload_and_more", &changed, &observed, PlanOptions::default());
+    assert!(plan.changes.iter().any(|c| c.op == Op::Replace));
 }

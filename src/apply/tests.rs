@@ -238,12 +238,26 @@ impl Driver for Fake {
         Ok(())
     }
     async fn signal(&self, id: &str, signal: &str) -> Result<(), DockerError> {
-        let name = self.0.lock().unwrap().containers.get(id).map(|c| c.0.clone()).unwrap_or_default();
+        let name = self
+            .0
+            .lock()
+            .unwrap()
+            .containers
+            .get(id)
+            .map(|c| c.0.clone())
+            .unwrap_or_default();
         self.log(format!("signal {signal} {name}"));
         Ok(())
     }
     async fn exec(&self, id: &str, cmd: &[String]) -> Result<(i64, String), DockerError> {
-        let name = self.0.lock().unwrap().containers.get(id).map(|c| c.0.clone()).unwrap_or_default();
+        let name = self
+            .0
+            .lock()
+            .unwrap()
+            .containers
+            .get(id)
+            .map(|c| c.0.clone())
+            .unwrap_or_default();
         self.log(format!("exec {} {name}", cmd.join(" ")));
         Ok((0, String::new()))
     }

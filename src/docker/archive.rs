@@ -6,42 +6,47 @@
 use std::collections::BTreeSet;
 use std::io;
 
-use crate::model::Secret;
+use super::create::CopiedFile;
 
-/// A tar archive (ustar) holding `files` (absolute paths in the container, mode 0444) and
-/// their parent directories (0755), to extract at `/`. Owner root, mtime 0, so the same files
-/// always give the same bytes. Fails on a path tar cannot hold (e.g. with a `..` component).
-pub(super) fn tar_archive(files: &[(String, Secret)]) -> io::Result<Vec<u8>> {
+/// A tar archive (ustar) holding `files` (absolute paths in the container, with their owner
+/// and mode) and their parent directories (root, 0755), to extract at `/`. mtime 0, so the same
+/// files always give the same bytes. Fails on a path tar cannot hold (e.g. a `..` component).
+pub(super) fn tar_archive(files: &[CopiedFile]) -> io::Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
     let mut dirs = BTreeSet::new();
-    for (path, _) in files {
-        let rel = path.trim_start_matches('/');
+    for f in files {
+        let rel = f.path.trim_start_matches('/');
         let parts: Vec<&str> = rel.split('/').collect();
         let mut acc = String::new();
         for part in &parts[..parts.len().saturating_sub(1)] {
             acc.push_str(part);
             acc.push('/');
             if dirs.insert(acc.clone()) {
-                let mut header = header(tar::EntryType::Directory, 0o755, 0);
+                let mut header = header(tar::EntryType::Directory, 0o755, 0, (0, 0));
                 builder.append_data(&mut header, &acc, io::empty())?;
             }
         }
     }
-    for (path, content) in files {
-        let data = content.expose().as_bytes();
-        let mut header = header(tar::EntryType::Regular, 0o444, data.len() as u64);
-        builder.append_data(&mut header, path.trim_start_matches('/'), data)?;
+    for f in files {
+        let data = f.content.expose().as_bytes();
+        let mut header = header(
+            tar::EntryType::Regular,
+            f.mode,
+            data.len() as u64,
+            (f.uid, f.gid),
+        );
+        builder.append_data(&mut header, f.path.trim_start_matches('/'), data)?;
     }
     builder.into_inner()
 }
 
-fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+fn header(kind: tar::EntryType, mode: u32, size: u64, (uid, gid): (u32, u32)) -> tar::Header {
     let mut h = tar::Header::new_ustar();
     h.set_entry_type(kind);
     h.set_mode(mode);
     h.set_size(size);
-    h.set_uid(0);
-    h.set_gid(0);
+    h.set_uid(uid.into());
+    h.set_gid(gid.into());
     h.set_mtime(0);
     h
 }
@@ -51,6 +56,17 @@ mod tests {
     use std::io::Read;
 
     use super::*;
+    use crate::model::Secret;
+
+    fn file(path: &str, content: &str) -> CopiedFile {
+        CopiedFile {
+            path: path.into(),
+            content: Secret::new(content),
+            uid: 0,
+            gid: 0,
+            mode: 0o444,
+        }
+    }
 
     /// Every entry: (path, is a directory, mode, content).
     fn entries(archive: &[u8]) -> Vec<(String, bool, u32, String)> {
@@ -72,9 +88,9 @@ mod tests {
     fn files_and_their_directories_are_archived() {
         let long_dir = format!("/run/{}", "d".repeat(120));
         let files = vec![
-            ("/run/secrets/token".to_string(), Secret::new("s3cret")),
-            ("/run/secrets/other".to_string(), Secret::new("")),
-            (format!("{long_dir}/config.json"), Secret::new("{}")),
+            file("/run/secrets/token", "s3cret"),
+            file("/run/secrets/other", ""),
+            file(&format!("{long_dir}/config.json"), "{}"),
         ];
         let archive = tar_archive(&files).unwrap();
         assert_eq!(archive.len() % 512, 0);
@@ -102,7 +118,26 @@ mod tests {
 
     #[test]
     fn a_path_tar_cannot_hold_is_an_error() {
-        let files = vec![("/run/../etc/passwd".to_string(), Secret::new("x"))];
+        let files = vec![file("/run/../etc/passwd", "x")];
         assert!(tar_archive(&files).is_err());
+    }
+
+    #[test]
+    fn owner_and_mode_reach_the_header() {
+        let mut f = file("/run/secrets/key", "k");
+        (f.uid, f.gid, f.mode) = (999, 998, 0o400);
+        let archive = tar_archive(&[f]).unwrap();
+        let mut a = tar::Archive::new(archive.as_slice());
+        let entry = a
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap())
+            .find(|e| e.header().entry_type().is_file())
+            .unwrap();
+        let h = entry.header();
+        assert_eq!(
+            (h.uid().unwrap(), h.gid().unwrap(), h.mode().unwrap()),
+            (999, 998, 0o400)
+        );
     }
 }

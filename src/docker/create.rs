@@ -157,7 +157,7 @@ pub struct CreateBody {
     pub extra_networks: Vec<(String, EndpointSettings)>,
     /// Secrets/configs given by content (not a host file): copied into the container after
     /// create, before start (as Compose does), as (path in the container, content).
-    pub files: Vec<(String, Secret)>,
+    pub files: Vec<CopiedFile>,
 }
 
 /// `service:x` / `container:x` → `container:<name>`; others unchanged.
@@ -175,15 +175,23 @@ fn endpoint(service: &str, a: &NetworkAttachment, mac: Option<&String>) -> Endpo
             aliases.push(al.clone());
         }
     }
-    let ipam = (a.ipv4_address.is_some() || a.ipv6_address.is_some()).then(|| EndpointIpamConfig {
-        ipv4_address: a.ipv4_address.clone(),
-        ipv6_address: a.ipv6_address.clone(),
-        ..Default::default()
-    });
+    let ipam =
+        (a.ipv4_address.is_some() || a.ipv6_address.is_some() || !a.link_local_ips.is_empty())
+            .then(|| EndpointIpamConfig {
+                ipv4_address: a.ipv4_address.clone(),
+                ipv6_address: a.ipv6_address.clone(),
+                link_local_ips: (!a.link_local_ips.is_empty()).then(|| a.link_local_ips.clone()),
+            });
     EndpointSettings {
         aliases: Some(aliases),
         ipam_config: ipam,
         mac_address: a.mac_address.clone().or_else(|| mac.cloned()),
+        driver_opts: (!a.driver_opts.is_empty()).then(|| {
+            a.driver_opts
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        }),
         ..Default::default()
     }
 }
@@ -412,6 +420,8 @@ pub fn container_create_body(
         memory_swap: spec.memswap_limit,
         nano_cpus: spec.nano_cpus,
         cpu_shares: spec.cpu_shares,
+        cpu_count: spec.cpu_count,
+        device_cgroup_rules: some_vec(&spec.device_cgroup_rules),
         cpuset_cpus: spec.cpuset.clone(),
         pids_limit: spec.pids_limit,
         init: spec.init,
@@ -491,11 +501,22 @@ pub fn container_create_body(
     })
 }
 
+/// A secret or config given by content, copied into the container before it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopiedFile {
+    /// Absolute path in the container.
+    pub path: String,
+    pub content: Secret,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+}
+
 fn mount(
     m: &MountSpec,
     mounts: &mut Vec<Mount>,
     binds: &mut Vec<String>,
-    files: &mut Vec<(String, Secret)>,
+    files: &mut Vec<CopiedFile>,
 ) -> Result<(), String> {
     let read_only = m.read_only.then_some(true);
     match &m.source {
@@ -586,8 +607,17 @@ fn mount(
         }),
         MountSource::File {
             content: Some(content),
+            uid,
+            gid,
+            mode,
             ..
-        } => files.push((m.target.clone(), content.clone())),
+        } => files.push(CopiedFile {
+            path: m.target.clone(),
+            content: content.clone(),
+            uid: uid.unwrap_or(0),
+            gid: gid.unwrap_or(0),
+            mode: mode.unwrap_or(0o444),
+        }),
         MountSource::File { file, .. } => mounts.push(Mount {
             target: Some(m.target.clone()),
             source: Some(file.clone()),

@@ -771,13 +771,15 @@ fn a_changed_config_folder_reloads_once_when_the_service_asks() {
         },
         read_only: true,
     });
-    web.config_files.insert("s/caddy/".into(), "sha256:old".into());
+    web.config_files
+        .insert("s/caddy/".into(), "sha256:old".into());
     web.on_config_change = Some(crate::model::ConfigChangeAction::Exec(vec![
         "caddy".into(),
         "reload".into(),
     ]));
     let before = desired(&[stack("s", &[("web", web.clone())])]);
-    web.config_files.insert("s/caddy/".into(), "sha256:new".into());
+    web.config_files
+        .insert("s/caddy/".into(), "sha256:new".into());
     let after = desired(&[stack("s", &[("web", web.clone())])]);
     let mut observed = converged(&before);
     let plan = check("reload", &after, &observed, PlanOptions::default());
@@ -793,6 +795,11 @@ fn a_changed_config_folder_reloads_once_when_the_service_asks() {
     // Any other change is a replace, as always.
     web.image = "test/app:2".into();
     let changed = desired(&[stack("s", &[("web", web)])]);
-    let plan = check("reload_and_more", &changed, &observed, PlanOptions::default());
+    let plan = check(
+        "reload_and_more",
+        &changed,
+        &observed,
+        PlanOptions::default(),
+    );
     assert!(plan.changes.iter().any(|c| c.op == Op::Replace));
 }

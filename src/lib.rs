@@ -11,3 +11,6 @@ pub mod plan;
 pub mod render;
 pub mod serve;
 pub mod tls;
+
+#[cfg(test)]
+mod invariants_tests;

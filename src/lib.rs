@@ -13,3 +13,6 @@ pub mod plan;
 pub mod render;
 pub mod serve;
 pub mod tls;
+
+#[cfg(test)]
+mod invariants_tests;

@@ -98,8 +98,10 @@ fn classify_pull_failure(status: Option<u16>, message: &str) -> PullFailure {
 }
 
 impl Engine {
-    /// Pulls `image`, reporting progress lines. Requests: 1 (streamed). A failure names the
-    /// image and the cause ([`DockerError::Pull`]).
+    /// Pulls `image`, reporting progress lines. Requests: 1 (streamed). A registry failure is
+    /// a [`DockerError::Pull`] naming the image, the Engine's cause and its [`PullFailure`]
+    /// (only an unavailable registry is transient); an Engine that cannot be reached or does
+    /// not answer gives [`DockerError::Unreachable`] / [`DockerError::Timeout`].
     pub async fn pull(
         &self,
         image: &str,

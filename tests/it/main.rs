@@ -10,4 +10,5 @@ mod git;
 mod github;
 mod github_fake;
 mod serve;
+mod tls;
 mod webhooks;

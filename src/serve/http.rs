@@ -22,8 +22,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tracing::{info, warn};
 
+use super::config;
 use super::metrics::{self, Metrics};
 use super::queue::Queue;
+use super::server;
 use super::webhook::{self, Decision};
 use crate::model::Secret;
 
@@ -245,18 +247,14 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
-/// Serve `router` on `listener` until `shutdown` completes, then finish in-flight requests.
+/// Serve `router` on `listener` until `shutdown` completes, then finish in-flight requests, with
+/// the process's [`config::http_limits`] (header and request timeouts, connection cap).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    if let Ok(addr) = listener.local_addr() {
-        info!(%addr, "http server listening");
-    }
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    server::serve(listener, router, config::http_limits(), shutdown).await
 }
 
 async fn readyz(State(st): State<Arc<HttpState>>) -> Response {

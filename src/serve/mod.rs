@@ -7,6 +7,7 @@ pub mod metrics;
 pub mod queue;
 pub mod redact;
 pub mod report;
+pub mod server;
 pub mod state;
 pub mod webhook;
 pub mod worktree;

@@ -189,6 +189,10 @@ impl Table {
         Admit::Seated(id, rx)
     }
 
+    fn in_flight(&self, id: u64) -> usize {
+        self.lock().open.get(&id).map_or(0, |s| s.in_flight)
+    }
+
     fn leave(&self, id: u64) {
         self.lock().open.remove(&id);
     }
@@ -219,8 +223,8 @@ impl Drop for Busy {
 }
 
 /// Serve `router` on `listener` with `limits` until `shutdown` completes; then stop accepting,
-/// close idle connections, and let requests in progress finish (each bounded by the request
-/// timeout).
+/// close the connections without a request in progress (idle or still sending a head), and let
+/// requests in progress finish (each bounded by the request timeout).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -300,9 +304,13 @@ pub async fn serve(
                 }
                 _ = evicted => debug!(%peer, "connection closed: evicted by a newer one at the connection limit"),
                 _ = async { drop(stop.wait_for(|s| *s).await) } => {
-                    conn.as_mut().graceful_shutdown();
-                    if tokio::time::timeout(grace, conn).await.is_err() {
-                        debug!(%peer, "connection closed: shutting down");
+                    // A connection without a request in progress (idle, or still sending its
+                    // head) closes now; a request in progress may finish, within the grace.
+                    if table.in_flight(id) > 0 {
+                        conn.as_mut().graceful_shutdown();
+                        if tokio::time::timeout(grace, conn).await.is_err() {
+                            debug!(%peer, "connection closed: shutting down");
+                        }
                     }
                 }
             }

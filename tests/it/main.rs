@@ -8,4 +8,6 @@ mod git;
 mod github;
 mod github_fake;
 mod serve;
+mod serve_cli;
+mod slow_clients;
 mod webhooks;

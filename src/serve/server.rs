@@ -41,6 +41,31 @@ pub const FD_RESERVE: u64 = 128;
 /// Pause after a failed `accept` (`EMFILE`, `ENFILE`, `ENOBUFS`): retrying at once would spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+/// Read buffer per connection, which bounds a request head too (larger heads get 431): with the
+/// connection cap, it bounds the memory that clients which never finish a head can hold.
+const MAX_BUF: usize = 64 * 1024;
+/// At most one warning per this interval for a repeated connection-level event (an attack must
+/// not flood the log); the warning says how many happened.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// Counts an event and logs it at most once per [`WARN_EVERY`].
+#[derive(Debug, Default)]
+struct Throttled {
+    count: u64,
+    last: Option<std::time::Instant>,
+}
+
+impl Throttled {
+    fn note(&mut self, log: impl FnOnce(u64)) {
+        self.count += 1;
+        if self.last.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+            log(self.count);
+            self.count = 0;
+            self.last = Some(std::time::Instant::now());
+        }
+    }
+}
+
 /// Timeouts and limits of the HTTP endpoint (settings `http-*` in [`super::config`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpLimits {
@@ -248,7 +273,10 @@ pub async fn serve(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_BUF);
+    let mut refused = Throttled::default();
+    let mut accept_failed = Throttled::default();
 
     loop {
         let (stream, peer) = tokio::select! {
@@ -261,7 +289,7 @@ pub async fn serve(
                     match e.kind() {
                         std::io::ErrorKind::ConnectionAborted
                         | std::io::ErrorKind::ConnectionReset => debug!("accept: {e}"),
-                        _ => warn!("cannot accept a connection: {e}"),
+                        _ => accept_failed.note(|n| warn!(failures = n, "cannot accept connections: {e}")),
                     }
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
@@ -271,8 +299,8 @@ pub async fn serve(
         let (id, evicted) = match table.admit(cap) {
             Admit::Seated(id, evicted) => (id, evicted),
             Admit::Full => {
-                warn!(%peer, max_connections = cap, "connection refused: every connection has a request in progress");
                 drop(stream);
+                refused.note(|n| warn!(%peer, max_connections = cap, refused = n, "connections refused: every connection has a request in progress"));
                 continue;
             }
         };
@@ -377,6 +405,19 @@ mod tests {
         assert!(a_rx.try_recv().is_ok());
         assert!(c_rx.try_recv().is_err());
         assert_eq!(t.lock().evicted, 2);
+    }
+
+    #[test]
+    fn repeated_warnings_are_throttled() {
+        let mut t = Throttled::default();
+        let mut logged = Vec::new();
+        for _ in 0..5 {
+            t.note(|n| logged.push(n));
+        }
+        assert_eq!(logged, vec![1]);
+        t.last = Some(std::time::Instant::now() - WARN_EVERY);
+        t.note(|n| logged.push(n));
+        assert_eq!(logged, vec![1, 5]);
     }
 
     #[test]

@@ -34,9 +34,12 @@ use crate::model::Secret;
 /// Default `max_body`: GitHub caps payloads at 25 MB but pushes and pull requests are far
 /// smaller; anything bigger is refused unread.
 pub const DEFAULT_MAX_BODY: usize = 5 * 1024 * 1024;
-/// Webhook requests read and handled at once; more get 503 at once. With [`DEFAULT_MAX_BODY`]
-/// this bounds the memory unauthenticated senders can make berth hold for bodies (80 MiB).
+/// Webhook requests with a large body ([`SMALL_BODY`]) read and handled at once; more get 503
+/// at once. With [`DEFAULT_MAX_BODY`] this bounds the memory unauthenticated senders can make
+/// berth hold for bodies: 80 MiB, plus at most [`SMALL_BODY`] per open connection.
 pub const MAX_WEBHOOKS_IN_FLIGHT: usize = 16;
+/// A webhook body of at most this many bytes (by `Content-Length`) needs no permit.
+pub const SMALL_BODY: u64 = 64 * 1024;
 /// How many delivery ids are remembered for de-duplication.
 pub const DELIVERY_MEMORY: usize = 4096;
 /// How long reconciles may keep failing transiently before `/readyz` says 503.
@@ -267,9 +270,18 @@ pub async fn serve(
     server::serve(listener, router, config::http_limits(), shutdown).await
 }
 
-/// Hold one of the [`MAX_WEBHOOKS_IN_FLIGHT`] permits while the body is read and handled;
-/// without one, 503 before reading anything.
+/// A webhook with a large body (or one of unknown length) holds one of the
+/// [`MAX_WEBHOOKS_IN_FLIGHT`] permits while it is read and handled; without one, 503 before
+/// reading anything.
 async fn webhook_slot(State(st): State<Arc<HttpState>>, req: Request, next: Next) -> Response {
+    let small = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|n| n <= SMALL_BODY);
+    if small {
+        return next.run(req).await;
+    }
     let Ok(_permit) = st.webhook_slots.clone().try_acquire_owned() else {
         st.metrics.webhook("unverified", "busy");
         warn!(
@@ -554,6 +566,20 @@ mod tests {
                 .body(body)
                 .unwrap()
         };
+        // Of unknown length, like the stalled ones below.
+        let unknown_length = || {
+            post(axum::body::Body::from_stream(futures_util::stream::iter([
+                Ok::<_, std::io::Error>(Bytes::from_static(b"{}")),
+            ])))
+        };
+        let small = || {
+            let mut r = post("{}".into());
+            r.headers_mut().insert(
+                header::CONTENT_LENGTH,
+                header::HeaderValue::from_static("2"),
+            );
+            r
+        };
         // Bodies that never end: each request holds its permit.
         let mut senders = Vec::new();
         let mut pending = Vec::new();
@@ -571,7 +597,7 @@ mod tests {
         let mut tries = 0;
         while app
             .clone()
-            .oneshot(post("{}".into()))
+            .oneshot(unknown_length())
             .await
             .unwrap()
             .status()
@@ -581,12 +607,15 @@ mod tests {
             assert!(tries < 10_000, "never refused");
             tokio::task::yield_now().await;
         }
+        // A small body with its length needs no permit: still served.
+        let r = app.clone().oneshot(small()).await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
         drop(senders);
         for p in pending {
             // The bodies end (unsigned): 401, and the permits are back.
             assert_eq!(p.await.unwrap().unwrap().status(), StatusCode::UNAUTHORIZED);
         }
-        let r = app.oneshot(post("{}".into())).await.unwrap();
+        let r = app.oneshot(unknown_length()).await.unwrap();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     }
 

@@ -127,7 +127,11 @@ fn main() -> ExitCode {
 
 fn init_logging(format: &str, serving: bool) {
     // The daemon logs what it does by default; the one-shot commands print it instead.
-    let default = if serving { "info" } else { "warn" };
+    let default = if serving {
+        berth::serve::config::SERVE_LOG_DEFAULT
+    } else {
+        "warn"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     // Colours only on a terminal: not in journald, files or pipes.
@@ -147,6 +151,11 @@ async fn run(command: Command, instance: &str) -> Result<u8> {
         Command::Serve(args) => {
             let env: BTreeMap<String, String> = std::env::vars().collect();
             let config = berth::serve::config::ServeConfig::resolve(&args, instance, &env)?;
+            berth::serve::server::raise_fd_limit();
+            berth::serve::config::install_http_limits(config.http);
+            // Fail early, naming the address and the setting, when --listen is taken (the loop
+            // binds it again right after; tokio's bind reuses the address).
+            drop(berth::serve::server::bind(config.listen)?);
             let (tx, rx) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
                 shutdown_signal().await;

@@ -1,6 +1,7 @@
 //! berth's HTTP server: GitHub webhooks in, health and metrics out.
 //!
-//! - `POST /hooks/github`: size limit, then signature, then de-duplication, then
+//! - `POST /hooks/github`: at most [`MAX_WEBHOOKS_IN_FLIGHT`] at once (else 503), size limit,
+//!   then signature, then de-duplication, then
 //!   [`webhook::route`]; work goes to the [`Queue`] and the answer (202) leaves at once — the
 //!   reconcile happens later, in the loop.
 //! - `GET /healthz`: the process answers.
@@ -16,20 +17,29 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tracing::{info, warn};
 
+use super::config;
 use super::metrics::{self, Metrics};
 use super::queue::Queue;
+use super::server;
 use super::webhook::{self, Decision};
 use crate::model::Secret;
 
 /// Default `max_body`: GitHub caps payloads at 25 MB but pushes and pull requests are far
 /// smaller; anything bigger is refused unread.
 pub const DEFAULT_MAX_BODY: usize = 5 * 1024 * 1024;
+/// Webhook requests with a large body ([`SMALL_BODY`]) read and handled at once; more get 503
+/// at once. With [`DEFAULT_MAX_BODY`] this bounds the memory unauthenticated senders can make
+/// berth hold for bodies: 80 MiB, plus at most [`SMALL_BODY`] per open connection.
+pub const MAX_WEBHOOKS_IN_FLIGHT: usize = 16;
+/// A webhook body of at most this many bytes (by `Content-Length`) needs no permit.
+pub const SMALL_BODY: u64 = 64 * 1024;
 /// How many delivery ids are remembered for de-duplication.
 pub const DELIVERY_MEMORY: usize = 4096;
 /// How long reconciles may keep failing transiently before `/readyz` says 503.
@@ -185,6 +195,8 @@ pub struct HttpState {
     readiness: Arc<Readiness>,
     max_body: usize,
     deliveries: Mutex<Deliveries>,
+    /// Permits for webhook requests in progress ([`MAX_WEBHOOKS_IN_FLIGHT`]).
+    webhook_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl HttpState {
@@ -220,6 +232,7 @@ impl HttpState {
             readiness,
             max_body: DEFAULT_MAX_BODY,
             deliveries: Mutex::new(Deliveries::default()),
+            webhook_slots: Arc::new(tokio::sync::Semaphore::new(MAX_WEBHOOKS_IN_FLIGHT)),
         })
     }
 
@@ -237,7 +250,9 @@ pub fn router(state: HttpState) -> Router {
     Router::new()
         .route(
             "/hooks/github",
-            post(github_webhook).layer(DefaultBodyLimit::max(max_body)),
+            post(github_webhook)
+                .layer(DefaultBodyLimit::max(max_body))
+                .layer(middleware::from_fn_with_state(state.clone(), webhook_slot)),
         )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -245,18 +260,42 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
-/// Serve `router` on `listener` until `shutdown` completes, then finish in-flight requests.
+/// Serve `router` on `listener` until `shutdown` completes, then finish in-flight requests, with
+/// the process's [`config::http_limits`] (header and request timeouts, connection cap).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    if let Ok(addr) = listener.local_addr() {
-        info!(%addr, "http server listening");
+    server::serve(listener, router, config::http_limits(), shutdown).await
+}
+
+/// A webhook with a large body (or one of unknown length) holds one of the
+/// [`MAX_WEBHOOKS_IN_FLIGHT`] permits while it is read and handled; without one, 503 before
+/// reading anything.
+async fn webhook_slot(State(st): State<Arc<HttpState>>, req: Request, next: Next) -> Response {
+    let small = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|n| n <= SMALL_BODY);
+    if small {
+        return next.run(req).await;
     }
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let Ok(_permit) = st.webhook_slots.clone().try_acquire_owned() else {
+        st.metrics.webhook("unverified", "busy");
+        warn!(
+            limit = MAX_WEBHOOKS_IN_FLIGHT,
+            "webhook refused: too many webhooks in progress"
+        );
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            "too many webhooks in progress; retry\n",
+        )
+            .into_response();
+    };
+    next.run(req).await
 }
 
 async fn readyz(State(st): State<Arc<HttpState>>) -> Response {
@@ -506,6 +545,78 @@ mod tests {
         assert_eq!(st.branch, "main");
         assert_eq!(st.max_body, DEFAULT_MAX_BODY);
         assert!(new(Some("s"), false).is_ok());
+    }
+
+    #[tokio::test]
+    async fn webhooks_in_progress_are_capped() {
+        use tower::ServiceExt;
+        let st = HttpState::new(
+            Arc::new(Queue::new()),
+            Arc::new(Metrics::new()),
+            Arc::new(Readiness::default()),
+            "main",
+            Some(Secret::new("s")),
+            false,
+        )
+        .unwrap();
+        let app = router(st);
+        let post = |body: axum::body::Body| {
+            axum::http::Request::post("/hooks/github")
+                .header("x-github-event", "ping")
+                .body(body)
+                .unwrap()
+        };
+        // Of unknown length, like the stalled ones below.
+        let unknown_length = || {
+            post(axum::body::Body::from_stream(futures_util::stream::iter([
+                Ok::<_, std::io::Error>(Bytes::from_static(b"{}")),
+            ])))
+        };
+        let small = || {
+            let mut r = post("{}".into());
+            r.headers_mut().insert(
+                header::CONTENT_LENGTH,
+                header::HeaderValue::from_static("2"),
+            );
+            r
+        };
+        // Bodies that never end: each request holds its permit.
+        let mut senders = Vec::new();
+        let mut pending = Vec::new();
+        for _ in 0..MAX_WEBHOOKS_IN_FLIGHT {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+            let body =
+                axum::body::Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async {
+                    rx.recv().await.map(|chunk| (chunk, rx))
+                }));
+            tx.send(Ok(Bytes::from_static(b"{"))).await.unwrap();
+            senders.push(tx);
+            pending.push(tokio::spawn(app.clone().oneshot(post(body))));
+        }
+        // Each holds its permit once its body is being read; then the next one is refused.
+        let mut tries = 0;
+        while app
+            .clone()
+            .oneshot(unknown_length())
+            .await
+            .unwrap()
+            .status()
+            != StatusCode::SERVICE_UNAVAILABLE
+        {
+            tries += 1;
+            assert!(tries < 10_000, "never refused");
+            tokio::task::yield_now().await;
+        }
+        // A small body with its length needs no permit: still served.
+        let r = app.clone().oneshot(small()).await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        drop(senders);
+        for p in pending {
+            // The bodies end (unsigned): 401, and the permits are back.
+            assert_eq!(p.await.unwrap().unwrap().status(), StatusCode::UNAUTHORIZED);
+        }
+        let r = app.oneshot(unknown_length()).await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     }
 
     #[test]

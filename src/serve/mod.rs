@@ -10,6 +10,7 @@ mod preview;
 pub mod queue;
 pub mod redact;
 pub mod report;
+pub mod server;
 pub mod state;
 pub mod webhook;
 pub mod worktree;

@@ -10,5 +10,7 @@ mod git;
 mod github;
 mod github_fake;
 mod serve;
+mod serve_cli;
+mod slow_clients;
 mod tls;
 mod webhooks;

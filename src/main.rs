@@ -153,9 +153,6 @@ async fn run(command: Command, instance: &str) -> Result<u8> {
             let config = berth::serve::config::ServeConfig::resolve(&args, instance, &env)?;
             berth::serve::server::raise_fd_limit();
             berth::serve::config::install_http_limits(config.http);
-            // Fail early, naming the address and the setting, when --listen is taken (the loop
-            // binds it again right after; tokio's bind reuses the address).
-            drop(berth::serve::server::bind(config.listen)?);
             let (tx, rx) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
                 shutdown_signal().await;

@@ -51,16 +51,16 @@ pub async fn run(config: ServeConfig, shutdown: watch::Receiver<bool>) -> Result
         config.webhook_secret.clone(),
         config.insecure_no_webhook_secret,
     )?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: config.listen,
-            source,
-        })?;
-    let local = listener.local_addr().map_err(|source| ServeError::Listen {
-        addr: config.listen,
-        source,
-    })?;
+    let listener = super::server::bind(config.listen)?;
+    let io = |what| ServeError::io(what, config.state_dir.clone());
+    listener
+        .set_nonblocking(true)
+        .map_err(io("cannot set up the listening socket"))?;
+    let listener = tokio::net::TcpListener::from_std(listener)
+        .map_err(io("cannot set up the listening socket"))?;
+    let local = listener
+        .local_addr()
+        .map_err(io("cannot set up the listening socket"))?;
     tracing::info!(listen = %local, "serving /hooks/github, /healthz, /readyz, /metrics");
     let mut http_shutdown = shutdown.clone();
     let http = tokio::spawn(super::http::serve(

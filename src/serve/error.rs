@@ -1,7 +1,6 @@
 //! Why a reconcile, a preview or `berth serve` itself did not complete. Typed to the edge: the
 //! loop decides retry-or-not from [`ServeError::is_transient`], never from message text.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::apply::ApplyError;
@@ -61,12 +60,8 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot listen on {addr} (--listen / BERTH_LISTEN): {source}")]
-    Listen {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] super::server::ListenError),
     /// A blocking task (git, the config loader) panicked or was cancelled.
     #[error("{what} stopped unexpectedly: {detail}")]
     Task { what: &'static str, detail: String },
@@ -91,7 +86,7 @@ impl ServeError {
             | ServeError::InvalidManifests { .. }
             | ServeError::Plan(_)
             | ServeError::PullRef { .. }
-            | ServeError::Listen { .. } => false,
+            | ServeError::Listen(_) => false,
         }
     }
 

@@ -64,7 +64,11 @@ impl Engine {
             .inspect_exec(&created.id)
             .await
             .map_err(|e| self.err(op, e))?;
-        output.truncate(output.floor_char_boundary(OUTPUT_MAX.min(output.len())));
+        let mut cut = OUTPUT_MAX.min(output.len());
+        while !output.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        output.truncate(cut);
         Ok((inspected.exit_code.unwrap_or(-1), output))
     }
 }

@@ -199,11 +199,7 @@ pub(crate) fn human_nanos(n: i64) -> String {
     }
     if s > 0 || rest_ms > 0 {
         if rest_ms > 0 {
-            out.push_str(
-                &format!("{s}.{:03}", rest_ms)
-                    .trim_end_matches('0')
-                    .to_string(),
-            );
+            out.push_str(format!("{s}.{:03}", rest_ms).trim_end_matches('0'));
             out.push('s');
         } else {
             out.push_str(&format!("{s}s"));

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use crate::apply::ApplyError;
 use crate::docker::DockerError;
 use crate::git::GitError;
 use crate::github::GitHubError;
@@ -49,8 +48,6 @@ pub enum ServeError {
         /// Every failure was transient: retry later.
         transient: bool,
     },
-    #[error(transparent)]
-    Apply(#[from] ApplyError),
     #[error("pull request #{number}: {detail}")]
     PullRef { number: u64, detail: String },
     #[error("{what} {}: {source}", path.display())]
@@ -74,7 +71,6 @@ impl ServeError {
             ServeError::Git(e) => e.is_transient(),
             ServeError::Docker(e) => e.is_transient(),
             ServeError::GitHub(e) => e.is_transient(),
-            ServeError::Apply(e) => e.is_transient(),
             ServeError::Stacks { transient, .. } => *transient,
             // The disk may fill up or come back; a task crash is worth one more try.
             ServeError::Io { .. } | ServeError::Task { .. } => true,

@@ -948,7 +948,7 @@ async fn remove_keeps_volumes_and_start_self_heals() {
         &d,
         vec![start_change(
             &st.name.clone(),
-            "app".into(),
+            "app",
             &name.clone(),
             &id.clone(),
         )],
@@ -961,12 +961,7 @@ async fn remove_keeps_volumes_and_start_self_heals() {
     let (r, _) = run(
         &engine,
         &desired(vec![]),
-        vec![remove_change(
-            &st.name.clone(),
-            "app".into(),
-            &name.clone(),
-            &id,
-        )],
+        vec![remove_change(&st.name.clone(), "app", &name.clone(), &id)],
         &opts(),
     )
     .await;

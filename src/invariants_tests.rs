@@ -22,22 +22,22 @@ const ADAPTERS: &[(&str, &[&str])] = &[
 
 /// Path prefix → paths it must not use: the planner is pure (no Docker, files, network,
 /// processes or clock).
-const NO_IO: &[(&str, &[&str])] = &[(
-    "src/plan",
-    &[
-        "std::fs",
-        "std::net",
-        "std::process",
-        "std::time::SystemTime",
-        "SystemTime::now",
-        "Instant::now",
-        "tokio",
-        "crate::docker",
-        "crate::git",
-        "crate::github",
-        "crate::serve",
-    ],
-)];
+const PURE: &[&str] = &[
+    "std::fs",
+    "std::net",
+    "std::process",
+    "std::time::SystemTime",
+    "SystemTime::now",
+    "Instant::now",
+    "tokio",
+    "crate::docker",
+    "crate::git",
+    "crate::github",
+    "crate::serve",
+    "crate::apply",
+    "crate::pipeline",
+];
+const NO_IO: &[(&str, &[&str])] = &[("src/plan", PURE), ("src/kinds", PURE)];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -14,7 +14,9 @@ use crate::support::{GitRepo, free_port};
 
 const SECRET: &str = "slow-clients-secret";
 const STALLED: usize = 1_100;
-const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
+// Long enough that opening 1,100 connections on a loaded 2-core CI machine (3 s measured) stays
+// well inside it.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a probe may take while the stalled connections are open.
 const ANSWER_BOUND: Duration = Duration::from_secs(2);
@@ -45,12 +47,14 @@ impl Daemon {
             .args(["--repo", &repo.file_url()])
             .args(["--state-dir", state.path().to_str().unwrap()])
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args([
-                "--http-header-timeout",
-                "3s",
-                "--http-request-timeout",
-                "2s",
-            ])
+            .arg(format!(
+                "--http-header-timeout={}s",
+                HEADER_TIMEOUT.as_secs()
+            ))
+            .arg(format!(
+                "--http-request-timeout={}s",
+                REQUEST_TIMEOUT.as_secs()
+            ))
             .args(["--allow-empty", "--poll-interval", "1h"])
             .env(
                 "BERTH_INSTANCE",
@@ -287,7 +291,7 @@ fn stalled_clients_at_the_fd_limit_do_not_lock_the_endpoint() {
     let code = d.child.wait().unwrap().code();
     assert_eq!(code, Some(0), "{}", d.log());
     assert!(
-        t.elapsed() < Duration::from_secs(3),
+        t.elapsed() < Duration::from_secs(5),
         "shutdown took {:?}",
         t.elapsed()
     );

@@ -27,8 +27,11 @@ tmp=$(mktemp -d)
 pid=
 holder=
 cleanup() {
-    [ -n "$holder" ] && kill "$holder" 2>/dev/null
-    [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    if [ -n "$holder" ]; then kill "$holder" 2>/dev/null || true; fi
+    if [ -n "$pid" ]; then
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    fi
     rm -rf "$tmp"
 }
 trap cleanup EXIT INT TERM

@@ -38,6 +38,8 @@ use tracing::{debug, info, warn};
 /// File descriptors kept free for everything else the process opens (git, the Docker socket,
 /// state files) when the connection cap is derived from the open-file limit.
 pub const FD_RESERVE: u64 = 128;
+/// Pending connections the kernel queues before berth accepts them (tokio's default).
+const LISTEN_BACKLOG: i32 = 1024;
 /// Pause after a failed `accept` (`EMFILE`, `ENFILE`, `ENOBUFS`): retrying at once would spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -98,9 +100,19 @@ impl ListenError {
     }
 }
 
-/// Bind `addr`, with an error that names the address, the setting and the cause.
+/// Bind `addr` and listen, with an error that names the address, the setting and the cause.
+/// `SO_REUSEADDR` is set (as tokio's and most servers' bind do): a restarted berth can bind
+/// while connections of the previous process linger in TIME_WAIT.
 pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, ListenError> {
-    std::net::TcpListener::bind(addr).map_err(|cause| {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let listen = || -> std::io::Result<std::net::TcpListener> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(LISTEN_BACKLOG)?;
+        Ok(socket.into())
+    };
+    listen().map_err(|cause| {
         let reason = match cause.kind() {
             std::io::ErrorKind::AddrInUse => "address already in use".to_string(),
             std::io::ErrorKind::AddrNotAvailable => "not an address of this host".to_string(),
@@ -440,6 +452,23 @@ mod tests {
             format!("cannot listen on {addr} (--listen / BERTH_LISTEN): address already in use")
         );
         assert!(!e.is_transient());
+    }
+
+    #[test]
+    fn a_restart_binds_while_old_connections_are_in_time_wait() {
+        use std::io::Read;
+        let first = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = first.local_addr().unwrap();
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        let (server_side, _) = first.accept().unwrap();
+        // The server closes first: its end (local port = the listening port) enters TIME_WAIT.
+        drop(server_side);
+        let mut buf = [0u8; 1];
+        assert_eq!(client.read(&mut buf).unwrap(), 0);
+        drop(client);
+        drop(first);
+        let again = bind(addr).expect("rebinding with connections in TIME_WAIT");
+        assert_eq!(again.local_addr().unwrap(), addr);
     }
 
     #[test]

@@ -61,6 +61,10 @@ enum Command {
         /// How long to wait for a container to become healthy.
         #[arg(long, default_value = "60s", value_parser = parse_duration)]
         health_timeout: Duration,
+        /// How many changing Engine requests (pulls, creates, starts, removes) may be in
+        /// flight at once; waiting for health takes none.
+        #[arg(long, env = "BERTH_PARALLEL", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+        parallel: u16,
     },
     /// Run the GitOps loop: follow a git branch, take GitHub webhooks, apply, report back.
     Serve(Box<berth::serve::config::ServeArgs>),
@@ -210,12 +214,14 @@ async fn run(command: Command, instance: &str) -> Result<u8> {
             dir,
             opts,
             health_timeout,
+            parallel,
         } => {
             let Some((desired, engine)) = load_and_connect(&dir, instance).await? else {
                 return Ok(1);
             };
             let apply_opts = ApplyOptions {
                 health_timeout,
+                parallel: parallel.into(),
                 ..ApplyOptions::default()
             };
             let mut hooks = Printer { print_plan: true };

@@ -102,3 +102,85 @@ impl Driver for Engine {
         Engine::exec(self, id, cmd).await
     }
 }
+
+/// A driver that lets at most `permits` changing calls reach the engine at once (reads go
+/// through). The executor wraps the
+/// real one in it: the bound is on Engine work, not on changes — a change that only waits for
+/// its container's health holds no permit between polls, so many health checks are waited for
+/// side by side while at most N requests are in flight.
+pub(super) struct Throttled<'a, D> {
+    pub inner: &'a D,
+    pub permits: tokio::sync::Semaphore,
+}
+
+impl<D: Driver> Throttled<'_, D> {
+    async fn permit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        // Closed only if dropped; then run unthrottled rather than fail.
+        self.permits.acquire().await.ok()
+    }
+}
+
+impl<D: Driver> Driver for Throttled<'_, D> {
+    async fn pull(&self, image: &str, progress: &mut (dyn FnMut(&str) + Send)) -> R<()> {
+        let _p = self.permit().await;
+        self.inner.pull(image, progress).await
+    }
+    async fn create_network(&self, stack: &str, spec: &NetworkSpec) -> R<()> {
+        let _p = self.permit().await;
+        self.inner.create_network(stack, spec).await
+    }
+    async fn create_volume(&self, stack: &str, spec: &VolumeSpec) -> R<()> {
+        let _p = self.permit().await;
+        self.inner.create_volume(stack, spec).await
+    }
+    async fn remove_network(&self, name: &str) -> R<()> {
+        let _p = self.permit().await;
+        self.inner.remove_network(name).await
+    }
+    async fn remove_volume(&self, name: &str) -> R<()> {
+        let _p = self.permit().await;
+        self.inner.remove_volume(name).await
+    }
+    async fn create_container(
+        &self,
+        stack: &StackSpec,
+        service: &str,
+        spec: &ServiceSpec,
+        number: u32,
+        name: &str,
+        reuse: &[ObservedMount],
+    ) -> R<String> {
+        let _p = self.permit().await;
+        self.inner
+            .create_container(stack, service, spec, number, name, reuse)
+            .await
+    }
+    async fn start(&self, id: &str) -> R<()> {
+        let _p = self.permit().await;
+        self.inner.start(id).await
+    }
+    async fn stop(&self, id: &str, grace: Option<i64>) -> R<()> {
+        let _p = self.permit().await;
+        self.inner.stop(id, grace).await
+    }
+    async fn rename(&self, id: &str, name: &str) -> R<()> {
+        let _p = self.permit().await;
+        self.inner.rename(id, name).await
+    }
+    async fn remove(&self, id: &str) -> R<()> {
+        let _p = self.permit().await;
+        self.inner.remove(id).await
+    }
+    /// A read: health polls take no permit, so waiting never slows creating.
+    async fn inspect(&self, id_or_name: &str) -> R<ContainerInfo> {
+        self.inner.inspect(id_or_name).await
+    }
+    async fn signal(&self, id: &str, signal: &str) -> R<()> {
+        let _p = self.permit().await;
+        self.inner.signal(id, signal).await
+    }
+    async fn exec(&self, id: &str, cmd: &[String]) -> R<(i64, String)> {
+        let _p = self.permit().await;
+        self.inner.exec(id, cmd).await
+    }
+}

@@ -1,7 +1,7 @@
 //! The executor: carries out a [`Plan`] by its edges. A change starts when every change it
-//! needs has reached the [`Wait`] on the edge; independent changes run side by side (at most
-//! [`ApplyOptions::parallel`] at once), so a cold deploy waits for many health checks at the same
-//! time. It decides nothing the planner did not; it only adds the safety around each step
+//! needs has reached the [`Wait`] on the edge; independent changes run side by side, with at
+//! most [`ApplyOptions::parallel`] Engine requests in flight, so a cold deploy waits for many
+//! health checks at the same time. It decides nothing the planner did not; it only adds the safety around each step
 //! (dependency conditions, health waits, restoring the old container when a replacement fails).
 //!
 //! When a change fails, the changes that need it are not attempted; changes that do not need
@@ -33,7 +33,8 @@ pub struct ApplyOptions {
     pub completion_timeout: Duration,
     /// How often to look at a container's state while waiting.
     pub poll_interval: Duration,
-    /// How many changes may run at once.
+    /// How many changing Engine requests may be in flight at once (pulls, creates, starts,
+    /// stops, removes). Reads (health polls) and changes that only wait hold none.
     pub parallel: usize,
 }
 
@@ -42,11 +43,14 @@ impl Default for ApplyOptions {
         ApplyOptions {
             health_timeout: Duration::from_secs(60),
             completion_timeout: Duration::from_secs(300),
-            poll_interval: Duration::from_millis(500),
+            poll_interval: Duration::from_millis(250),
             parallel: 8,
         }
     }
 }
+
+/// At most this many changes in progress at once (most of them waiting for health).
+const MAX_IN_FLIGHT: usize = 256;
 
 /// The state of one change while the graph runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,8 +75,12 @@ pub async fn apply<D: Driver>(
             errors: plan.errors.clone(),
         });
     }
+    let throttled = driver::Throttled {
+        inner: driver,
+        permits: tokio::sync::Semaphore::new(opts.parallel.max(1)),
+    };
     let ex = Exec {
-        driver,
+        driver: &throttled,
         opts,
         progress: Mutex::new(progress),
     };
@@ -86,7 +94,8 @@ pub async fn apply<D: Driver>(
     let mut status = vec![Status::Pending; changes.len()];
     let mut report = ApplyReport::default();
     let mut running = FuturesUnordered::new();
-    let parallel = opts.parallel.max(1);
+    // Changes in progress at once: a bound on memory, not on the Engine (see `parallel`).
+    let in_flight = MAX_IN_FLIGHT;
     loop {
         // Start what is ready, in plan order; mark what can no longer run.
         for (i, c) in changes.iter().enumerate() {
@@ -110,7 +119,7 @@ pub async fn apply<D: Driver>(
                     Status::Pending | Status::Running => ready = false,
                 }
             }
-            if ready && status[i] == Status::Pending && running.len() < parallel {
+            if ready && status[i] == Status::Pending && running.len() < in_flight {
                 status[i] = Status::Running;
                 let ex = &ex;
                 running.push(async move { (i, ex.run_change(c, index).await) });

@@ -108,7 +108,28 @@ struct FakeState {
 }
 
 #[derive(Clone, Default)]
-struct Fake(Arc<StdMutex<FakeState>>);
+struct Fake(Arc<StdMutex<FakeState>>, Arc<InFlight>);
+
+/// Engine calls in progress now, and the most there ever were.
+#[derive(Default)]
+struct InFlight {
+    now: std::sync::atomic::AtomicUsize,
+    max: std::sync::atomic::AtomicUsize,
+}
+
+impl Fake {
+    /// A call that takes a scheduler turn, so concurrent calls can overlap.
+    async fn busy(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.1.now.fetch_add(1, SeqCst) + 1;
+        self.1.max.fetch_max(now, SeqCst);
+        tokio::task::yield_now().await;
+        self.1.now.fetch_sub(1, SeqCst);
+    }
+    fn max_in_flight(&self) -> usize {
+        self.1.max.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
 
 fn engine_err(op: &str) -> DockerError {
     DockerError::Server {
@@ -181,6 +202,7 @@ impl Driver for Fake {
         name: &str,
         _: &[ObservedMount],
     ) -> Result<String, DockerError> {
+        self.busy().await;
         self.log(format!("create {name}"));
         if self.0.lock().unwrap().fail_create.iter().any(|n| n == name) {
             return Err(engine_err("create"));
@@ -189,6 +211,7 @@ impl Driver for Fake {
         Ok(self.add(name, checks))
     }
     async fn start(&self, id: &str) -> Result<(), DockerError> {
+        self.busy().await;
         let name = {
             let s = self.0.lock().unwrap();
             s.containers
@@ -361,19 +384,34 @@ async fn independent_creates_wait_for_health_side_by_side() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn parallel_one_runs_one_at_a_time() {
-    let d = one_stack(vec![("a", healthy_svc()), ("b", healthy_svc())]);
+async fn parallel_bounds_the_engine_requests_in_flight() {
+    let services: Vec<(&str, ServiceSpec)> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|n| (*n, healthy_svc()))
+        .collect();
+    let d = one_stack(services);
     let p = plan(&d, &present(&d), &PlanOptions::default());
-    let fake = Fake::default();
-    let opts = ApplyOptions {
-        parallel: 1,
-        ..fast()
-    };
-    apply(&fake, &p, &opts, &mut |_| {}).await.unwrap();
-    let calls = fake.calls();
-    let healthy_a = calls.iter().position(|c| c == "healthy s-a-1").unwrap();
-    let start_b = calls.iter().position(|c| c == "start s-b-1").unwrap();
-    assert!(healthy_a < start_b, "{calls:?}");
+    for (parallel, most) in [(1, 1), (8, 4)] {
+        let fake = Fake::default();
+        let opts = ApplyOptions { parallel, ..fast() };
+        let report = apply(&fake, &p, &opts, &mut |_| {}).await.unwrap();
+        assert_eq!(report.created, 4);
+        assert!(
+            fake.max_in_flight() <= parallel,
+            "parallel {parallel}: {} calls at once",
+            fake.max_in_flight()
+        );
+        assert!(
+            fake.max_in_flight() >= most.min(parallel),
+            "parallel {parallel}: no overlap"
+        );
+        // Waiting for health holds no permit: even one at a time, all four start before the
+        // first is healthy.
+        let calls = fake.calls();
+        let last_start = calls.iter().rposition(|c| c.starts_with("start")).unwrap();
+        let first_healthy = calls.iter().position(|c| c.starts_with("healthy")).unwrap();
+        assert!(last_start < first_healthy, "parallel {parallel}: {calls:?}");
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -465,6 +465,11 @@ impl Daemon {
         })?;
         Ok(match loaded {
             Ok((mut desired, root)) => {
+                // Accepted but not applied (`develop:`, deprecated forms): said once per
+                // commit (loads are cached per commit), as the CLI prints them.
+                for note in desired.notes() {
+                    tracing::info!("note: {note}");
+                }
                 let from = root.canonicalize().unwrap_or(root);
                 desired.rebase(&from, &worktree_root);
                 Ok(desired)

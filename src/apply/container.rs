@@ -10,6 +10,9 @@ use crate::docker::{DockerError, OLD_SUFFIX};
 use crate::model::{ConfigChangeAction, ContainerState, Health, ServiceSpec, StackSpec};
 use crate::plan::{ContainerPayload, Op, Reload, Wait, short_id};
 
+/// The longest a health wait holds off its first look at a new container.
+const FIRST_LOOK_MAX: Duration = Duration::from_secs(2);
+
 /// Why a wait on a container ended without its condition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum WaitError {
@@ -200,7 +203,7 @@ impl<D: Driver> Exec<'_, D> {
             .map_err(err)?;
         let started = match d.start(&id).await.map_err(err) {
             Ok(()) if has_healthcheck(spec) => self
-                .wait_for(st, service, &id, Wait::Healthy)
+                .wait_healthy(st, service, &id, spec)
                 .await
                 .map_err(|e| wait_err(st, service, e)),
             other => other,
@@ -317,7 +320,7 @@ impl<D: Driver> Exec<'_, D> {
                 .await);
         }
         if has_healthcheck(spec)
-            && let Err(e) = self.wait_for(stack, service, &new_id, Wait::Healthy).await
+            && let Err(e) = self.wait_healthy(stack, service, &new_id, spec).await
         {
             return Err(self
                 .restore(stack, service, &old, Some(&new_id), e.to_string())
@@ -405,6 +408,27 @@ impl<D: Driver> Exec<'_, D> {
             message: format!("replacing {} failed: {cause}; {what}", old.name),
             transient: false,
         }
+    }
+
+    /// Waits for a container just started to pass its health check. Its first probe runs one
+    /// `interval` after the start (Docker's default: 30 s), so polling before then only loads the
+    /// Engine while other containers are still being created: the first look comes after the
+    /// interval (at most 2 s, so an early exit is still noticed soon).
+    async fn wait_healthy(
+        &self,
+        stack: &str,
+        service: &str,
+        id: &str,
+        spec: &ServiceSpec,
+    ) -> Result<(), WaitError> {
+        let interval = spec
+            .healthcheck
+            .as_ref()
+            .and_then(|h| h.interval)
+            .and_then(|n| u64::try_from(n).ok())
+            .map_or(Duration::from_secs(30), Duration::from_nanos);
+        tokio::time::sleep(interval.min(FIRST_LOOK_MAX)).await;
+        self.wait_for(stack, service, id, Wait::Healthy).await
     }
 
     /// Polls `container` (ID or name) until it reaches `until`.

@@ -356,6 +356,30 @@ fn present(d: &Desired) -> Observed {
     }
 }
 
+/// What the Engine shows for `s/web` running container `id`, created from `spec`.
+fn running_web(id: &str, spec: &ServiceSpec) -> crate::model::ObservedContainer {
+    use crate::model::labels;
+    crate::model::ObservedContainer {
+        id: id.to_string(),
+        name: "s-web-1".into(),
+        labels: [
+            (labels::MANAGED, "true".to_string()),
+            (labels::STACK, "s".into()),
+            (labels::SERVICE, "web".into()),
+            (labels::SPEC_HASH, spec.spec_hash()),
+            (labels::SPEC, spec.canonical_json()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+        state: ContainerState::Running,
+        health: None,
+        image_id: "sha256:1".into(),
+        networks: vec![],
+        volumes: vec![],
+    }
+}
+
 fn fast() -> ApplyOptions {
     ApplyOptions {
         poll_interval: Duration::from_millis(10),
@@ -476,25 +500,7 @@ async fn a_replacement_that_cannot_start_restores_the_old_container() {
     // What the Engine shows: the old container, created from `before`.
     let spec = &before.stacks["s"].services["web"];
     let mut observed = present(&after);
-    observed.containers.push(crate::model::ObservedContainer {
-        id: old.clone(),
-        name: "s-web-1".into(),
-        labels: [
-            (crate::model::labels::MANAGED, "true".to_string()),
-            (crate::model::labels::STACK, "s".into()),
-            (crate::model::labels::SERVICE, "web".into()),
-            (crate::model::labels::SPEC_HASH, spec.spec_hash()),
-            (crate::model::labels::SPEC, spec.canonical_json()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect(),
-        state: ContainerState::Running,
-        health: None,
-        image_id: "sha256:1".into(),
-        networks: vec![],
-        volumes: vec![],
-    });
+    observed.containers.push(running_web(&old, spec));
     let p = plan(&after, &observed, &PlanOptions::default());
     assert_eq!(p.changes.len(), 1, "{p:?}");
     fake.0.lock().unwrap().fail_start.push("s-web-1".into());
@@ -531,25 +537,7 @@ async fn a_renamed_service_gives_up_its_port_before_the_new_one_takes_it() {
     let old = fake.add("s-web-1", 0);
     let spec = &before.stacks["s"].services["web"];
     let mut observed = present(&after);
-    observed.containers.push(crate::model::ObservedContainer {
-        id: old,
-        name: "s-web-1".into(),
-        labels: [
-            (crate::model::labels::MANAGED, "true".to_string()),
-            (crate::model::labels::STACK, "s".into()),
-            (crate::model::labels::SERVICE, "web".into()),
-            (crate::model::labels::SPEC_HASH, spec.spec_hash()),
-            (crate::model::labels::SPEC, spec.canonical_json()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect(),
-        state: ContainerState::Running,
-        health: None,
-        image_id: "sha256:1".into(),
-        networks: vec![],
-        volumes: vec![],
-    });
+    observed.containers.push(running_web(&old, spec));
     let p = plan(&after, &observed, &PlanOptions::default());
     apply(&fake, &p, &fast(), &mut |_| {}).await.unwrap();
     let calls = fake.calls();

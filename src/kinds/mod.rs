@@ -9,6 +9,7 @@
 pub mod container;
 pub mod image;
 pub mod network;
+mod objects;
 pub mod volume;
 
 use crate::model::{Desired, Observed, ObservedContainer};

@@ -63,7 +63,7 @@ enum Command {
         health_timeout: Duration,
         /// How many changing Engine requests (pulls, creates, starts, removes) may be in
         /// flight at once; waiting for health takes none.
-        #[arg(long, env = "BERTH_PARALLEL", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+        #[arg(long, env = "BERTH_PARALLEL", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
         parallel: u16,
     },
     /// Run the GitOps loop: follow a git branch, take GitHub webhooks, apply, report back.

@@ -44,7 +44,7 @@ impl Default for ApplyOptions {
             health_timeout: Duration::from_secs(60),
             completion_timeout: Duration::from_secs(300),
             poll_interval: Duration::from_millis(250),
-            parallel: 8,
+            parallel: 32,
         }
     }
 }

@@ -4,12 +4,12 @@
 //!
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::github_fake::{FAKE_REPO, FAKE_TOKEN, FakeStatus, GitHubFake};
-use crate::support::{GitRepo, World, docker, engine_now, free_port, inspect};
+use crate::github_fake::{FakeStatus, GitHubFake};
+use crate::serve::Serve;
+use crate::support::{World, docker, engine_now, free_port, inspect};
 
 // ---------------------------------------------------------------------------------------------
 // Local helpers
@@ -61,124 +61,11 @@ fn mentions_volume_removal(out: &str, name: &str) -> bool {
     })
 }
 
-// ---------------------------------------------------------------------------------------------
-// A small `berth serve` harness (the one in serve.rs is private to that module)
-// ---------------------------------------------------------------------------------------------
-
-/// A running `berth serve` polling a file:// repository, reporting to the GitHub stand-in.
-struct Serve {
-    world: World,
-    repo: GitRepo,
-    state: tempfile::TempDir,
-    port: u16,
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Serve {
-    fn new(test: &str) -> Serve {
-        let world = World::new(test);
-        Serve {
-            log: world.path().join("serve.log"),
-            world,
-            repo: GitRepo::new(),
-            state: tempfile::tempdir().unwrap(),
-            port: free_port(),
-            child: None,
-        }
-    }
-
-    /// Commit `files` and push to main; the new commit id.
-    fn push(&self, files: &[(&str, &str)], message: &str) -> String {
-        for (path, content) in files {
-            self.repo.write(path, content);
-        }
-        let c = self.repo.commit(message);
-        self.repo.push();
-        c
-    }
-
-    /// Start the daemon (poll every second, name `it`) and wait for /readyz.
-    fn start(&mut self, fake: &GitHubFake) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .arg("serve")
-            .args(["--repo", &self.repo.file_url()])
-            .args(["--state-dir", self.state.path().to_str().unwrap()])
-            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
-            .args(["--name", "it"])
-            .args(["--health-timeout", "20s"])
-            .args(["--poll-interval", "1s"])
-            .args(["--github-api-url", &fake.url])
-            .args(["--github-repo", FAKE_REPO])
-            .env("BERTH_INSTANCE", &self.world.instance)
-            .env("BERTH_WEBHOOK_SECRET", "test-webhook-secret")
-            .env("BERTH_GITHUB_TOKEN", FAKE_TOKEN)
-            .env("BERTH_LOG", "berth=debug")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn berth serve");
-        self.child = Some(child);
-        let port = self.port;
-        self.wait("berth serve is ready", Duration::from_secs(60), || {
-            http_get(port, "/readyz").is_some_and(|(code, _)| code == 200)
-        });
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    #[track_caller]
-    fn wait(&self, what: &str, timeout: Duration, cond: impl FnMut() -> bool) {
-        wait_until(
-            what,
-            timeout,
-            || format!("--- berth log\n{}", self.log()),
-            cond,
-        );
-    }
-
-    /// A counter from /metrics, summed over the series whose line contains `filter`.
-    fn metric(&self, name: &str, filter: &str) -> f64 {
-        http_get(self.port, "/metrics")
-            .map(|(_, body)| body)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.starts_with(name) && l.contains(filter))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// `GET <path>` on a loopback port: (status, body).
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .ok()?;
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).ok()?;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let code = text.split(' ').nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
-    Some((code, body))
+/// serve.rs's harness, polling the repository every second.
+fn serve_polling(test: &str) -> Serve {
+    let mut s = Serve::new(test);
+    s.args = vec!["--poll-interval".into(), "1s".into()];
+    s
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -253,22 +140,22 @@ fn rename_service_keeping_published_port_converges_cli() {
 fn rename_service_keeping_published_port_converges_in_serve() {
     let rt = runtime();
     let fake = rt.block_on(GitHubFake::start());
-    let mut s = Serve::new("rename-serve");
+    let mut s = serve_polling("rename-serve");
     let stack = s.world.stack("app");
     let port = free_port();
     s.push(
         &[("app/compose.yaml", &published(&stack, "web", port))],
         "v1",
     );
-    s.start(&fake);
+    s.start(Some(&fake));
     let (web, site) = (format!("{stack}-web-1"), format!("{stack}-site-1"));
-    s.wait("web running", Duration::from_secs(60), || running(&web));
+    s.wait_until("web running", Duration::from_secs(60), || running(&web));
 
     let c2 = s.push(
         &[("app/compose.yaml", &published(&stack, "site", port))],
         "rename web to site",
     );
-    s.wait(
+    s.wait_until(
         "success status for the rename",
         Duration::from_secs(90),
         || {
@@ -287,7 +174,7 @@ fn rename_service_keeping_published_port_converges_in_serve() {
     let names: Vec<String> = s.world.containers().into_keys().collect();
     assert_eq!(names, std::slice::from_ref(&site));
     assert!(running(&site));
-    s.wait(
+    s.wait_until(
         "site answers on the kept port",
         Duration::from_secs(30),
         || http_body(port).as_deref() == Some("app v1"),
@@ -462,7 +349,7 @@ fn one_service(stack: &str, image_lines: &str) -> String {
 fn unpullable_image_is_a_permanent_failure() {
     let rt = runtime();
     let fake = rt.block_on(GitHubFake::start());
-    let mut s = Serve::new("pull-permanent");
+    let mut s = serve_polling("pull-permanent");
     let stack = s.world.stack("a");
     s.push(
         &[(
@@ -471,9 +358,9 @@ fn unpullable_image_is_a_permanent_failure() {
         )],
         "v1",
     );
-    s.start(&fake);
+    s.start(Some(&fake));
     let web = format!("{stack}-web-1");
-    s.wait("v1 running", Duration::from_secs(60), || running(&web));
+    s.wait_until("v1 running", Duration::from_secs(60), || running(&web));
     let id = inspect(&web, "{{.Id}}");
 
     // An invalid reference (the Engine answers "invalid reference format"), then an image that
@@ -487,7 +374,7 @@ fn unpullable_image_is_a_permanent_failure() {
     ];
     for (lines, why) in cases {
         let commit = s.push(&[("a/compose.yaml", &one_service(&stack, lines))], why);
-        s.wait("a failure status", Duration::from_secs(60), || {
+        s.wait_until("a failure status", Duration::from_secs(60), || {
             !overall(&fake, &commit, "failure").is_empty()
         });
         let failure = &overall(&fake, &commit, "failure")[0];
@@ -497,7 +384,7 @@ fn unpullable_image_is_a_permanent_failure() {
         let permanent = s.metric("berth_reconciles_total", "failure_permanent");
         let transient = s.metric("berth_reconciles_total", "failure_transient");
         let idle = s.metric("berth_idle_checks_total", "");
-        s.wait("three more polls", Duration::from_secs(20), || {
+        s.wait_until("three more polls", Duration::from_secs(20), || {
             s.metric("berth_idle_checks_total", "") >= idle + 3.0
         });
         assert_eq!(
@@ -552,7 +439,7 @@ fn retry_delays(log: &str) -> Vec<f64> {
 fn unreachable_registry_is_retried_with_one_line_per_retry() {
     let rt = runtime();
     let fake = rt.block_on(GitHubFake::start());
-    let mut s = Serve::new("pull-transient");
+    let mut s = serve_polling("pull-transient");
     let stack = s.world.stack("a");
     s.push(
         &[(
@@ -561,9 +448,9 @@ fn unreachable_registry_is_retried_with_one_line_per_retry() {
         )],
         "v1",
     );
-    s.start(&fake);
+    s.start(Some(&fake));
     let web = format!("{stack}-web-1");
-    s.wait("v1 running", Duration::from_secs(60), || running(&web));
+    s.wait_until("v1 running", Duration::from_secs(60), || running(&web));
     let id = inspect(&web, "{{.Id}}");
 
     // No registry is reachable from here: pulling any remote name fails with a network error
@@ -577,18 +464,18 @@ fn unreachable_registry_is_retried_with_one_line_per_retry() {
         "unpullable while the registry is unreachable",
     );
     let log_of_c2 = || s.log().get(start_of_c2..).unwrap_or_default().to_string();
-    s.wait("the first retry", Duration::from_secs(60), || {
+    s.wait_until("the first retry", Duration::from_secs(60), || {
         !retry_delays(&log_of_c2()).is_empty()
     });
     // The first attempt's statuses (pending, then error) are posted by the write-back task,
     // a moment after its retry line.
-    s.wait(
+    s.wait_until(
         "the first attempt's statuses",
         Duration::from_secs(30),
         || !overall(&fake, &commit, "error").is_empty(),
     );
     let posts_after_first = fake.statuses_for(&commit).len();
-    s.wait("three retries", Duration::from_secs(90), || {
+    s.wait_until("three retries", Duration::from_secs(90), || {
         retry_delays(&log_of_c2()).len() >= 3
     });
     let log = log_of_c2();

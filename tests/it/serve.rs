@@ -16,13 +16,14 @@ use crate::support::{GitDaemon, GitRepo, World, docker, free_port, inspect};
 const SECRET: &str = "test-webhook-secret";
 
 /// A running `berth serve` with its repository, state dir and (optionally) GitHub stand-in.
-struct Serve {
-    world: World,
-    repo: GitRepo,
+/// Shared with the other serve tests (`defects.rs`).
+pub(crate) struct Serve {
+    pub(crate) world: World,
+    pub(crate) repo: GitRepo,
     state: tempfile::TempDir,
-    port: u16,
+    pub(crate) port: u16,
     url: String,
-    args: Vec<String>,
+    pub(crate) args: Vec<String>,
     child: Option<Child>,
     log: PathBuf,
     name: String,
@@ -33,7 +34,7 @@ struct Serve {
 }
 
 impl Serve {
-    fn new(test: &str) -> Serve {
+    pub(crate) fn new(test: &str) -> Serve {
         let world = World::new(test);
         let repo = GitRepo::new();
         let url = repo.file_url();
@@ -52,12 +53,12 @@ impl Serve {
         }
     }
 
-    fn stack(&self, name: &str) -> String {
+    pub(crate) fn stack(&self, name: &str) -> String {
         self.world.stack(name)
     }
 
     /// Commit `files` and push to main; the new commit id.
-    fn push(&self, files: &[(&str, &str)], message: &str) -> String {
+    pub(crate) fn push(&self, files: &[(&str, &str)], message: &str) -> String {
         for (path, content) in files {
             self.repo.write(path, content);
         }
@@ -66,7 +67,7 @@ impl Serve {
         c
     }
 
-    fn start(&mut self, fake: Option<&GitHubFake>) {
+    pub(crate) fn start(&mut self, fake: Option<&GitHubFake>) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -111,7 +112,7 @@ impl Serve {
 
     /// The common opening: stack `a` with one service (`berth-test/app:1`) pushed as v1,
     /// berth started, and v1 running. Returns the stack name and the container name.
-    fn start_with_v1(&mut self, fake: Option<&GitHubFake>) -> (String, String) {
+    pub(crate) fn start_with_v1(&mut self, fake: Option<&GitHubFake>) -> (String, String) {
         let a = self.stack("a");
         self.push(
             &[("a/compose.yaml", &one_service(&a, "berth-test/app:1"))],
@@ -125,7 +126,7 @@ impl Serve {
         (a, web)
     }
 
-    fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -133,7 +134,7 @@ impl Serve {
     }
 
     /// SIGTERM, and wait for a clean exit.
-    fn stop(&mut self) -> i32 {
+    pub(crate) fn stop(&mut self) -> i32 {
         let c = self.child.take().expect("running");
         let pid = c.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
@@ -141,13 +142,13 @@ impl Serve {
         c.wait().unwrap().code().unwrap_or(-1)
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Poll `cond` (a readiness check, not a sleep) until it holds or `timeout` passes.
     #[track_caller]
-    fn wait_until(&self, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    pub(crate) fn wait_until(&self, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
         let deadline = Instant::now() + timeout;
         while !cond() {
             assert!(
@@ -160,7 +161,7 @@ impl Serve {
     }
 
     /// POST a webhook signed with `secret` (None: unsigned).
-    fn webhook(
+    pub(crate) fn webhook(
         &self,
         event: &str,
         body: &Value,
@@ -183,14 +184,14 @@ impl Serve {
         )
     }
 
-    fn metrics(&self) -> String {
+    pub(crate) fn metrics(&self) -> String {
         reqwest::blocking_get(&format!("http://127.0.0.1:{}/metrics", self.port))
             .map(|(_, body)| body)
             .unwrap_or_default()
     }
 
     /// The value of a counter series, summed over every series whose line contains `filter`.
-    fn metric(&self, name: &str, filter: &str) -> f64 {
+    pub(crate) fn metric(&self, name: &str, filter: &str) -> f64 {
         self.metrics()
             .lines()
             .filter(|l| l.starts_with(name) && l.contains(filter))

@@ -68,7 +68,7 @@ pub struct Outcome {
 pub struct Options {
     pub plan: PlanOptions,
     pub apply: ApplyOptions,
-    /// Where berth keeps what the Engine cannot hold (`reloads.json`: which containers were
+    /// Where berth keeps what the Engine cannot hold (`reloads-<instance>.json`: which containers were
     /// reloaded with which config files). `None`: nothing is kept (a reload is then redone
     /// by every pass).
     pub state_dir: Option<PathBuf>,
@@ -119,6 +119,7 @@ pub async fn reconcile(
             Err(ApplyError::Failed { report }) => Some(report),
             Err(_) => None,
         };
+        let before = reloads.0.clone();
         reloads
             .0
             .extend(report.into_iter().flat_map(|r| r.reloads.iter().cloned()));
@@ -128,7 +129,10 @@ pub async fn reconcile(
                 .0
                 .retain(|id, _| after.containers.iter().any(|c| &c.id == id));
         }
-        if let Err(e) = reloads.save(dir, &plan_opts.instance) {
+        // Written only when it changed: most passes reload nothing.
+        if reloads.0 != before
+            && let Err(e) = reloads.save(dir, &plan_opts.instance)
+        {
             tracing::warn!(error = %e, "cannot record reloads in the state dir; the next pass reloads again");
         }
     }

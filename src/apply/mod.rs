@@ -122,7 +122,7 @@ pub async fn apply<D: Driver>(
             if ready && status[i] == Status::Pending && running.len() < in_flight {
                 status[i] = Status::Running;
                 let ex = &ex;
-                running.push(async move { (i, ex.run_change(c, index).await) });
+                running.push(async move { (i, ex.run_change(c).await) });
             }
         }
         let Some((i, result)) = running.next().await else {
@@ -192,12 +192,8 @@ impl<D: Driver> Exec<'_, D> {
 
     /// The one dispatch over kinds: waits for the conditions the change needs, then carries it
     /// out.
-    async fn run_change(
-        &self,
-        c: &Change,
-        index: &BTreeMap<&Addr, usize>,
-    ) -> Result<(), StepError> {
-        self.wait_needs(c, index).await?;
+    async fn run_change(&self, c: &Change) -> Result<(), StepError> {
+        self.wait_needs(c).await?;
         let d = self.driver;
         match &c.payload {
             Payload::Image(p) => {
@@ -272,11 +268,7 @@ impl<D: Driver> Exec<'_, D> {
 
     /// Container conditions on the edges (`depends_on`): the change on the dependency (if any)
     /// is done; now its container must be running, healthy or completed.
-    async fn wait_needs(
-        &self,
-        c: &Change,
-        index: &BTreeMap<&Addr, usize>,
-    ) -> Result<(), StepError> {
+    async fn wait_needs(&self, c: &Change) -> Result<(), StepError> {
         let Payload::Container(me) = &c.payload else {
             return Ok(());
         };
@@ -285,7 +277,7 @@ impl<D: Driver> Exec<'_, D> {
                 continue;
             }
             let dep_stack = need.addr.stack().unwrap_or_default();
-            let dep_service = service_of(&need.addr, index, c);
+            let dep_service = service_of(&need.addr, c);
             match self
                 .wait_for(dep_stack, &dep_service, &need.addr.name, need.wait)
                 .await
@@ -310,7 +302,7 @@ impl<D: Driver> Exec<'_, D> {
 
 /// The service name behind a container address, for messages: from the needing change's
 /// stack spec, else the container name.
-fn service_of(addr: &Addr, _index: &BTreeMap<&Addr, usize>, c: &Change) -> String {
+fn service_of(addr: &Addr, c: &Change) -> String {
     if let Payload::Container(p) = &c.payload
         && let Some(stack) = p.spec.as_deref()
     {

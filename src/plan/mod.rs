@@ -375,10 +375,10 @@ pub fn link(changes: &mut [Change]) {
         }
         match (&c.payload, c.op) {
             (Payload::Container(p), Op::Create | Op::Replace | Op::Start | Op::Reload) => {
-                let Some((stack_spec, spec)) = p.service_spec() else {
+                let Some((_, spec)) = p.service_spec() else {
                     continue;
                 };
-                for (kind, name) in uses(stack_spec, spec) {
+                for (kind, name) in uses(spec) {
                     if let Some(a) = created.get(&(kind, name)) {
                         needs.push(Need::on(a.clone(), Wait::Applied));
                     }
@@ -414,8 +414,7 @@ pub fn link(changes: &mut [Change]) {
 }
 
 /// The Engine-side networks and volumes a service uses.
-fn uses(stack: &StackSpec, spec: &ServiceSpec) -> Vec<(Kind, String)> {
-    let _ = stack;
+fn uses(spec: &ServiceSpec) -> Vec<(Kind, String)> {
     let mut out: Vec<(Kind, String)> = spec
         .networks
         .keys()

@@ -15,7 +15,7 @@ use super::writeback::Writeback;
 use crate::apply::{ApplyError, ApplyEvent, ApplyOptions};
 use crate::model::{Desired, Observed};
 use crate::pipeline::{self, Flow, Hooks, Mode};
-use crate::plan::{Plan, PlanError};
+use crate::plan::Plan;
 
 /// serve's seams in the pipeline.
 struct BranchHooks<'a> {
@@ -527,7 +527,7 @@ fn stack_outcomes(
             outcomes.insert(
                 stack.clone(),
                 StackOutcome::Failed {
-                    message: plan_error_text(e),
+                    message: e.to_string(),
                 },
             );
             continue;
@@ -571,8 +571,4 @@ fn stack_outcomes(
         }
     }
     (outcomes, changed, transient)
-}
-
-fn plan_error_text(e: &PlanError) -> String {
-    e.to_string()
 }

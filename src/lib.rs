@@ -6,6 +6,7 @@ pub mod diag;
 pub mod docker;
 pub mod git;
 pub mod github;
+pub mod host;
 pub mod kinds;
 pub mod model;
 pub mod pipeline;

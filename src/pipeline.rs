@@ -191,6 +191,7 @@ pub fn error_stack(e: &plan::PlanError) -> Option<&str> {
         | ImageMissing { stack, .. }
         | ExternalMissing { stack, .. }
         | ReloadNeedsFolder { stack, .. } => Some(stack),
+        HostNotOwned { .. } | HostRefused { .. } | EmptyHost { .. } => Some(plan::HOST_GROUP),
         EmptyDesired { .. } | Cycle { .. } => None,
     }
 }
@@ -209,6 +210,7 @@ pub fn without_failed_stacks(p: &Plan) -> Plan {
     }
     let mut out = Plan {
         unchanged: p.unchanged.clone(),
+        unchanged_host: p.unchanged_host.clone(),
         skipped: p.skipped.clone(),
         ..Plan::default()
     };
@@ -219,7 +221,7 @@ pub fn without_failed_stacks(p: &Plan) -> Plan {
             if img.services.is_empty() {
                 continue;
             }
-        } else if c.addr.stack().is_some_and(|s| failed.contains(s)) {
+        } else if c.addr.group().is_some_and(|s| failed.contains(s)) {
             continue;
         }
         out.changes.push(c);

@@ -38,10 +38,77 @@ pub fn change_line(c: &Change) -> String {
                 Op::Delete => {
                     format!("- {stack}/{service}: remove container {name} (volumes kept)")
                 }
-                Op::Pull => format!("? {stack}/{service}: {name}"),
+                Op::Pull | Op::Update | Op::Stop => format!("? {stack}/{service}: {name}"),
             }
         }
+        Payload::File(_) | Payload::Directory(_) | Payload::Sysctl(_) | Payload::Unit(_) => {
+            host_line(c)
+        }
     }
+}
+
+/// The headline of a host change: a sign, the address, and for units what will be run.
+fn host_line(c: &Change) -> String {
+    let sign = match c.op {
+        Op::Create => "+",
+        Op::Update | Op::Replace => "~",
+        Op::Start | Op::Reload => ">",
+        Op::Stop => "■",
+        Op::Delete => "-",
+        Op::Pull => "?",
+    };
+    let what = match &c.payload {
+        Payload::File(p) => match (c.op, &p.to) {
+            (Op::Delete, Some(_)) => "put the original back".to_string(),
+            (Op::Delete, None) => "remove".to_string(),
+            (_, Some(to)) => format!("write ({})", meta_text(&to.meta)),
+            (_, None) => String::new(),
+        },
+        Payload::Directory(p) => match (c.op, p.adopted, &p.meta) {
+            (Op::Delete, true, _) => "put the original mode and owner back (kept)".to_string(),
+            (Op::Delete, false, _) => "remove (when empty)".to_string(),
+            (_, _, Some(m)) => meta_text(m),
+            (_, _, None) => String::new(),
+        },
+        Payload::Sysctl(p) if c.op == Op::Delete => {
+            format!(
+                "put the previous value back: {}",
+                p.value.replace('\t', " ")
+            )
+        }
+        Payload::Sysctl(p) => format!("= {}", p.value.replace('\t', " ")),
+        Payload::Unit(p) => {
+            let mut steps: Vec<&str> = Vec::new();
+            if p.files.values().any(Option::is_some) {
+                steps.push("write unit files");
+            }
+            if p.files.values().any(Option::is_none) {
+                steps.push("remove unit files");
+            }
+            if !p.files.is_empty() {
+                steps.push("daemon-reload");
+            }
+            match p.enable {
+                Some(true) => steps.push("enable"),
+                Some(false) => steps.push("disable"),
+                None => {}
+            }
+            if let Some(v) = p.run {
+                steps.push(v.as_str());
+            }
+            steps.join(", ")
+        }
+        _ => String::new(),
+    };
+    if what.is_empty() {
+        format!("{sign} {}", c.addr)
+    } else {
+        format!("{sign} {}: {what}", c.addr)
+    }
+}
+
+fn meta_text(m: &crate::model::host::Meta) -> String {
+    format!("mode {:04o}, owner {}:{}", m.mode, m.uid, m.gid)
 }
 
 /// The whole plan as text, ending with the summary line.
@@ -51,7 +118,15 @@ pub fn plan_text(plan: &Plan) -> String {
         let _ = writeln!(out, "{}", change_line(c));
         let reasons: &[Reason] = &c.reasons;
         for r in reasons {
-            let _ = writeln!(out, "    {r}");
+            // A diff is a block of its own lines, indented under its reason.
+            let text = r.to_string();
+            let mut lines = text.lines();
+            if let Some(first) = lines.next() {
+                let _ = writeln!(out, "    {first}");
+            }
+            for l in lines {
+                let _ = writeln!(out, "      {l}");
+            }
         }
     }
     for s in &plan.skipped {
@@ -69,11 +144,11 @@ pub fn plan_text(plan: &Plan) -> String {
         if plan.has_changes() {
             let _ = writeln!(out, "Plan: {summary}.");
         } else {
-            let _ = writeln!(
-                out,
-                "No changes: {} services up to date.",
-                summary.unchanged
-            );
+            let _ = write!(out, "No changes: {} services", summary.unchanged);
+            if summary.host_unchanged > 0 {
+                let _ = write!(out, " and {} host settings", summary.host_unchanged);
+            }
+            let _ = writeln!(out, " up to date.");
         }
     } else {
         let _ = writeln!(

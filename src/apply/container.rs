@@ -130,7 +130,7 @@ impl<D: Driver> Exec<'_, D> {
                 self.reload(stack, service, &cur.id, &cur.name, reload)
                     .await
             }
-            Op::Pull => Err(StepError::Service {
+            Op::Pull | Op::Update | Op::Stop => Err(StepError::Service {
                 stack: stack.into(),
                 service: service.into(),
                 message: format!("a container cannot be {}ed", op.as_str()),

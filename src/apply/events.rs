@@ -88,6 +88,16 @@ pub enum ApplyEvent {
     Warning {
         message: String,
     },
+    /// One step of a host change: `wrote /etc/x`, `restarted hello.service`.
+    Host {
+        addr: String,
+        did: String,
+    },
+    /// A host change failed and what it replaced was put back.
+    HostReverted {
+        addr: String,
+        detail: String,
+    },
 }
 
 impl fmt::Display for ApplyEvent {
@@ -119,6 +129,8 @@ impl fmt::Display for ApplyEvent {
             ApplyEvent::VolumeRemoved { name, .. } => write!(f, "removed volume {name}"),
             ApplyEvent::Restored { name, detail, .. } => write!(f, "restored {name}: {detail}"),
             ApplyEvent::Warning { message } => write!(f, "warning: {message}"),
+            ApplyEvent::Host { addr, did } => write!(f, "{addr}: {did}"),
+            ApplyEvent::HostReverted { addr, detail } => write!(f, "{addr}: reverted: {detail}"),
         }
     }
 }
@@ -136,6 +148,8 @@ pub struct ApplyReport {
     pub removed: usize,
     pub networks_removed: usize,
     pub volumes_removed: usize,
+    /// Host changes carried out (files, directories, sysctls, units).
+    pub host: usize,
     /// Containers reloaded: (container ID, the config digest they now hold).
     pub reloads: Vec<(String, String)>,
     /// Changes that failed, in the order they failed.
@@ -155,6 +169,7 @@ impl ApplyReport {
             + self.started
             + self.reloaded
             + self.removed
+            + self.host
             + self.networks_removed
             + self.volumes_removed
             > 0
@@ -173,6 +188,9 @@ impl fmt::Display for ApplyReport {
         }
         if self.pulled > 0 {
             write!(f, ", {} pulled", self.pulled)?;
+        }
+        if self.host > 0 {
+            write!(f, ", {} host changes", self.host)?;
         }
         Ok(())
     }
@@ -215,6 +233,13 @@ pub enum StepError {
         service: String,
         message: String,
     },
+    /// A host change failed; `message` says what, and what was put back (never a secret).
+    #[error("{addr}: {message}")]
+    Host {
+        addr: String,
+        message: String,
+        transient: bool,
+    },
 }
 
 impl StepError {
@@ -224,6 +249,7 @@ impl StepError {
             StepError::Pull { error, .. } | StepError::Object { error, .. } => error.is_transient(),
             StepError::Service { transient, .. } => *transient,
             StepError::Dependency { .. } => false,
+            StepError::Host { transient, .. } => *transient,
         }
     }
 
@@ -241,6 +267,7 @@ impl StepError {
             StepError::Object { stack, .. }
             | StepError::Service { stack, .. }
             | StepError::Dependency { stack, .. } => vec![stack.clone()],
+            StepError::Host { .. } => vec![crate::plan::HOST_GROUP.to_string()],
         }
     }
 }

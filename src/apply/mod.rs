@@ -10,6 +10,8 @@
 mod container;
 pub mod driver;
 mod events;
+mod host;
+pub mod host_driver;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -20,6 +22,7 @@ use futures_util::stream::FuturesUnordered;
 
 pub use driver::Driver;
 pub use events::{ApplyError, ApplyEvent, ApplyReport, Failure, StepError};
+pub use host_driver::HostDriver;
 
 use crate::plan::{Addr, Change, Kind, Op, Payload, Plan, Wait};
 
@@ -171,7 +174,8 @@ fn count(r: &mut ApplyReport, c: &Change) {
         (Kind::Container, Op::Replace) => &mut r.replaced,
         (Kind::Container, Op::Start) => &mut r.started,
         (Kind::Container, Op::Reload) => &mut r.reloaded,
-        (Kind::Container, Op::Delete | Op::Pull) => &mut r.removed,
+        (Kind::Container, Op::Delete | Op::Pull | Op::Update | Op::Stop) => &mut r.removed,
+        (Kind::File | Kind::Directory | Kind::Sysctl | Kind::Unit, _) => &mut r.host,
     };
     *n += 1;
 }
@@ -262,6 +266,9 @@ impl<D: Driver> Exec<'_, D> {
                 }
             }
             Payload::Container(p) => self.container(c.op, p).await?,
+            Payload::File(_) | Payload::Directory(_) | Payload::Sysctl(_) | Payload::Unit(_) => {
+                self.host(c).await?
+            }
         }
         Ok(())
     }

@@ -336,6 +336,7 @@ fn one_stack(services: Vec<(&str, ServiceSpec)>) -> Desired {
     };
     Desired {
         stacks: [("s".to_string(), stack)].into(),
+        ..Default::default()
     }
 }
 

@@ -78,6 +78,7 @@ impl Engine {
             networks,
             volumes,
             reloaded: Default::default(),
+            host: Default::default(),
         })
     }
 
@@ -432,6 +433,7 @@ mod tests {
         );
         let desired = Desired {
             stacks: BTreeMap::from([("web".to_string(), st)]),
+            ..Default::default()
         };
         let c = container("web-app-1", "web", &["web_default"], &["web_data"]);
         assert_eq!(

@@ -12,6 +12,10 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+pub use super::host_change::{
+    AfterChange, Bytes, DirPayload, FilePayload, FileState, Record, SysctlPayload, UnitPayload,
+    UnitVerb,
+};
 use super::reason::{PullReason, Reason};
 use crate::model::{NetworkSpec, ServiceSpec, StackSpec, VolumeSpec};
 
@@ -24,6 +28,10 @@ pub enum Kind {
     Network,
     Volume,
     Container,
+    File,
+    Directory,
+    Sysctl,
+    Unit,
 }
 
 impl Kind {
@@ -33,7 +41,19 @@ impl Kind {
             Kind::Network => "network",
             Kind::Volume => "volume",
             Kind::Container => "container",
+            Kind::File => "file",
+            Kind::Directory => "directory",
+            Kind::Sysctl => "sysctl",
+            Kind::Unit => "unit",
         }
+    }
+
+    /// A host setting (berth.yaml), as opposed to an Engine object.
+    pub fn is_host(self) -> bool {
+        matches!(
+            self,
+            Kind::File | Kind::Directory | Kind::Sysctl | Kind::Unit
+        )
     }
 }
 
@@ -85,7 +105,25 @@ impl Addr {
     pub fn stack(&self) -> Option<&str> {
         self.scope.stack()
     }
+
+    /// A host setting's address (`file:/etc/x`, `unit:hello.service`).
+    pub fn host(kind: Kind, name: impl Into<String>) -> Addr {
+        Addr::new(kind, Scope::Host, name)
+    }
+
+    /// The status group it reports under: its stack, or [`HOST_GROUP`] for host settings
+    /// (images belong to the stacks that use them: `None`).
+    pub fn group(&self) -> Option<&str> {
+        match (&self.scope, self.kind.is_host()) {
+            (Scope::Stack(s), _) => Some(s),
+            (Scope::Host, true) => Some(HOST_GROUP),
+            (Scope::Host, false) => None,
+        }
+    }
 }
+
+/// The status group (commit status context `berth/<instance>/host`) of every host setting.
+pub const HOST_GROUP: &str = "host";
 
 impl fmt::Display for Addr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -107,6 +145,11 @@ pub enum Op {
     Replace,
     /// Start what exists but is not running (self-heal).
     Start,
+    /// Change an existing object in place (a file's content or mode, a sysctl's value, a
+    /// unit's file, enablement or state).
+    Update,
+    /// Stop what runs (a unit declared `state: stopped`).
+    Stop,
     /// Tell a running object its configuration changed (a signal or an exec), no recreate.
     Reload,
     Delete,
@@ -119,6 +162,8 @@ impl Op {
             Op::Create => "create",
             Op::Replace => "replace",
             Op::Start => "start",
+            Op::Update => "update",
+            Op::Stop => "stop",
             Op::Reload => "reload",
             Op::Delete => "delete",
         }
@@ -199,11 +244,19 @@ pub enum Payload {
     Network(NetworkPayload),
     Volume(VolumePayload),
     Container(ContainerPayload),
+    File(FilePayload),
+    Directory(DirPayload),
+    Sysctl(SysctlPayload),
+    Unit(UnitPayload),
 }
 
 impl Payload {
     pub fn kind(&self) -> Kind {
         match self {
+            Payload::File(_) => Kind::File,
+            Payload::Directory(_) => Kind::Directory,
+            Payload::Sysctl(_) => Kind::Sysctl,
+            Payload::Unit(_) => Kind::Unit,
             Payload::Image(_) => Kind::Image,
             Payload::Network(_) => Kind::Network,
             Payload::Volume(_) => Kind::Volume,

@@ -8,6 +8,7 @@
 
 mod change;
 pub(crate) mod diff;
+mod host_change;
 mod reason;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,8 +17,9 @@ use std::fmt;
 use serde::Serialize;
 
 pub use change::{
-    Addr, Change, ContainerPayload, Current, ImagePayload, Kind, Need, NetworkPayload, Op, Payload,
-    Reload, Scope, VolumePayload, Wait,
+    Addr, AfterChange, Bytes, Change, ContainerPayload, Current, DirPayload, FilePayload,
+    FileState, HOST_GROUP, ImagePayload, Kind, Need, NetworkPayload, Op, Payload, Record, Reload,
+    Scope, SysctlPayload, UnitPayload, UnitVerb, VolumePayload, Wait,
 };
 pub use reason::{PullReason, Reason, short_id};
 
@@ -54,6 +56,9 @@ pub struct Plan {
     pub changes: Vec<Change>,
     /// Services that need nothing.
     pub unchanged: Vec<ServiceRef>,
+    /// Host settings already as declared.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unchanged_host: Vec<Addr>,
     /// Declared services that are not deployed, and why (e.g. inactive profile).
     pub skipped: Vec<Skipped>,
     /// Problems that stop `apply` before it changes anything.
@@ -119,6 +124,19 @@ pub enum PlanError {
     },
     /// Changes that need each other (a `depends_on` cycle the loader did not catch).
     Cycle { addrs: Vec<String> },
+    /// A host path or unit exists and berth did not create it: never touched without
+    /// `adopt: true`.
+    HostNotOwned { addr: String, origin: String },
+    /// A host setting berth cannot apply as declared (a path through a symlink, a directory
+    /// where a file is declared, an unknown sysctl or user, a unit that does not exist).
+    HostRefused {
+        addr: String,
+        origin: String,
+        reason: String,
+    },
+    /// The config declares no host setting and the inventory holds some: refusing to remove
+    /// them all.
+    EmptyHost { owned: usize },
 }
 
 impl fmt::Display for PlanError {
@@ -178,6 +196,19 @@ impl fmt::Display for PlanError {
             PlanError::Cycle { addrs } => {
                 write!(f, "these changes need each other: {}", addrs.join(", "))
             }
+            PlanError::HostNotOwned { addr, origin } => write!(
+                f,
+                "{origin}: {addr} exists and berth did not create it; berth never touches it unless the document says `adopt: true` (its content is then kept, and restored when it leaves the config)"
+            ),
+            PlanError::HostRefused {
+                addr,
+                origin,
+                reason,
+            } => write!(f, "{origin}: {addr}: {reason}"),
+            PlanError::EmptyHost { owned } => write!(
+                f,
+                "the config declares no host setting, which would remove or restore all {owned} host objects berth owns; pass --allow-empty if that is what you want"
+            ),
         }
     }
 }
@@ -195,6 +226,12 @@ pub struct Summary {
     pub pulled: usize,
     pub objects_created: usize,
     pub objects_removed: usize,
+    /// Host changes (files, directories, sysctls, units).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub host: usize,
+    /// Host settings already as declared.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub host_unchanged: usize,
 }
 
 impl Summary {
@@ -206,9 +243,10 @@ impl Summary {
             (Kind::Container, Op::Start) => self.started += 1,
             (Kind::Container, Op::Reload) => self.reloaded += 1,
             (Kind::Container, Op::Delete) => self.removed += 1,
-            (Kind::Container, Op::Pull) => {}
+            (Kind::Container, Op::Pull | Op::Update | Op::Stop) => {}
             (Kind::Network | Kind::Volume, Op::Delete) => self.objects_removed += 1,
             (Kind::Network | Kind::Volume, _) => self.objects_created += 1,
+            (Kind::File | Kind::Directory | Kind::Sysctl | Kind::Unit, _) => self.host += 1,
         }
     }
 }
@@ -222,6 +260,9 @@ impl fmt::Display for Summary {
         )?;
         if self.reloaded > 0 {
             write!(f, ", {} reloaded", self.reloaded)?;
+        }
+        if self.host > 0 {
+            write!(f, ", {} host changes", self.host)?;
         }
         Ok(())
     }
@@ -241,6 +282,7 @@ impl Plan {
             s.count(c);
         }
         s.unchanged = self.unchanged.len();
+        s.host_unchanged = self.unchanged_host.len();
         s
     }
 

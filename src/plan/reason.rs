@@ -20,12 +20,19 @@ pub enum Reason {
     /// No container exists for this service (or replica) yet.
     NewService,
     /// The replica count went up.
-    ScaledUp { replicas: u32 },
+    ScaledUp {
+        replicas: u32,
+    },
     /// The replica count went down.
-    ScaledDown { replicas: u32 },
+    ScaledDown {
+        replicas: u32,
+    },
     /// A field of the normalised spec changed. `detail` is already rendered safely, e.g.
     /// `test/app:1 → test/app:2` or `DB_PASSWORD changed (value hidden)`.
-    Field { field: String, detail: String },
+    Field {
+        field: String,
+        detail: String,
+    },
     /// The image tag now resolves to another image ID than the container runs.
     ImageUpdated {
         image: String,
@@ -33,19 +40,67 @@ pub enum Reason {
         current: String,
     },
     /// The image is not on the Engine: it will be pulled and the container recreated from it.
-    ImageNotPresent { image: String },
+    ImageNotPresent {
+        image: String,
+    },
     /// The container carries no spec label (created by an older berth or by hand with our labels).
     UnknownSpec,
     /// The container is not running.
-    State { state: String },
+    State {
+        state: String,
+    },
     /// A `depends_on` with `restart: true` points at a service that is being replaced.
-    DependencyReplaced { dependency: String },
+    DependencyReplaced {
+        dependency: String,
+    },
     /// The service left the config.
     ServiceRemoved,
     /// The whole stack left the config.
     StackRemoved,
     /// A second container for the same replica slot (e.g. left behind by an interrupted apply).
     Duplicate,
+    /// A host object that does not exist yet.
+    HostNew,
+    /// It exists and `adopt: true` takes it over; the original is kept and restored on removal.
+    Adopted,
+    /// The content differs. `diff` is a unified diff, `None` for a secret file.
+    Content {
+        diff: Option<String>,
+    },
+    /// Changed on the host since berth wrote it (drift), not by the config.
+    HandEdited,
+    Mode {
+        from: String,
+        to: String,
+    },
+    Owner {
+        from: String,
+        to: String,
+    },
+    /// A sysctl's value.
+    Value {
+        key: String,
+        from: String,
+        to: String,
+    },
+    /// A sysctl is set but not persisted in /etc/sysctl.d (a reboot would lose it).
+    NotPersisted {
+        path: String,
+    },
+    /// A unit's enablement or run state: `not enabled`, `inactive (state: started)`.
+    UnitState {
+        detail: String,
+    },
+    /// What runs after the change (`on_change`, or the restart a changed unit file needs).
+    Then {
+        action: String,
+    },
+    /// Left the config: berth created it (removed) or took it over (the original is put back).
+    HostRemoved {
+        restore: bool,
+    },
+    /// Left the config and is already gone from the host: only the record is dropped.
+    Forgotten,
 }
 
 impl fmt::Display for Reason {
@@ -79,6 +134,30 @@ impl fmt::Display for Reason {
             Reason::ServiceRemoved => f.write_str("service removed from config"),
             Reason::StackRemoved => f.write_str("stack removed from config"),
             Reason::Duplicate => f.write_str("duplicate container for the same replica"),
+            Reason::HostNew => f.write_str("new"),
+            Reason::Adopted => f.write_str(
+                "exists and adopt: true takes it over (the original is kept, and restored when it leaves the config)",
+            ),
+            Reason::Content { diff: None } => f.write_str("content changed (secret: not shown)"),
+            Reason::Content { diff: Some(diff) } => write!(f, "content changed:\n{diff}"),
+            Reason::HandEdited => f.write_str("changed on the host since berth wrote it (drift)"),
+            Reason::Mode { from, to } => write!(f, "mode {from} → {to}"),
+            Reason::Owner { from, to } => write!(f, "owner {from} → {to}"),
+            Reason::Value { key, from, to } => {
+                write!(f, "sysctl {key} {} → {}", from.replace('\t', " "), to.replace('\t', " "))
+            }
+            Reason::NotPersisted { path } => write!(f, "not persisted in {path}"),
+            Reason::UnitState { detail } => f.write_str(detail),
+            Reason::Then { action } => write!(f, "then {action}"),
+            Reason::HostRemoved { restore: false } => {
+                f.write_str("removed from config (berth created it)")
+            }
+            Reason::HostRemoved { restore: true } => {
+                f.write_str("removed from config: the original berth took over is put back")
+            }
+            Reason::Forgotten => {
+                f.write_str("removed from config and already gone from the host (record dropped)")
+            }
         }
     }
 }

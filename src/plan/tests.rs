@@ -113,6 +113,7 @@ fn stack(name: &str, services: &[(&str, ServiceSpec)]) -> StackSpec {
 fn desired(stacks: &[StackSpec]) -> Desired {
     Desired {
         stacks: stacks.iter().map(|s| (s.name.clone(), s.clone())).collect(),
+        ..Default::default()
     }
 }
 
@@ -189,7 +190,7 @@ fn converged(d: &Desired) -> Observed {
         images: images_for(d),
         networks: None,
         volumes: None,
-        reloaded: BTreeMap::new(),
+        ..Default::default()
     }
 }
 

@@ -61,6 +61,7 @@ impl World {
 fn desired(stacks: Vec<StackSpec>) -> Desired {
     Desired {
         stacks: stacks.into_iter().map(|s| (s.name.clone(), s)).collect(),
+        ..Default::default()
     }
 }
 

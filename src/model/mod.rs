@@ -14,6 +14,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub mod host;
+
 /// Label keys berth writes on every object it creates. The ownership label is the only thing
 /// that lets berth remove an object.
 pub mod labels {
@@ -46,6 +48,8 @@ pub mod labels {
 pub struct Desired {
     /// Stacks by name. Two stacks with the same name are a validation error, so this is a map.
     pub stacks: BTreeMap<String, StackSpec>,
+    /// Host settings (`berth.yaml` documents): files, directories, sysctls, units.
+    pub host: host::HostSpec,
 }
 
 /// One Compose project: a folder with a Compose file.
@@ -672,6 +676,8 @@ pub struct Observed {
     /// (`on_config_change`): its labels still name the config it was created with. Kept in the
     /// state dir (`reloads.json`), not on the Engine.
     pub reloaded: BTreeMap<String, String>,
+    /// The host's files, sysctls and units berth declares or owns, and the inventory.
+    pub host: host::ObservedHost,
 }
 
 /// A network or volume on the Engine.

@@ -340,7 +340,10 @@ pub enum Before {
         conf: Option<String>,
     },
     Unit {
-        /// The unit file berth replaced (`None`: there was none, or berth does not write it).
+        /// berth writes the unit file (`content:`/`source:`).
+        #[serde(default)]
+        owns_file: bool,
+        /// The unit file as it was before berth wrote it (`None`: there was none).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         file: Option<String>,
         /// Whether it was enabled.

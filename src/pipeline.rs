@@ -111,7 +111,10 @@ pub async fn reconcile(
     let Some(to_apply) = to_apply.filter(|p| flow == Flow::Continue && p.has_changes()) else {
         return Ok(outcome);
     };
-    let result = apply::apply(engine, &to_apply, apply_opts, &mut |e| hooks.event(e)).await;
+    let result = apply::apply(engine, &apply::NoHost, &to_apply, apply_opts, &mut |e| {
+        hooks.event(e)
+    })
+    .await;
     outcome.after = observe(engine, desired, plan_opts).await.ok();
     if let (Some(dir), Some(mut reloads)) = (opts.state_dir.as_deref(), reloads) {
         let report = match &result {

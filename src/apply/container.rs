@@ -5,7 +5,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use super::{ApplyEvent, Driver, Exec, StepError};
+use super::{ApplyEvent, Driver, Exec, HostDriver, StepError};
 use crate::docker::{DockerError, OLD_SUFFIX};
 use crate::model::{ConfigChangeAction, ContainerState, Health, ServiceSpec, StackSpec};
 use crate::plan::{ContainerPayload, Op, Reload, Wait, short_id};
@@ -72,7 +72,7 @@ fn inconsistent(p: &ContainerPayload) -> StepError {
     }
 }
 
-impl<D: Driver> Exec<'_, D> {
+impl<D: Driver, H: HostDriver> Exec<'_, D, H> {
     pub(super) async fn container(&self, op: Op, p: &ContainerPayload) -> Result<(), StepError> {
         let (stack, service) = (p.stack.as_str(), p.service.as_str());
         let d = self.driver;

@@ -45,3 +45,50 @@ pub trait HostDriver: Sync {
     /// before this returns.
     fn record(&self, addr: &str, entry: Option<&Entry>) -> impl Future<Output = R<()>> + Send;
 }
+
+/// A host driver for runs that change only the Engine (tests, embedders): every call fails,
+/// so a plan with host changes reports them failed instead of touching the host.
+pub struct NoHost;
+
+fn no_host<T>() -> R<T> {
+    Err(HostError::Inventory {
+        path: std::path::PathBuf::new(),
+        message: "this run has no host driver".into(),
+    })
+}
+
+impl HostDriver for NoHost {
+    async fn write_file(&self, _: &Path, _: &[u8], _: Meta, _: Option<&str>) -> R<()> {
+        no_host()
+    }
+    async fn remove_file(&self, _: &Path) -> R<()> {
+        no_host()
+    }
+    async fn make_dir(&self, _: &Path, _: Meta) -> R<()> {
+        no_host()
+    }
+    async fn set_meta(&self, _: &Path, _: Meta) -> R<()> {
+        no_host()
+    }
+    async fn remove_dir(&self, _: &Path) -> R<bool> {
+        no_host()
+    }
+    async fn write_sysctl(&self, _: &str, _: &str) -> R<()> {
+        no_host()
+    }
+    async fn systemctl(&self, _: &str, _: &[&str]) -> R<()> {
+        no_host()
+    }
+    async fn daemon_reload(&self) -> R<()> {
+        no_host()
+    }
+    async fn unit_state(&self, _: &str) -> R<String> {
+        no_host()
+    }
+    async fn journal(&self, _: &str, _: usize) -> R<String> {
+        no_host()
+    }
+    async fn record(&self, _: &str, _: Option<&Entry>) -> R<()> {
+        no_host()
+    }
+}

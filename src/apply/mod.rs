@@ -22,7 +22,7 @@ use futures_util::stream::FuturesUnordered;
 
 pub use driver::Driver;
 pub use events::{ApplyError, ApplyEvent, ApplyReport, Failure, StepError};
-pub use host_driver::HostDriver;
+pub use host_driver::{HostDriver, NoHost};
 
 use crate::plan::{Addr, Change, Kind, Op, Payload, Plan, Wait};
 
@@ -39,6 +39,9 @@ pub struct ApplyOptions {
     /// How many changing Engine requests may be in flight at once (pulls, creates, starts,
     /// stops, removes). Reads (health polls) and changes that only wait hold none.
     pub parallel: usize,
+    /// How long a unit must stay active after a start, restart or reload to count as started
+    /// (a `Type=simple` service that exits at once is active for a moment).
+    pub unit_settle: Duration,
 }
 
 impl Default for ApplyOptions {
@@ -48,6 +51,7 @@ impl Default for ApplyOptions {
             completion_timeout: Duration::from_secs(300),
             poll_interval: Duration::from_millis(250),
             parallel: 32,
+            unit_settle: Duration::from_secs(2),
         }
     }
 }
@@ -67,8 +71,9 @@ enum Status {
 
 /// Carries out `plan`. Refuses (doing nothing) when the plan has errors. Returns the report
 /// when every change succeeded, else [`ApplyError::Failed`] with the same report.
-pub async fn apply<D: Driver>(
+pub async fn apply<D: Driver, H: HostDriver>(
     driver: &D,
+    host: &H,
     plan: &Plan,
     opts: &ApplyOptions,
     progress: &mut (dyn FnMut(ApplyEvent) + Send),
@@ -84,6 +89,7 @@ pub async fn apply<D: Driver>(
     };
     let ex = Exec {
         driver: &throttled,
+        host,
         opts,
         progress: Mutex::new(progress),
     };
@@ -181,13 +187,14 @@ fn count(r: &mut ApplyReport, c: &Change) {
 }
 
 /// What every running change shares.
-struct Exec<'a, D> {
+struct Exec<'a, D, H> {
     driver: &'a D,
+    host: &'a H,
     opts: &'a ApplyOptions,
     progress: Mutex<&'a mut (dyn FnMut(ApplyEvent) + Send)>,
 }
 
-impl<D: Driver> Exec<'_, D> {
+impl<D: Driver, H: HostDriver> Exec<'_, D, H> {
     fn emit(&self, e: ApplyEvent) {
         // A poisoned lock only means another change's callback panicked; keep reporting.
         let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());

@@ -397,7 +397,9 @@ async fn independent_creates_wait_for_health_side_by_side() {
     ]);
     let p = plan(&d, &present(&d), &PlanOptions::default());
     let fake = Fake::default();
-    let report = apply(&fake, &p, &fast(), &mut |_| {}).await.unwrap();
+    let report = apply(&fake, &NoHost, &p, &fast(), &mut |_| {})
+        .await
+        .unwrap();
     assert_eq!(report.created, 3);
     let calls = fake.calls();
     let last_start = calls.iter().rposition(|c| c.starts_with("start")).unwrap();
@@ -419,7 +421,7 @@ async fn parallel_bounds_the_engine_requests_in_flight() {
     for (parallel, most) in [(1, 1), (8, 4)] {
         let fake = Fake::default();
         let opts = ApplyOptions { parallel, ..fast() };
-        let report = apply(&fake, &p, &opts, &mut |_| {}).await.unwrap();
+        let report = apply(&fake, &NoHost, &p, &opts, &mut |_| {}).await.unwrap();
         assert_eq!(report.created, 4);
         assert!(
             fake.max_in_flight() <= parallel,
@@ -458,7 +460,9 @@ async fn a_failure_stops_its_dependents_only() {
     let p = plan(&d, &present(&d), &PlanOptions::default());
     let fake = Fake::default();
     fake.0.lock().unwrap().fail_create.push("s-db-1".into());
-    let err = apply(&fake, &p, &fast(), &mut |_| {}).await.unwrap_err();
+    let err = apply(&fake, &NoHost, &p, &fast(), &mut |_| {})
+        .await
+        .unwrap_err();
     let ApplyError::Failed { report } = &err else {
         panic!("{err:?}")
     };
@@ -507,7 +511,9 @@ async fn a_replacement_that_cannot_start_restores_the_old_container() {
     fake.0.lock().unwrap().fail_start.push("s-web-1".into());
     // The *new* container gets the real name, so its start fails; the old one is renamed
     // aside by then, so its restart succeeds.
-    let err = apply(&fake, &p, &fast(), &mut |_| {}).await.unwrap_err();
+    let err = apply(&fake, &NoHost, &p, &fast(), &mut |_| {})
+        .await
+        .unwrap_err();
     assert!(
         err.to_string().contains("restored the old container"),
         "{err}"
@@ -540,7 +546,9 @@ async fn a_renamed_service_gives_up_its_port_before_the_new_one_takes_it() {
     let mut observed = present(&after);
     observed.containers.push(running_web(&old, spec));
     let p = plan(&after, &observed, &PlanOptions::default());
-    apply(&fake, &p, &fast(), &mut |_| {}).await.unwrap();
+    apply(&fake, &NoHost, &p, &fast(), &mut |_| {})
+        .await
+        .unwrap();
     let calls = fake.calls();
     let removed = calls.iter().position(|c| c == "remove s-web-1").unwrap();
     let created = calls.iter().position(|c| c == "create s-site-1").unwrap();

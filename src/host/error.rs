@@ -21,7 +21,10 @@ pub enum HostError {
         output: String,
     },
     /// The `validate` command refused the staged file: nothing was replaced.
-    #[error("validate `{command}` refused the new file ({status}){}", tail(output))]
+    #[error(
+        "validate `{command}` refused the new file ({status}); nothing was replaced{}",
+        tail(output)
+    )]
     Validate {
         command: String,
         status: String,

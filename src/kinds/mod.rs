@@ -7,9 +7,14 @@
 //! [`crate::plan::Payload`] in one `match` (`apply::run_change`).
 
 pub mod container;
+pub mod directory;
+pub mod file;
+pub mod host;
 pub mod image;
 pub mod network;
 mod objects;
+pub mod sysctl;
+pub mod unit;
 pub mod volume;
 
 use crate::model::{Desired, Observed, ObservedContainer};

@@ -321,12 +321,24 @@ pub fn plan(desired: &Desired, observed: &Observed, opts: &PlanOptions) -> Plan 
     kinds::network::plan(&ctx, &mut out);
     kinds::volume::plan(&ctx, &mut out);
     kinds::container::plan(&ctx, &mut out);
+    let host_owned = observed.host.inventory.entries.len();
+    if desired.host.is_empty() && host_owned > 0 && !opts.allow_empty {
+        out.plan
+            .errors
+            .push(PlanError::EmptyHost { owned: host_owned });
+    } else {
+        kinds::directory::plan(&ctx, &mut out);
+        kinds::file::plan(&ctx, &mut out);
+        kinds::sysctl::plan(&ctx, &mut out);
+        kinds::unit::plan(&ctx, &mut out);
+    }
     let Planned {
         mut changes,
         mut plan,
     } = out;
     unique_addrs(&mut changes);
     link(&mut changes);
+    kinds::host::link(&mut changes);
     match order(changes) {
         Ok(changes) => plan.changes = changes,
         Err(cycle) => plan.errors.push(PlanError::Cycle { addrs: cycle }),
@@ -508,7 +520,9 @@ pub fn order(changes: Vec<Change>) -> Result<Vec<Change>, Vec<String>> {
         (Kind::Image, _) => 0,
         (Kind::Container, Op::Delete) => 1,
         (Kind::Network | Kind::Volume, Op::Create) => 2,
+        (Kind::Directory | Kind::File | Kind::Sysctl, op) if op != Op::Delete => 2,
         (Kind::Container, _) => 3,
+        (Kind::Unit, op) if op != Op::Delete => 3,
         (_, _) => 4,
     };
     let index: BTreeMap<&Addr, usize> = changes

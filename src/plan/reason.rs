@@ -88,7 +88,7 @@ pub enum Reason {
         path: String,
     },
     /// A unit's enablement or run state: `not enabled`, `inactive (state: started)`.
-    UnitState {
+    HostState {
         detail: String,
     },
     /// What runs after the change (`on_change`, or the restart a changed unit file needs).
@@ -147,7 +147,7 @@ impl fmt::Display for Reason {
                 write!(f, "sysctl {key} {} → {}", from.replace('\t', " "), to.replace('\t', " "))
             }
             Reason::NotPersisted { path } => write!(f, "not persisted in {path}"),
-            Reason::UnitState { detail } => f.write_str(detail),
+            Reason::HostState { detail } => f.write_str(detail),
             Reason::Then { action } => write!(f, "then {action}"),
             Reason::HostRemoved { restore: false } => {
                 f.write_str("removed from config (berth created it)")

@@ -87,7 +87,10 @@ async fn run(
         ..Default::default()
     };
     let mut events = Vec::new();
-    let r = apply(engine, &plan, o, &mut |e| events.push(e)).await;
+    let r = apply(engine, &berth::apply::NoHost, &plan, o, &mut |e| {
+        events.push(e)
+    })
+    .await;
     (r, events)
 }
 
@@ -898,7 +901,7 @@ async fn plan_with_errors_is_refused() {
         ..Default::default()
     };
     let before = engine.requests();
-    let r = apply(&engine, &plan, &opts(), &mut |_| {}).await;
+    let r = apply(&engine, &berth::apply::NoHost, &plan, &opts(), &mut |_| {}).await;
     assert!(matches!(r, Err(ApplyError::PlanHasErrors { .. })));
     assert_eq!((engine.requests() - before).total, 0);
 }
@@ -1092,9 +1095,11 @@ async fn converges_with_the_planner_and_noop_costs_two_requests() {
     let plan = berth::plan::plan(&d, &observed, &popts);
     assert!(plan.errors.is_empty(), "{:?}", plan.errors);
     let mut events = Vec::new();
-    let report = apply(&engine, &plan, &opts(), &mut |e| events.push(e))
-        .await
-        .unwrap_or_else(|e| panic!("apply: {e}\nplan: {plan:#?}"));
+    let report = apply(&engine, &berth::apply::NoHost, &plan, &opts(), &mut |e| {
+        events.push(e)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("apply: {e}\nplan: {plan:#?}"));
     assert_eq!(report.created, 3, "{plan:#?}");
 
     let before = engine.requests();
@@ -1110,7 +1115,7 @@ async fn converges_with_the_planner_and_noop_costs_two_requests() {
     st2.services.get_mut("web").unwrap().image = APP2.into();
     let d2 = desired(vec![st2]);
     let plan = berth::plan::plan(&d2, &observed, &popts);
-    let report = apply(&engine, &plan, &opts(), &mut |_| {})
+    let report = apply(&engine, &berth::apply::NoHost, &plan, &opts(), &mut |_| {})
         .await
         .unwrap_or_else(|e| panic!("apply: {e}\nplan: {plan:#?}"));
     assert_eq!(report.replaced, 2, "{plan:#?}");
@@ -1136,7 +1141,7 @@ async fn converges_with_the_planner_and_noop_costs_two_requests() {
             ..popts.clone()
         },
     );
-    let report = apply(&engine, &plan, &opts(), &mut |_| {})
+    let report = apply(&engine, &berth::apply::NoHost, &plan, &opts(), &mut |_| {})
         .await
         .unwrap_or_else(|e| panic!("apply: {e}\nplan: {plan:#?}"));
     assert_eq!(report.removed, 3, "{plan:#?}");

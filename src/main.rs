@@ -175,10 +175,11 @@ async fn run(command: Command, instance: &str) -> Result<u8> {
             };
             let services: usize = desired.stacks.values().map(|s| s.services.len()).sum();
             println!(
-                "{}: valid ({} stacks, {} services)",
+                "{}: valid ({} stacks, {} services, {} host settings)",
                 dir.display(),
                 desired.stacks.len(),
-                services
+                services,
+                desired.host.len()
             );
             Ok(0)
         }
@@ -194,7 +195,7 @@ async fn run(command: Command, instance: &str) -> Result<u8> {
             };
             let outcome = pipeline::reconcile(&engine, &desired, &settings, Mode::Plan, &mut hooks)
                 .await
-                .context("cannot read the Engine's state")?;
+                .context("cannot read the Engine's or the host's state")?;
             log_requests(&engine);
             let plan = outcome.plan.unwrap_or_default();
             if json {
@@ -233,7 +234,7 @@ async fn run(command: Command, instance: &str) -> Result<u8> {
             let outcome =
                 pipeline::reconcile(&engine, &desired, &settings, Mode::Apply, &mut hooks)
                     .await
-                    .context("cannot read the Engine's state")?;
+                    .context("cannot read the Engine's or the host's state")?;
             log_requests(&engine);
             let plan = outcome.plan.unwrap_or_default();
             if !plan.errors.is_empty() {

@@ -332,4 +332,6 @@ fn service_of(addr: &Addr, c: &Change) -> String {
 }
 
 #[cfg(test)]
+mod host_tests;
+#[cfg(test)]
 mod tests;

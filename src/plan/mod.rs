@@ -253,16 +253,24 @@ impl Summary {
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} created, {} replaced, {} started, {} removed, {} unchanged",
-            self.created, self.replaced, self.started, self.removed, self.unchanged
-        )?;
-        if self.reloaded > 0 {
-            write!(f, ", {} reloaded", self.reloaded)?;
+        let containers =
+            self.created + self.replaced + self.started + self.removed + self.unchanged;
+        if containers > 0 || self.host == 0 {
+            write!(
+                f,
+                "{} created, {} replaced, {} started, {} removed, {} unchanged",
+                self.created, self.replaced, self.started, self.removed, self.unchanged
+            )?;
+            if self.reloaded > 0 {
+                write!(f, ", {} reloaded", self.reloaded)?;
+            }
         }
         if self.host > 0 {
-            write!(f, ", {} host changes", self.host)?;
+            let sep = if containers > 0 { "; " } else { "" };
+            write!(f, "{sep}{} host changes", self.host)?;
+            if self.host_unchanged > 0 {
+                write!(f, ", {} host settings unchanged", self.host_unchanged)?;
+            }
         }
         Ok(())
     }
@@ -609,5 +617,7 @@ pub fn dependency_order(stack: &StackSpec) -> Vec<&str> {
     order
 }
 
+#[cfg(test)]
+mod host_tests;
 #[cfg(test)]
 mod tests;

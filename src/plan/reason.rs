@@ -153,7 +153,7 @@ impl fmt::Display for Reason {
                 f.write_str("removed from config (berth created it)")
             }
             Reason::HostRemoved { restore: true } => {
-                f.write_str("removed from config: the original berth took over is put back")
+                f.write_str("removed from config: what was there before berth is put back")
             }
             Reason::Forgotten => {
                 f.write_str("removed from config and already gone from the host (record dropped)")

@@ -13,7 +13,7 @@ use crate::render::plan_text;
 
 /// Plan `desired` against `observed` and compare the human rendering with the snapshot `name`.
 /// Also checks the invariants every plan must keep, whatever the case.
-fn check(name: &str, desired: &Desired, observed: &Observed, opts: PlanOptions) -> Plan {
+pub(super) fn check(name: &str, desired: &Desired, observed: &Observed, opts: PlanOptions) -> Plan {
     let plan = plan(desired, observed, &opts);
     let opts = &opts;
     let text = plan_text(&plan);
@@ -57,6 +57,48 @@ fn check(name: &str, desired: &Desired, observed: &Observed, opts: PlanOptions) 
             }
         }
     }
+    // Invariant: a secret file's content never reaches the text or the JSON.
+    for f in desired.host.files.values().filter(|f| f.secret) {
+        if f.content.len() >= 4 {
+            let c = String::from_utf8_lossy(&f.content);
+            assert!(
+                !text.contains(c.as_ref()),
+                "{name}: secret file in plan text"
+            );
+            assert!(
+                !json.contains(c.as_ref()),
+                "{name}: secret file in plan JSON"
+            );
+        }
+    }
+    // Invariant: a host path berth did not record is changed only when the spec adopts it.
+    for c in &plan.changes {
+        let (path, adopt) = match &c.payload {
+            Payload::File(p) => (
+                &p.path,
+                desired.host.files.get(&p.path).is_some_and(|f| f.adopt),
+            ),
+            Payload::Directory(p) => (
+                &p.path,
+                desired.host.dirs.get(&p.path).is_some_and(|d| d.adopt),
+            ),
+            _ => continue,
+        };
+        let recorded = observed
+            .host
+            .inventory
+            .entries
+            .contains_key(&c.addr.to_string());
+        let exists = !matches!(
+            observed.host.path(path),
+            crate::model::host::PathState::Absent
+        );
+        assert!(
+            recorded || adopt || !exists,
+            "{name}: {} changes an unowned path",
+            c.addr
+        );
+    }
     // Planning is deterministic.
     assert_eq!(plan, super::plan(desired, observed, opts));
     insta::assert_snapshot!(name, format!("{text}{}", edges(&plan)));
@@ -89,7 +131,7 @@ fn edges(plan: &Plan) -> String {
     }
 }
 
-fn svc(image: &str) -> ServiceSpec {
+pub(super) fn svc(image: &str) -> ServiceSpec {
     ServiceSpec {
         image: image.into(),
         replicas: 1,
@@ -97,7 +139,7 @@ fn svc(image: &str) -> ServiceSpec {
     }
 }
 
-fn stack(name: &str, services: &[(&str, ServiceSpec)]) -> StackSpec {
+pub(super) fn stack(name: &str, services: &[(&str, ServiceSpec)]) -> StackSpec {
     StackSpec {
         name: name.into(),
         file: format!("{name}/compose.yaml").into(),
@@ -122,7 +164,7 @@ fn image_id(image: &str) -> String {
 }
 
 /// The Engine holds every image the desired state names.
-fn images_for(d: &Desired) -> BTreeMap<String, String> {
+pub(super) fn images_for(d: &Desired) -> BTreeMap<String, String> {
     d.stacks
         .values()
         .flat_map(|s| s.services.values())
@@ -163,7 +205,7 @@ fn container(
 }
 
 /// What the Engine shows after berth applied `d` successfully.
-fn converged(d: &Desired) -> Observed {
+pub(super) fn converged(d: &Desired) -> Observed {
     let mut containers = Vec::new();
     for s in d.stacks.values() {
         for (name, spec) in &s.services {

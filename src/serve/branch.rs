@@ -254,6 +254,10 @@ impl Daemon {
         };
         let engine = self.engine().await?;
         let mut stacks: Vec<String> = desired.stacks.keys().cloned().collect();
+        // Host settings report under one context of their own, like a stack.
+        if !desired.host.is_empty() {
+            stacks.push(crate::plan::HOST_GROUP.to_string());
+        }
         let apply_opts = ApplyOptions {
             health_timeout: self.config.health_timeout,
             ..ApplyOptions::default()
@@ -542,7 +546,7 @@ fn stack_outcomes(
             .collect();
         let skipped: Vec<String> = not_attempted
             .iter()
-            .filter(|a| a.stack() == Some(stack.as_str()))
+            .filter(|a| a.group() == Some(stack.as_str()))
             .map(ToString::to_string)
             .collect();
         if !mine.is_empty() {

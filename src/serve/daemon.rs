@@ -545,6 +545,13 @@ pub(super) fn observed_fingerprint(o: &Observed, desired: &Desired, instance: &s
         let id = o.images.get(&image).map(String::as_str).unwrap_or("-");
         parts.push(format!("{image}={id}"));
     }
+    // The host settings as they are: a failed unit or file is tried again once someone
+    // changed the host (or the commit), not before.
+    let h = &o.host;
+    parts.push(format!(
+        "host {:?} {:?} {:?} {:?}",
+        h.paths, h.sysctls, h.units, h.inventory
+    ));
     crate::model::sha256_hex(parts.join("\n").as_bytes())
 }
 

@@ -58,6 +58,8 @@ pub enum StackOutcome {
         replaced: usize,
         started: usize,
         removed: usize,
+        /// Host changes (the `host` group: files, directories, sysctls, units).
+        host: usize,
     },
     /// The plan or an apply step failed; the message says which service and why.
     Failed { message: String },
@@ -127,10 +129,14 @@ impl StackOutcome {
         let text = match self {
             StackOutcome::UpToDate => "up to date".to_string(),
             StackOutcome::Applied {
+                host: host @ 1.., ..
+            } => format!("{host} host settings changed"),
+            StackOutcome::Applied {
                 created,
                 replaced,
                 started,
                 removed,
+                ..
             } => {
                 let mut s = format!("{replaced} replaced, {created} created, {removed} removed");
                 if *started > 0 {
@@ -158,6 +164,7 @@ pub fn planned_outcome(plan: &Plan) -> StackOutcome {
             replaced: s.replaced,
             started: s.started,
             removed: s.removed,
+            host: s.host,
         }
     }
 }
@@ -181,7 +188,7 @@ pub fn split_by_stack(plan: &Plan) -> BTreeMap<String, Plan> {
             }
             continue;
         }
-        let stack = c.addr.stack().unwrap_or("*");
+        let stack = c.addr.group().unwrap_or("*");
         out.entry(stack.to_string())
             .or_default()
             .changes
@@ -192,6 +199,12 @@ pub fn split_by_stack(plan: &Plan) -> BTreeMap<String, Plan> {
             .or_default()
             .unchanged
             .push(u.clone());
+    }
+    for a in &plan.unchanged_host {
+        out.entry(crate::plan::HOST_GROUP.to_string())
+            .or_default()
+            .unchanged_host
+            .push(a.clone());
     }
     for s in &plan.skipped {
         out.entry(s.stack.clone())
@@ -302,7 +315,8 @@ mod tests {
                 created: 1,
                 replaced: 2,
                 started: 0,
-                removed: 0
+                removed: 0,
+                host: 0,
             }
             .description(),
             "2 replaced, 1 created, 0 removed"

@@ -10,8 +10,29 @@ use std::path::{Path, PathBuf};
 
 use crate::apply::{self, ApplyError, ApplyEvent, ApplyOptions, ApplyReport};
 use crate::docker::{DockerError, Engine};
+use crate::host::{Host, HostError};
+use crate::model::host::ObservedHost;
 use crate::model::{Desired, Observed};
 use crate::plan::{self, Plan, PlanOptions};
+
+/// Why a pass could not observe: the Engine or the host did not answer (or the inventory
+/// cannot be read). Nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error(transparent)]
+    Host(#[from] HostError),
+}
+
+impl ReconcileError {
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ReconcileError::Docker(e) => e.is_transient(),
+            ReconcileError::Host(e) => e.is_transient(),
+        }
+    }
+}
 
 /// How far to go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,9 +89,10 @@ pub struct Outcome {
 pub struct Options {
     pub plan: PlanOptions,
     pub apply: ApplyOptions,
-    /// Where berth keeps what the Engine cannot hold (`reloads-<instance>.json`: which containers were
-    /// reloaded with which config files). `None`: nothing is kept (a reload is then redone
-    /// by every pass).
+    /// Where berth keeps what the Engine cannot hold: `reloads-<instance>.json` (which
+    /// containers were reloaded with which config files) and `inventory-<instance>.json` (the
+    /// host objects berth created or took over). `None`: nothing is kept (a reload is then
+    /// redone by every pass) and host settings cannot be applied.
     pub state_dir: Option<PathBuf>,
 }
 
@@ -81,9 +103,19 @@ pub async fn reconcile(
     opts: &Options,
     mode: Mode,
     hooks: &mut dyn Hooks,
-) -> Result<Outcome, DockerError> {
+) -> Result<Outcome, ReconcileError> {
     let (plan_opts, apply_opts) = (&opts.plan, &opts.apply);
-    let mut observed = observe(engine, desired, plan_opts).await?;
+    let host = opts
+        .state_dir
+        .as_deref()
+        .map(|d| Host::new(d, &plan_opts.instance));
+    // The Engine and the host are observed side by side.
+    let (observed, host_observed) = tokio::join!(
+        observe(engine, desired, plan_opts),
+        observe_host(host.as_ref(), desired)
+    );
+    let mut observed = observed?;
+    observed.host = host_observed?;
     let reloads = opts
         .state_dir
         .as_deref()
@@ -111,10 +143,11 @@ pub async fn reconcile(
     let Some(to_apply) = to_apply.filter(|p| flow == Flow::Continue && p.has_changes()) else {
         return Ok(outcome);
     };
-    let result = apply::apply(engine, &apply::NoHost, &to_apply, apply_opts, &mut |e| {
-        hooks.event(e)
-    })
-    .await;
+    let mut progress = |e| hooks.event(e);
+    let result = match &host {
+        Some(h) => apply::apply(engine, h, &to_apply, apply_opts, &mut progress).await,
+        None => apply::apply(engine, &apply::NoHost, &to_apply, apply_opts, &mut progress).await,
+    };
     outcome.after = observe(engine, desired, plan_opts).await.ok();
     if let (Some(dir), Some(mut reloads)) = (opts.state_dir.as_deref(), reloads) {
         let report = match &result {
@@ -169,6 +202,22 @@ impl Reloads {
         std::fs::write(&tmp, serde_json::to_vec_pretty(&self.0).unwrap_or_default())?;
         std::fs::rename(&tmp, dir.join(file))
     }
+}
+
+/// The host settings the config declares or the inventory holds. A config without host
+/// settings and an empty inventory costs one missing-file check: no process, no other read.
+pub async fn observe_host(host: Option<&Host>, desired: &Desired) -> Result<ObservedHost, HostError> {
+    let Some(host) = host else {
+        return Ok(ObservedHost::default());
+    };
+    let inventory = host.load_inventory()?;
+    if desired.host.is_empty() && inventory.entries.is_empty() {
+        return Ok(ObservedHost {
+            inventory,
+            ..ObservedHost::default()
+        });
+    }
+    host.observe(&desired.host, &inventory).await
 }
 
 /// What the Engine runs, with everything the plan options need listed (pruning volumes must

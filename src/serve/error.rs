@@ -15,6 +15,8 @@ pub enum ServeError {
     #[error(transparent)]
     Docker(#[from] DockerError),
     #[error(transparent)]
+    Host(#[from] crate::host::HostError),
+    #[error(transparent)]
     GitHub(#[from] GitHubError),
     #[error(transparent)]
     Config(#[from] super::config::ConfigError),
@@ -64,12 +66,22 @@ pub enum ServeError {
     Task { what: &'static str, detail: String },
 }
 
+impl From<crate::pipeline::ReconcileError> for ServeError {
+    fn from(e: crate::pipeline::ReconcileError) -> ServeError {
+        match e {
+            crate::pipeline::ReconcileError::Docker(e) => ServeError::Docker(e),
+            crate::pipeline::ReconcileError::Host(e) => ServeError::Host(e),
+        }
+    }
+}
+
 impl ServeError {
     /// Whether retrying later, without a change to the config or the commit, may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
             ServeError::Git(e) => e.is_transient(),
             ServeError::Docker(e) => e.is_transient(),
+            ServeError::Host(e) => e.is_transient(),
             ServeError::GitHub(e) => e.is_transient(),
             ServeError::Stacks { transient, .. } => *transient,
             // The disk may fill up or come back; a task crash is worth one more try.

@@ -387,5 +387,10 @@ fn reference_manifests_and_demo_validate() {
             "{dir}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        if dir == "manifests" {
+            // SSH hardening, the Fail2Ban jail, sysctls and the backup folder (manifests/host).
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(stdout.contains("13 host settings"), "{stdout}");
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! berth: a GitOps controller for self-hosted servers. See ARCHITECTURE.md for the map.
 
 pub mod apply;
+pub mod berthfile;
 pub mod compose;
 pub mod diag;
 pub mod docker;

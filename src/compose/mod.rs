@@ -31,7 +31,7 @@ mod merge;
 mod mounts;
 mod networks;
 mod ports;
-mod read;
+pub(crate) mod read;
 mod resources;
 mod service;
 mod stack;
@@ -42,6 +42,7 @@ use std::path::{Path, PathBuf};
 
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::model::{Desired, StackSpec};
+use crate::plan::HOST_GROUP;
 
 use read::{Cx, interpolate_tree};
 use yaml::{Node, Value};
@@ -63,7 +64,8 @@ pub const OVERRIDE_FILE_NAMES: &[&str] = &[
     "docker-compose.override.yaml",
 ];
 
-/// Load every stack below `root`. `env` holds the variables for interpolation (the caller
+/// Load every stack below `root`, and the host settings of its `berth.yaml` manifests
+/// ([`crate::berthfile`]). `env` holds the variables for interpolation (the caller
 /// passes the process environment); the `.env` file beside each Compose file fills in what
 /// `env` does not set.
 pub fn load_dir(root: &Path, env: &BTreeMap<String, String>) -> Result<Desired, Diagnostics> {
@@ -89,6 +91,19 @@ pub fn load_dir(root: &Path, env: &BTreeMap<String, String>) -> Result<Desired, 
         let (stack, mut d) = load_file(&file, &rel, &root_abs, env);
         diags.append(&mut d);
         let Some(stack) = stack else { continue };
+        // Host settings report under this name (`berth/<instance>/host`): no stack may take it.
+        if stack.name == HOST_GROUP {
+            diags.push(Diagnostic::new(
+                &rel,
+                0,
+                0,
+                format!(
+                    "stack name `{HOST_GROUP}` is reserved for host settings' commit status \
+                     (berth/<instance>/{HOST_GROUP}); set a different top-level `name:`"
+                ),
+            ));
+            continue;
+        }
         if let Some(other) = files_by_name.get(&stack.name) {
             diags.push(Diagnostic::new(
                 &rel,
@@ -127,6 +142,10 @@ pub fn load_dir(root: &Path, env: &BTreeMap<String, String>) -> Result<Desired, 
             }
         }
     }
+    // berth's own manifests (`berth.yaml`): host settings, checked against the stacks.
+    let (host, mut d) = crate::berthfile::load(&root_abs, env, &desired.stacks);
+    diags.append(&mut d);
+    desired.host = host;
     if diags.is_empty() {
         Ok(desired)
     } else {

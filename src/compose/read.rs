@@ -121,7 +121,7 @@ pub(crate) fn check_keys_in(
 }
 
 /// The closest known key, if it is a likely typo (edit distance ≤ 2).
-pub(super) fn suggest<'a>(name: &str, known: impl Iterator<Item = &'a &'a str>) -> Option<&'a str> {
+pub(crate) fn suggest<'a>(name: &str, known: impl Iterator<Item = &'a &'a str>) -> Option<&'a str> {
     known
         .map(|k| (edit_distance(name, k), *k))
         .filter(|(d, k)| *d <= 2 && *d < k.len().max(name.len()) / 2 + 1)
@@ -252,7 +252,7 @@ pub(super) fn boolean(cx: &mut Cx, n: &Node, path: &str) -> Option<bool> {
     }
 }
 
-pub(super) fn describe(v: &Value) -> String {
+pub(crate) fn describe(v: &Value) -> String {
     match v {
         Value::Str(s) => format!("{s:?}"),
         Value::Int(i) => i.to_string(),

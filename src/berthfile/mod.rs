@@ -1,0 +1,404 @@
+//! The loader of berth's own manifests: `berth.yaml` and `*.berth.yaml` files anywhere in the
+//! config tree → [`HostSpec`] (files, directories, sysctls, units). [`crate::compose::load_dir`]
+//! calls [`load`] after the stacks, so `validate`, `plan`, `apply` and `serve` see one
+//! [`crate::model::Desired`].
+//!
+//! - Discovery walks the tree like the stack discovery: depth-first, sorted, hidden folders
+//!   (and hidden files, as a shell glob would) skipped; a `berth.yaml` may sit in a stack's
+//!   folder. `berth.yml` names are refused rather than ignored.
+//! - A file holds one or more YAML documents (`---`), each with a `kind:`; an empty document is
+//!   skipped. [`document`] dispatches on the kind name in one `match`: a kind of a later issue
+//!   is an error ("not supported yet"), never ignored.
+//! - Every key is checked (an unknown one gets a did-you-mean) and every problem is located
+//!   (`file:line:col`, the file relative to the config root), as in Compose files. A document
+//!   with a problem declares nothing, so one mistake is not reported twice.
+//! - Interpolation: `${VAR}` (the Compose rules of [`crate::compose::interp`], variables from
+//!   the process environment only) applies to every scalar value except the texts of
+//!   `content:` and `dropins:`. Those are literal, like a file in git: unit files use `$VAR`
+//!   themselves, and a secret's text is never parsed (nor echoed by an interpolation error).
+//! - Secrets: no message ever quotes a `content:` text or a `source:` file's bytes (only their
+//!   type), so a `secret: true` File's content cannot reach a diagnostic.
+//! - Addresses (`file:<path>`, `directory:<path>`, `sysctl:<key>`, `unit:<name>`) are unique
+//!   across the config, and no two declarations may manage one host path: a File and a
+//!   Directory on one path, or a File on the path berth writes for a Sysctl
+//!   (`/etc/sysctl.d/90-berth-<key>.conf`) or a Unit (its unit file when it has content, its
+//!   drop-ins). Both places are named.
+//! - `on_change: {restart_service: STACK/SERVICE}` must name a deployed service of a stack of
+//!   the same config.
+
+mod kinds;
+mod read;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use crate::compose::read::{Cx, interpolate_tree, suggest};
+use crate::compose::yaml::{self, Pos, Value};
+use crate::diag::Diagnostic;
+use crate::model::StackSpec;
+use crate::model::host::{
+    DirSpec, FileSpec, HostSpec, Origin, SysctlSpec, UnitSpec, sysctl_conf_path,
+};
+
+use kinds::{Doc, ServiceRef};
+use read::{Map, Source, get, key_pos};
+
+pub use kinds::{DIRECTORY_KEYS, FILE_KEYS, ON_CHANGE_KEYS, SYSCTL_KEYS, UNIT_KEYS};
+pub use read::{MAX_SOURCE_BYTES, UNIT_TYPES, unit_name_problem};
+
+/// The kinds berth implements, in the order messages list them.
+pub const KINDS: &[&str] = &["File", "Directory", "Sysctl", "Unit"];
+
+/// Kinds of later issues: known names, refused until they are implemented.
+pub const PLANNED_KINDS: &[&str] = &["AddressSet", "Firewall", "Route", "Proxy", "Job", "Backup"];
+
+/// Keys whose texts are never interpolated.
+const LITERAL_KEYS: &[&str] = &["content", "dropins"];
+
+/// Whether a file name is a berth manifest.
+pub fn is_manifest(name: &str) -> bool {
+    name == "berth.yaml" || (name.ends_with(".berth.yaml") && !name.starts_with('.'))
+}
+
+/// A near miss of a manifest name (`berth.yml`), refused so it is not silently ignored.
+fn is_misnamed(name: &str) -> bool {
+    name == "berth.yml" || (name.ends_with(".berth.yml") && !name.starts_with('.'))
+}
+
+/// Load every manifest below `root` (canonical). `env` holds the variables for interpolation;
+/// `stacks` are the loaded stacks, for `on_change: {restart_service: ...}`.
+pub fn load(
+    root: &Path,
+    env: &BTreeMap<String, String>,
+    stacks: &BTreeMap<String, StackSpec>,
+) -> (HostSpec, Vec<Diagnostic>) {
+    let mut diags = Vec::new();
+    let mut files = Vec::new();
+    find_manifests(root, root, &mut files, &mut diags);
+    let mut decls = Vec::new();
+    for file in files {
+        load_manifest(root, &file, env, &mut decls, &mut diags);
+    }
+    let mut host = HostSpec::default();
+    let mut refs = Vec::new();
+    register(decls, &mut host, &mut refs, &mut diags);
+    check_services(&refs, stacks, &mut diags);
+    (host, diags)
+}
+
+/// Depth-first, sorted, skipping hidden folders and files (the walk of the stack discovery).
+fn find_manifests(root: &Path, dir: &Path, found: &mut Vec<PathBuf>, diags: &mut Vec<Diagnostic>) {
+    let rel = |p: &Path| p.strip_prefix(root).unwrap_or(p).to_path_buf();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            diags.push(Diagnostic::new(
+                rel(dir),
+                0,
+                0,
+                format!("cannot read folder: {e}"),
+            ));
+            return;
+        }
+    };
+    let mut files = BTreeSet::new();
+    let mut dirs = BTreeSet::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => {
+                dirs.insert(name);
+            }
+            Ok(_) if is_manifest(&name) => {
+                files.insert(name);
+            }
+            Ok(_) if is_misnamed(&name) => diags.push(Diagnostic::new(
+                rel(&dir.join(&name)),
+                0,
+                0,
+                "berth manifests are named `berth.yaml` or `*.berth.yaml`; rename it",
+            )),
+            _ => {}
+        }
+    }
+    found.extend(files.into_iter().map(|f| dir.join(f)));
+    for d in dirs {
+        find_manifests(root, &dir.join(d), found, diags);
+    }
+}
+
+/// What one document declares.
+enum Decl {
+    File(FileSpec, Option<ServiceRef>),
+    Dir(DirSpec),
+    Sysctl(SysctlSpec),
+    Unit(UnitSpec),
+}
+
+impl Decl {
+    fn address(&self) -> String {
+        match self {
+            Decl::File(f, _) => format!("file:{}", f.path.display()),
+            Decl::Dir(d) => format!("directory:{}", d.path.display()),
+            Decl::Sysctl(s) => format!("sysctl:{}", s.key),
+            Decl::Unit(u) => format!("unit:{}", u.name),
+        }
+    }
+
+    fn origin(&self) -> &Origin {
+        match self {
+            Decl::File(f, _) => &f.origin,
+            Decl::Dir(d) => &d.origin,
+            Decl::Sysctl(s) => &s.origin,
+            Decl::Unit(u) => &u.origin,
+        }
+    }
+
+    /// The host paths it manages: two declarations must not share one.
+    fn paths(&self) -> Vec<PathBuf> {
+        match self {
+            Decl::File(f, _) => vec![f.path.clone()],
+            Decl::Dir(d) => vec![d.path.clone()],
+            Decl::Sysctl(s) => vec![sysctl_conf_path(&s.key)],
+            Decl::Unit(u) => kinds::unit_paths(u),
+        }
+    }
+}
+
+fn load_manifest(
+    root: &Path,
+    file: &Path,
+    env: &BTreeMap<String, String>,
+    out: &mut Vec<Decl>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let rel = file.strip_prefix(root).unwrap_or(file).to_path_buf();
+    let mut cx = Cx::new(rel.clone());
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            diags.push(Diagnostic::new(rel, 0, 0, format!("cannot read: {e}")));
+            return;
+        }
+    };
+    let docs = match yaml::parse_documents(&text) {
+        Ok(d) => d,
+        Err(e) => {
+            diags.push(Diagnostic::new(
+                rel,
+                e.pos.line.max(1),
+                e.pos.col.max(1),
+                format!("invalid YAML: {}", e.message),
+            ));
+            return;
+        }
+    };
+    let src = Source {
+        root,
+        dir: file.parent().unwrap_or(root),
+        text: &text,
+    };
+    for mut doc in docs {
+        let before = cx.diags.len();
+        let decl = match &mut doc.value {
+            Value::Null => continue,
+            Value::Map(m) => {
+                for (k, v) in m.iter_mut() {
+                    if !LITERAL_KEYS.contains(&k.name.as_str()) {
+                        interpolate_tree(&mut cx, v, &k.name, env);
+                    }
+                }
+                // An uninterpolated value would only bring a second, misleading error.
+                if cx.diags.len() > before {
+                    continue;
+                }
+                document(&mut cx, m, doc.pos, &src)
+            }
+            v => {
+                cx.err(
+                    doc.pos,
+                    "",
+                    format!(
+                        "a berth document must be a mapping with `kind:`, found {}",
+                        v.kind()
+                    ),
+                );
+                None
+            }
+        };
+        if cx.diags.len() == before
+            && let Some(d) = decl
+        {
+            out.push(d);
+        }
+    }
+    diags.append(&mut cx.diags);
+}
+
+/// One document: dispatch on its `kind:`.
+fn document(cx: &mut Cx, m: &Map, doc_pos: Pos, src: &Source) -> Option<Decl> {
+    let pos = key_pos(m, "kind").unwrap_or(doc_pos);
+    let known = KINDS.join(", ");
+    let Some(kind_node) = get(m, "kind") else {
+        cx.err(pos, "", format!("missing `kind:` (one of {known})"));
+        return None;
+    };
+    let Value::Str(kind) = &kind_node.value else {
+        cx.err(
+            kind_node.pos,
+            "kind",
+            format!("must be a string, found {}", kind_node.value.kind()),
+        );
+        return None;
+    };
+    let d = Doc {
+        m,
+        origin: Origin {
+            file: cx.file.clone(),
+            line: pos.line,
+            col: pos.col,
+        },
+        pos,
+        src,
+    };
+    match kind.as_str() {
+        "File" => kinds::file(cx, &d).map(|(f, r)| Decl::File(f, r)),
+        "Directory" => kinds::directory(cx, &d).map(Decl::Dir),
+        "Sysctl" => kinds::sysctl(cx, &d).map(Decl::Sysctl),
+        "Unit" => kinds::unit(cx, &d).map(Decl::Unit),
+        "AddressSet" | "Firewall" | "Route" | "Proxy" | "Job" | "Backup" => {
+            cx.err(
+                kind_node.pos,
+                "",
+                format!("kind `{kind}` is not supported yet"),
+            );
+            None
+        }
+        other => {
+            let hint = suggest(other, KINDS.iter().chain(PLANNED_KINDS))
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            cx.err(
+                kind_node.pos,
+                "",
+                format!("unknown kind `{other}` (known kinds: {known}){hint}"),
+            );
+            None
+        }
+    }
+}
+
+fn at(o: &Origin, msg: String) -> Diagnostic {
+    Diagnostic::new(&o.file, o.line, o.col, msg)
+}
+
+/// Put the declarations into `host`, in load order: a repeated address or a host path that an
+/// earlier declaration manages is an error at the later one, naming the earlier.
+fn register(
+    decls: Vec<Decl>,
+    host: &mut HostSpec,
+    refs: &mut Vec<(PathBuf, ServiceRef)>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let mut addresses: BTreeMap<String, Origin> = BTreeMap::new();
+    let mut paths: BTreeMap<PathBuf, (String, Origin)> = BTreeMap::new();
+    for decl in decls {
+        let addr = decl.address();
+        let origin = decl.origin().clone();
+        if let Some(first) = addresses.get(&addr) {
+            diags.push(at(
+                &origin,
+                format!("`{addr}` is already declared at {first}"),
+            ));
+            continue;
+        }
+        addresses.insert(addr.clone(), origin.clone());
+        let mut clash = false;
+        for p in decl.paths() {
+            match paths.get(&p) {
+                Some((other, first)) => {
+                    diags.push(at(
+                        &origin,
+                        format!(
+                            "`{addr}` conflicts with `{other}` declared at {first}: both manage {}",
+                            p.display()
+                        ),
+                    ));
+                    clash = true;
+                }
+                None => {
+                    paths.insert(p, (addr.clone(), origin.clone()));
+                }
+            }
+        }
+        if clash {
+            continue;
+        }
+        match decl {
+            Decl::File(f, r) => {
+                if let Some(r) = r {
+                    refs.push((f.origin.file.clone(), r));
+                }
+                host.files.insert(f.path.clone(), f);
+            }
+            Decl::Dir(d) => {
+                host.dirs.insert(d.path.clone(), d);
+            }
+            Decl::Sysctl(s) => {
+                host.sysctls.insert(s.key.clone(), s);
+            }
+            Decl::Unit(u) => {
+                host.units.insert(u.name.clone(), u);
+            }
+        }
+    }
+}
+
+/// Every `restart_service: STACK/SERVICE` names a deployed service of a loaded stack.
+fn check_services(
+    refs: &[(PathBuf, ServiceRef)],
+    stacks: &BTreeMap<String, StackSpec>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    for (file, r) in refs {
+        let hint = |name: &str, known: Vec<&str>| {
+            suggest(name, known.iter())
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default()
+        };
+        let problem = match stacks.get(&r.stack) {
+            None => Some(format!(
+                "no stack `{}` in the config{}",
+                r.stack,
+                hint(&r.stack, stacks.keys().map(String::as_str).collect())
+            )),
+            Some(s) if s.services.contains_key(&r.service) => None,
+            Some(s) => match s.skipped.get(&r.service) {
+                Some(why) => Some(format!(
+                    "service `{}` of stack `{}` is not deployed ({why})",
+                    r.service, r.stack
+                )),
+                None => Some(format!(
+                    "stack `{}` has no service `{}`{}",
+                    r.stack,
+                    r.service,
+                    hint(&r.service, s.services.keys().map(String::as_str).collect())
+                )),
+            },
+        };
+        if let Some(p) = problem {
+            diags.push(Diagnostic::new(
+                file,
+                r.pos.line,
+                r.pos.col,
+                format!("on_change.restart_service: {p}"),
+            ));
+        }
+    }
+}

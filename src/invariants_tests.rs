@@ -18,6 +18,14 @@ const ADAPTERS: &[(&str, &[&str])] = &[
     // The HTTP edge: the router (http.rs) and the connection handling (server.rs).
     ("axum", &["src/serve/http.rs", "src/serve/server.rs"]),
     ("anyhow", &["src/main.rs"]),
+    // The host: only its adapter runs commands (systemctl, journalctl, `validate`) and looks up
+    // users; std's processes elsewhere are main's exit code and jwt.rs's openssl test witness.
+    ("nix", &["src/host/"]),
+    ("tokio::process", &["src/host/"]),
+    (
+        "std::process",
+        &["src/host/", "src/main.rs", "src/github/jwt.rs"],
+    ),
 ];
 
 /// Path prefix → paths it must not use: the planner is pure (no Docker, files, network,
@@ -33,6 +41,7 @@ const PURE: &[&str] = &[
     "crate::docker",
     "crate::git",
     "crate::github",
+    "crate::host",
     "crate::serve",
     "crate::apply",
     "crate::pipeline",

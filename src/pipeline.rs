@@ -206,7 +206,10 @@ impl Reloads {
 
 /// The host settings the config declares or the inventory holds. A config without host
 /// settings and an empty inventory costs one missing-file check: no process, no other read.
-pub async fn observe_host(host: Option<&Host>, desired: &Desired) -> Result<ObservedHost, HostError> {
+pub async fn observe_host(
+    host: Option<&Host>,
+    desired: &Desired,
+) -> Result<ObservedHost, HostError> {
     let Some(host) = host else {
         return Ok(ObservedHost::default());
     };

@@ -48,6 +48,22 @@ pub enum HostError {
     /// A command took longer than berth waits.
     #[error("`{command}` timed out after {seconds}s")]
     Timeout { command: String, seconds: u64 },
+    /// The path leaves where it says (a symlinked ancestor, `..`, not absolute) or is not what
+    /// the call changes (a socket, a symlink at the leaf): nothing was touched.
+    #[error("{}: {reason}", path.display())]
+    Refused { path: PathBuf, reason: String },
+    /// A sysctl could not be written (or its key is not one).
+    #[error("sysctl {key}: {message}")]
+    Sysctl { key: String, message: String },
+    /// The user or group database could not be read (a name that does not exist is not an
+    /// error: it is `None` in `ObservedHost`).
+    #[error("look up {what} {name}: {source}")]
+    Lookup {
+        what: &'static str,
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 fn tail(output: &str) -> String {
@@ -60,13 +76,13 @@ fn tail(output: &str) -> String {
 }
 
 impl HostError {
-    /// Worth retrying without a new commit: a timeout, or an inventory that could not be
-    /// written (a full disk). A refused file or a failing unit stays failed until the config
-    /// changes.
+    /// Worth retrying without a new commit: a timeout, an inventory that could not be
+    /// written (a full disk), a user database that could not be read (a directory service
+    /// down). A refused file or a failing unit stays failed until the config changes.
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            HostError::Timeout { .. } | HostError::Inventory { .. }
+            HostError::Timeout { .. } | HostError::Inventory { .. } | HostError::Lookup { .. }
         )
     }
 }

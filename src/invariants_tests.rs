@@ -18,6 +18,7 @@ const ADAPTERS: &[(&str, &[&str])] = &[
     // The HTTP edge: the router (http.rs) and the connection handling (server.rs).
     ("axum", &["src/serve/http.rs", "src/serve/server.rs"]),
     ("anyhow", &["src/main.rs"]),
+    ("sd_notify", &["src/serve/systemd.rs"]),
 ];
 
 /// Path prefix → paths it must not use: the planner is pure (no Docker, files, network,

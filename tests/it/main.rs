@@ -9,6 +9,7 @@ mod engine;
 mod git;
 mod github;
 mod github_fake;
+mod host;
 mod serve;
 mod serve_cli;
 mod slow_clients;

@@ -364,6 +364,38 @@ fn berth_serve_runs_through_the_shipped_unit() {
     );
     host.install_berth(&berth_env(&repo, &world, ""));
 
+    // The sandbox still lets berth manage the host (what the unit's comments promise): the
+    // shipped unit's settings, with a probe script in place of berth.
+    host.write(
+        "/etc/berth/probe.sh",
+        "set -e\n\
+         touch /etc/berth-probe && rm /etc/berth-probe\n\
+         sysctl -w net.ipv4.ip_forward=1\n\
+         systemctl is-system-running\n\
+         nft add table inet berth_probe && nft delete table inet berth_probe\n\
+         curl -fsS --unix-socket /var/run/docker.sock http://d/_ping && echo\n\
+         ! touch /usr/berth-probe 2>/dev/null\n\
+         ! touch /root/berth-probe 2>/dev/null\n\
+         echo probe-ok\n",
+    );
+    assert!(UNIT.contains("\nExecStart=/usr/bin/berth serve\n"));
+    host.write(
+        "/etc/systemd/system/berth-probe.service",
+        &UNIT
+            .replace(
+                "ExecStart=/usr/bin/berth serve",
+                "ExecStart=/bin/sh /etc/berth/probe.sh",
+            )
+            .replace("Type=notify", "Type=oneshot"),
+    );
+    let probe = host.sh("systemctl daemon-reload && systemctl start berth-probe");
+    let log = host.journal("berth-probe");
+    assert!(
+        probe.status.success() && log.contains("probe-ok"),
+        "the sandbox blocks what berth needs: {}\n{log}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+
     // Type=notify: start returns once berth sent READY=1 (or fails).
     let start = host.sh("systemctl start berth");
     assert!(

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The test command (README, .ci/run): builds the local test images, then runs every test.
+# The test command (README, .ci/run): builds the local test images and the systemd test host
+# image (hack/test-host.sh: root, and Debian's mirrors on the first run), then runs every test.
 # Needs a reachable Docker Engine (DOCKER_HOST or /var/run/docker.sock).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash hack/test-images.sh
+bash hack/test-host.sh
 cargo test --locked "$@"

@@ -785,7 +785,8 @@ impl Mirror {
             std::fs::create_dir_all(parent).map_err(|e| GitError::io(parent, e))?;
         }
         std::fs::create_dir(dest).map_err(|e| GitError::io(dest, e))?;
-        let result = write_tree(&repo, &tree, dest, Path::new(""));
+        let result =
+            set_folder_mode(dest).and_then(|()| write_tree(&repo, &tree, dest, Path::new("")));
         if result.is_err() {
             let _ = std::fs::remove_dir_all(dest);
         }
@@ -854,6 +855,7 @@ fn write_tree(
                     .find_tree(oid)
                     .map_err(|e| not_found(format!("tree {}", rel_path.display()), &e))?;
                 std::fs::create_dir(&path).map_err(|e| GitError::io(&path, e))?;
+                set_folder_mode(&path)?;
                 write_tree(repo, &sub, &path, &rel_path)?;
             }
             kind @ (EntryKind::Blob | EntryKind::BlobExecutable) => {
@@ -937,6 +939,21 @@ fn set_executable(path: &Path, executable: bool) -> Result<(), GitError> {
 
 #[cfg(not(unix))]
 fn set_executable(_path: &Path, _executable: bool) -> Result<(), GitError> {
+    Ok(())
+}
+
+/// Folders are 0755 whatever the umask, as files get git's 0644/0755: a container that runs as
+/// another user must read a bind-mounted folder even when berth runs with `UMask=0077`
+/// (dist/berth.service).
+#[cfg(unix)]
+fn set_folder_mode(path: &Path) -> Result<(), GitError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| GitError::io(path, e))
+}
+
+#[cfg(not(unix))]
+fn set_folder_mode(_path: &Path) -> Result<(), GitError> {
     Ok(())
 }
 

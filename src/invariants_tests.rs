@@ -26,6 +26,7 @@ const ADAPTERS: &[(&str, &[&str])] = &[
         "std::process",
         &["src/host/", "src/main.rs", "src/github/jwt.rs"],
     ),
+    ("sd_notify", &["src/serve/systemd.rs"]),
 ];
 
 /// Path prefix → paths it must not use: the planner is pure (no Docker, files, network,

@@ -141,7 +141,19 @@ pub async fn run(config: ServeConfig, shutdown: watch::Receiver<bool>) -> Result
         daemon.config.resync_interval,
         shutdown.clone(),
     );
+    // systemd (`Type=notify`): ready once bound and the startup reconcile is queued (not after
+    // it: that can take minutes); STOPPING=1 as soon as shutdown begins; watchdog pings.
+    let watchdog = super::systemd::Watchdog::start(http.abort_handle(), shutdown.clone());
+    let mut stop_signal = shutdown.clone();
+    let stopping = tokio::spawn(async move {
+        if stop_signal.wait_for(|s| *s).await.is_ok() {
+            super::systemd::stopping();
+        }
+    });
+    super::systemd::ready(local);
     daemon.run_loop(shutdown).await;
+    drop(watchdog);
+    stopping.abort();
     timers.abort();
     drop(daemon);
     let _ = http.await;

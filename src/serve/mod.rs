@@ -12,6 +12,7 @@ pub mod redact;
 pub mod report;
 pub mod server;
 pub mod state;
+mod systemd;
 pub mod webhook;
 pub mod worktree;
 pub mod writeback;

@@ -14,6 +14,7 @@ pub const MARKER: &str = ".berth-commit";
 /// Make `to` hold exactly the files of `from` (plus [`MARKER`]), changing only what differs.
 pub fn sync_tree(from: &Path, to: &Path) -> io::Result<()> {
     std::fs::create_dir_all(to)?;
+    same_mode(&std::fs::metadata(from)?, to)?;
     copy_changed(from, to)?;
     remove_extra(from, to, true)
 }
@@ -30,6 +31,7 @@ fn copy_changed(from: &Path, to: &Path) -> io::Result<()> {
                 std::fs::remove_file(&dest)?;
             }
             std::fs::create_dir_all(&dest)?;
+            same_mode(&entry.metadata()?, &dest)?;
             copy_changed(&src, &dest)?;
         } else if kind.is_symlink() {
             let target = std::fs::read_link(&src)?;
@@ -58,6 +60,15 @@ fn copy_changed(from: &Path, to: &Path) -> io::Result<()> {
                 std::fs::rename(&tmp, &dest)?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Give the folder `dest` the mode of `src` (the export's 0755, not what the umask made).
+fn same_mode(src: &std::fs::Metadata, dest: &Path) -> io::Result<()> {
+    let mode = src.permissions().mode() & 0o7777;
+    if std::fs::metadata(dest)?.permissions().mode() & 0o7777 != mode {
+        std::fs::set_permissions(dest, std::fs::Permissions::from_mode(mode))?;
     }
     Ok(())
 }
@@ -94,6 +105,27 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
 
     use super::*;
+
+    #[test]
+    fn folders_get_the_exported_mode_not_the_umasks() {
+        let (from, wt) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        write(from.path(), "app/conf/a.txt", "a");
+        for dir in ["", "app", "app/conf"] {
+            let p = from.path().join(dir);
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        // As a umask of 077 leaves them, or as an older berth made them.
+        std::fs::create_dir_all(wt.path().join("app/conf")).unwrap();
+        for dir in ["", "app", "app/conf"] {
+            let p = wt.path().join(dir);
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        sync_tree(from.path(), wt.path()).unwrap();
+        for dir in ["", "app", "app/conf"] {
+            let mode = std::fs::metadata(wt.path().join(dir)).unwrap().mode() & 0o7777;
+            assert_eq!(mode, 0o755, "{dir:?}");
+        }
+    }
 
     fn write(root: &Path, rel: &str, text: &str) {
         let p = root.join(rel);

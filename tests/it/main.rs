@@ -9,6 +9,8 @@ mod engine;
 mod git;
 mod github;
 mod github_fake;
+mod host;
+mod host_kinds;
 mod serve;
 mod serve_cli;
 mod slow_clients;

@@ -40,7 +40,12 @@ impl<'h> Config<'h> {
     /// `berth <cmd> <config>` on the host, as this test's instance.
     fn berth(&self, cmd: &str, extra: &[&str]) -> Run {
         let root = self.root();
-        let mut args = vec!["--instance", &self.world.instance, cmd, root.to_str().unwrap()];
+        let mut args = vec![
+            "--instance",
+            &self.world.instance,
+            cmd,
+            root.to_str().unwrap(),
+        ];
         args.extend_from_slice(extra);
         self.host.berth(&args)
     }
@@ -103,12 +108,19 @@ fn creates_files_dirs_sysctls_and_units_then_plans_nothing() {
         "+ unit:hello.service",
         "create container",
     ] {
-        assert!(plan.stdout.contains(want), "{want} missing:\n{}", plan.stdout);
+        assert!(
+            plan.stdout.contains(want),
+            "{want} missing:\n{}",
+            plan.stdout
+        );
     }
     c.berth("apply", &[]).expect(0);
 
     assert_eq!(host.ok("stat -c '%a %U:%G' /etc/hello"), "750 root:root");
-    assert_eq!(host.ok("stat -c '%a %U:%G' /etc/hello/env"), "640 root:root");
+    assert_eq!(
+        host.ok("stat -c '%a %U:%G' /etc/hello/env"),
+        "640 root:root"
+    );
     assert_eq!(host.read("/etc/hello/env").unwrap(), "GREETING=hi\n");
     assert_eq!(host.ok("sysctl -n net.ipv4.ip_forward"), "1");
     assert!(
@@ -206,7 +218,11 @@ fn content_change_reloads_the_unit_named_by_on_change() {
 
     c.write("host/berth.yaml", &hello_manifest("hello"));
     let p = c.berth("plan", &[]).expect(2);
-    assert!(p.stdout.contains("then reload hello.service"), "{}", p.stdout);
+    assert!(
+        p.stdout.contains("then reload hello.service"),
+        "{}",
+        p.stdout
+    );
     c.berth("apply", &[]).expect(0);
     assert_eq!(host.read("/run/hello-reloads").unwrap(), "reloaded\n");
     assert_eq!(
@@ -227,19 +243,23 @@ fn a_unit_that_fails_after_a_change_is_reverted_and_reported() {
     c.berth("apply", &[]).expect(0);
     let good = host.read("/etc/systemd/system/hello.service").unwrap();
 
-    let broken = hello_manifest("hi").replace(
-        "exec sleep infinity",
-        "echo berth-broke-it >&2; exit 3",
-    );
+    let broken =
+        hello_manifest("hi").replace("exec sleep infinity", "echo berth-broke-it >&2; exit 3");
     c.write("host/berth.yaml", &broken);
     let started = Instant::now();
     let r = c.berth("apply", &[]).expect(1);
     let took = started.elapsed();
     let out = format!("{}{}", r.stdout, r.stderr);
     assert!(out.contains("did not stay active"), "{out}");
-    assert!(out.contains("berth-broke-it"), "journal lines in the report:\n{out}");
+    assert!(
+        out.contains("berth-broke-it"),
+        "journal lines in the report:\n{out}"
+    );
     assert!(out.contains("previous version runs again"), "{out}");
-    assert_eq!(host.read("/etc/systemd/system/hello.service").unwrap(), good);
+    assert_eq!(
+        host.read("/etc/systemd/system/hello.service").unwrap(),
+        good
+    );
     assert_eq!(host.ok("systemctl is-active hello.service"), "active");
     assert!(host.journal("hello.service").contains("started hi"));
     eprintln!("revert after a failed unit: apply exited after {took:?}");
@@ -260,7 +280,11 @@ fn preexisting_files_need_adopt_and_are_restored_after_removal() {
     let doc = "kind: File\npath: /etc/ssh/sshd_config.d/50-local.conf\ncontent: |\n  PasswordAuthentication no\n";
     c.write("berth.yaml", doc);
     let r = c.berth("plan", &[]).expect(1);
-    assert!(r.stdout.contains("berth did not create it") && r.stdout.contains("adopt: true"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("berth did not create it") && r.stdout.contains("adopt: true"),
+        "{}",
+        r.stdout
+    );
     let r = c.berth("apply", &[]).expect(1);
     assert!(r.stdout.contains("berth did not create it"), "{}", r.stdout);
     assert_eq!(
@@ -287,7 +311,10 @@ fn preexisting_files_need_adopt_and_are_restored_after_removal() {
         host.ok("stat -c '%a %u:%g' /etc/ssh/sshd_config.d/50-local.conf"),
         "600 65534:65534"
     );
-    assert_eq!(host.read("/etc/ssh/sshd_config.d/99-unowned.conf").unwrap(), "mine\n");
+    assert_eq!(
+        host.read("/etc/ssh/sshd_config.d/99-unowned.conf").unwrap(),
+        "mine\n"
+    );
     // Nothing declared at all while berth owns /srv/keep: refused without --allow-empty.
     c.remove("other/berth.yaml");
     let r = c.berth("plan", &[]).expect(1);
@@ -318,15 +345,22 @@ fn kill_9_during_a_host_apply_then_a_rerun_converges() {
     ));
     // Wait until the new file is staged (the validate runs), then kill berth.
     let staged = poll(Duration::from_secs(30), || {
-        host.sh("ls -a /srv/app | grep -q '\\.berth-'").status.success()
+        host.sh("ls -a /srv/app | grep -q '\\.berth-'")
+            .status
+            .success()
     });
     assert!(staged, "berth never staged the file");
     host.ok("pkill -9 -x berth");
-    assert!(host.read("/srv/app/big").is_none(), "not renamed into place yet");
+    assert!(
+        host.read("/srv/app/big").is_none(),
+        "not renamed into place yet"
+    );
 
     c.write(
         "berth.yaml",
-        &format!("kind: Directory\npath: /srv/app\n---\nkind: File\npath: /srv/app/big\ncontent: {big}\n"),
+        &format!(
+            "kind: Directory\npath: /srv/app\n---\nkind: File\npath: /srv/app/big\ncontent: {big}\n"
+        ),
     );
     c.berth("apply", &[]).expect(0);
     assert_eq!(host.read("/srv/app/big").unwrap().trim_end(), big);
@@ -351,7 +385,11 @@ fn serve_applies_host_settings_and_a_revert_restores_them() {
             host.read("/etc/motd.berth").as_deref() == Some(want)
         })
     };
-    assert!(read("v1\n"), "v1 never applied:\n{}", host.journal("berth.service"));
+    assert!(
+        read("v1\n"),
+        "v1 never applied:\n{}",
+        host.journal("berth.service")
+    );
 
     let work = host.dir().join("work");
     std::fs::write(
@@ -360,11 +398,19 @@ fn serve_applies_host_settings_and_a_revert_restores_them() {
     )
     .unwrap();
     commit_and_push(&work, host.dir(), "v2");
-    assert!(read("v2\n"), "v2 never applied:\n{}", host.journal("berth.service"));
+    assert!(
+        read("v2\n"),
+        "v2 never applied:\n{}",
+        host.journal("berth.service")
+    );
 
     git(&work, &["revert", "--no-edit", "HEAD"]);
     push(&work, host.dir());
-    assert!(read("v1\n"), "the revert was not applied:\n{}", host.journal("berth.service"));
+    assert!(
+        read("v1\n"),
+        "the revert was not applied:\n{}",
+        host.journal("berth.service")
+    );
     let log = host.journal("berth.service");
     assert!(log.contains("file:/etc/motd.berth"), "{log}");
     host.ok("systemctl stop berth.service");
@@ -378,7 +424,15 @@ fn commit_and_push(work: &Path, dir: &Path, msg: &str) {
 
 fn push(work: &Path, dir: &Path) {
     let origin = dir.join("origin.git");
-    git(work, &["push", "-q", origin.to_str().unwrap(), "HEAD:refs/heads/main"]);
+    git(
+        work,
+        &[
+            "push",
+            "-q",
+            origin.to_str().unwrap(),
+            "HEAD:refs/heads/main",
+        ],
+    );
 }
 
 fn poll(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
@@ -409,13 +463,62 @@ fn reference_ssh_hardening_and_fail2ban_jail_apply() {
     }
     c.berth("apply", &[]).expect(0);
     let effective = host.ok("sshd -T");
-    assert!(effective.contains("passwordauthentication no"), "{effective}");
+    assert!(
+        effective.contains("passwordauthentication no"),
+        "{effective}"
+    );
     assert!(effective.contains("maxauthtries 3"), "{effective}");
     assert_eq!(host.ok("systemctl is-active ssh.service"), "active");
     assert_eq!(host.ok("systemctl is-active fail2ban.service"), "active");
     let jail = poll(Duration::from_secs(30), || {
         host.sh("fail2ban-client status sshd").status.success()
     });
-    assert!(jail, "the sshd jail is not up:\n{}", host.journal("fail2ban.service"));
+    assert!(
+        jail,
+        "the sshd jail is not up:\n{}",
+        host.journal("fail2ban.service")
+    );
     c.berth("plan", &[]).expect(0);
+}
+
+/// `on_change: {restart_service: STACK/SERVICE}`: a changed host file restarts the service's
+/// containers (on the outer Engine) after it is written; an unchanged file restarts nothing.
+#[test]
+fn restart_service_restarts_the_containers_after_the_file_changed() {
+    let host = TestHost::boot("hk-restart");
+    let c = Config::new(&host, "hkrestart");
+    let stack = c.world.stack("app");
+    c.write(
+        "app/compose.yaml",
+        &format!("name: {stack}\nservices:\n  web:\n    image: berth-test/busybox:1\n"),
+    );
+    let doc = |v: &str| {
+        format!(
+            "kind: File\npath: /etc/app.conf\ncontent: \"{v}\\n\"\non_change: {{restart_service: {stack}/web}}\n"
+        )
+    };
+    c.write("berth.yaml", &doc("v1"));
+    c.berth("apply", &[]).expect(0);
+    let web = format!("{stack}-web-1");
+    let started = || crate::support::inspect(&web, "{{.State.StartedAt}}");
+    let first = started();
+    c.berth("apply", &[]).expect(0);
+    assert_eq!(started(), first, "nothing changed: not restarted");
+
+    c.write("berth.yaml", &doc("v2"));
+    let p = c.berth("plan", &[]).expect(2);
+    assert!(
+        p.stdout
+            .contains(&format!("then restart service {stack}/web")),
+        "{}",
+        p.stdout
+    );
+    let r = c.berth("apply", &[]).expect(0);
+    assert!(
+        r.stdout.contains(&format!("restarted container {web}")),
+        "{}",
+        r.stdout
+    );
+    assert_ne!(started(), first, "restarted");
+    assert_eq!(host.read("/etc/app.conf").unwrap(), "v2\n");
 }

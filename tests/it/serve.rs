@@ -1155,3 +1155,72 @@ fn a_restart_mid_apply_completes_the_same_check_run() {
     assert_eq!(runs_for(""), 1, "a second check run was created");
     fake.assert_no_violations();
 }
+
+/// Host settings under serve: applied with their own status context (`berth/it/host`), and a
+/// pull request's preview shows the host diff — a secret file only as changed — applying
+/// nothing.
+#[test]
+fn host_settings_get_their_own_status_and_previews_hide_secrets() {
+    let rt = runtime();
+    let fake = rt.block_on(GitHubFake::start());
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("host.conf");
+    let key = dir.path().join("app.key");
+    let manifest = |conf_text: &str, secret: &str| {
+        format!(
+            "kind: File\npath: {}\ncontent: \"{conf_text}\\n\"\n---\nkind: File\npath: {}\ncontent: \"{secret}\\n\"\nmode: \"0600\"\nsecret: true\n",
+            conf.display(),
+            key.display()
+        )
+    };
+    let mut s = Serve::new("hoststatus");
+    s.args = vec!["--poll-interval".into(), "1h".into()];
+    let c1 = s.push(
+        &[("host/berth.yaml", &manifest("v1", "first-hidden-key-1"))],
+        "v1",
+    );
+    s.start(Some(&fake));
+    s.wait_until("host status", Duration::from_secs(60), || {
+        fake.statuses_for(&c1)
+            .iter()
+            .any(|x| x.context == "berth/it/host" && x.state == "success")
+    });
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), "v1\n");
+    let st = fake.statuses_for(&c1);
+    let host = st.iter().rfind(|x| x.context == "berth/it/host").unwrap();
+    assert_eq!(host.description.as_deref(), Some("2 host settings changed"));
+
+    s.repo
+        .write("host/berth.yaml", &manifest("v2", "second-hidden-key-2"));
+    let head = s.repo.commit("pr: host");
+    s.repo.push_ref("refs/pull/9/head");
+    let (code, body) = s.webhook(
+        "pull_request",
+        &pr_event("opened", 9, &head),
+        "h-1",
+        Some(SECRET),
+    );
+    assert_eq!(code, 202, "{body}");
+    s.wait_until("preview comment", Duration::from_secs(60), || {
+        !fake.comments(9).is_empty()
+    });
+    let comment = &fake.comments(9)[0].body;
+    assert!(comment.contains("+v2"), "{comment}");
+    assert!(comment.contains("secret: not shown"), "{comment}");
+    for r in fake.requests() {
+        let b = format!("{:?}", r.body);
+        assert!(!b.contains("hidden-key"), "a secret reached GitHub: {b}");
+    }
+    assert!(!s.log().contains("hidden-key"));
+    assert_eq!(
+        std::fs::read_to_string(&conf).unwrap(),
+        "v1\n",
+        "a preview applies nothing"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&key).unwrap(),
+        "first-hidden-key-1\n"
+    );
+    assert_eq!(s.stop(), 0);
+    fake.assert_no_violations();
+}

@@ -54,6 +54,7 @@ fn no_host<T>() -> R<T> {
     Err(HostError::Inventory {
         path: std::path::PathBuf::new(),
         message: "this run has no host driver".into(),
+        transient: false,
     })
 }
 

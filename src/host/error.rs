@@ -44,7 +44,13 @@ pub enum HostError {
     },
     /// The inventory in the state dir cannot be read or written.
     #[error("inventory {}: {message}", path.display())]
-    Inventory { path: PathBuf, message: String },
+    Inventory {
+        path: PathBuf,
+        message: String,
+        /// A read or write that may work later (a full disk); a file that cannot be parsed
+        /// stays broken until someone fixes it.
+        transient: bool,
+    },
     /// A command took longer than berth waits.
     #[error("`{command}` timed out after {seconds}s")]
     Timeout { command: String, seconds: u64 },
@@ -82,7 +88,12 @@ impl HostError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            HostError::Timeout { .. } | HostError::Inventory { .. } | HostError::Lookup { .. }
+            HostError::Timeout { .. }
+                | HostError::Inventory {
+                    transient: true,
+                    ..
+                }
+                | HostError::Lookup { .. }
         )
     }
 }

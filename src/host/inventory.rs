@@ -18,6 +18,7 @@ fn error(path: &Path, message: String) -> HostError {
     HostError::Inventory {
         path: path.to_owned(),
         message,
+        transient: true,
     }
 }
 
@@ -27,11 +28,12 @@ pub(crate) fn load(path: &Path) -> Result<Inventory, HostError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Inventory::default()),
         Err(e) => return Err(error(path, format!("cannot read it: {e}"))),
     };
-    serde_json::from_slice(&bytes).map_err(|e| {
-        error(
-            path,
-            format!("cannot parse it ({e}): berth will not guess what it owns; restore or fix it"),
-        )
+    serde_json::from_slice(&bytes).map_err(|e| HostError::Inventory {
+        path: path.to_owned(),
+        message: format!(
+            "cannot parse it ({e}): berth will not guess what it owns; restore or fix it"
+        ),
+        transient: false,
     })
 }
 

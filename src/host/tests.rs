@@ -434,7 +434,10 @@ async fn a_corrupt_inventory_is_an_error_and_is_not_overwritten() {
     let h = host(t.path());
     let err = h.load_inventory().unwrap_err();
     assert!(matches!(err, HostError::Inventory { .. }), "{err:?}");
-    assert!(err.is_transient());
+    assert!(
+        !err.is_transient(),
+        "a corrupt inventory stays broken until fixed"
+    );
     let err = h
         .record("file:/etc/x", Some(&entry(Before::Absent)))
         .await

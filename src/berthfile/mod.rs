@@ -92,39 +92,20 @@ pub fn load(
 /// Depth-first, sorted, skipping hidden folders and files (the walk of the stack discovery).
 fn find_manifests(root: &Path, dir: &Path, found: &mut Vec<PathBuf>, diags: &mut Vec<Diagnostic>) {
     let rel = |p: &Path| p.strip_prefix(root).unwrap_or(p).to_path_buf();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) => {
-            diags.push(Diagnostic::new(
-                rel(dir),
-                0,
-                0,
-                format!("cannot read folder: {e}"),
-            ));
-            return;
-        }
+    let Some((all, dirs)) = crate::compose::list_folder(root, dir, diags) else {
+        return;
     };
     let mut files = BTreeSet::new();
-    let mut dirs = BTreeSet::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') {
-            continue;
-        }
-        match entry.file_type() {
-            Ok(t) if t.is_dir() => {
-                dirs.insert(name);
-            }
-            Ok(_) if is_manifest(&name) => {
-                files.insert(name);
-            }
-            Ok(_) if is_misnamed(&name) => diags.push(Diagnostic::new(
+    for name in all.into_iter().filter(|n| !n.starts_with('.')) {
+        if is_manifest(&name) {
+            files.insert(name);
+        } else if is_misnamed(&name) {
+            diags.push(Diagnostic::new(
                 rel(&dir.join(&name)),
                 0,
                 0,
                 "berth manifests are named `berth.yaml` or `*.berth.yaml`; rename it",
-            )),
-            _ => {}
+            ));
         }
     }
     found.extend(files.into_iter().map(|f| dir.join(f)));

@@ -5,6 +5,7 @@
 use std::path::{Component, Path, PathBuf};
 
 use crate::compose::read::{Cx, clean_path, describe, suggest};
+pub(super) use crate::compose::read::{get, key_pos};
 use crate::compose::yaml::{Key, Node, Pos, Value};
 
 pub(super) type Map = [(Key, Node)];
@@ -52,18 +53,6 @@ pub(super) fn check_keys(cx: &mut Cx, m: &Map, path: &str, what: &str, known: &[
             format!("unknown key `{}` in {what}{hint}", k.name),
         );
     }
-}
-
-/// The value of a key; `None` when absent or null.
-pub(super) fn get<'n>(m: &'n Map, key: &str) -> Option<&'n Node> {
-    m.iter()
-        .find(|(k, _)| k.name == key)
-        .map(|(_, v)| v)
-        .filter(|v| v.value != Value::Null)
-}
-
-pub(super) fn key_pos(m: &Map, key: &str) -> Option<Pos> {
-    m.iter().find(|(k, _)| k.name == key).map(|(k, _)| k.pos)
 }
 
 pub(super) fn as_map<'n>(cx: &mut Cx, n: &'n Node, path: &str) -> Option<&'n Map> {

@@ -155,19 +155,24 @@ pub fn load_dir(root: &Path, env: &BTreeMap<String, String>) -> Result<Desired, 
     }
 }
 
-/// Depth-first, sorted, skipping hidden folders. Stacks may nest.
-fn find_stacks(root: &Path, dir: &Path, found: &mut Vec<PathBuf>, diags: &mut Vec<Diagnostic>) {
-    let rel = |p: &Path| p.strip_prefix(root).unwrap_or(p).to_path_buf();
+/// One folder of the config tree, sorted: its files and its sub-folders, hidden folders
+/// skipped. `None` (with a diagnostic) when it cannot be read. The one walk stack discovery
+/// and `berthfile` share.
+pub(crate) fn list_folder(
+    root: &Path,
+    dir: &Path,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<(BTreeSet<String>, BTreeSet<String>)> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
             diags.push(Diagnostic::new(
-                rel(dir),
+                dir.strip_prefix(root).unwrap_or(dir),
                 0,
                 0,
                 format!("cannot read folder: {e}"),
             ));
-            return;
+            return None;
         }
     };
     let mut files = BTreeSet::new();
@@ -181,13 +186,20 @@ fn find_stacks(root: &Path, dir: &Path, found: &mut Vec<PathBuf>, diags: &mut Ve
                 }
             }
             Ok(_) => {
-                if COMPOSE_FILE_NAMES.contains(&name.as_str()) {
-                    files.insert(name);
-                }
+                files.insert(name);
             }
             Err(_) => {}
         }
     }
+    Some((files, dirs))
+}
+
+/// Depth-first, sorted, skipping hidden folders. Stacks may nest.
+fn find_stacks(root: &Path, dir: &Path, found: &mut Vec<PathBuf>, diags: &mut Vec<Diagnostic>) {
+    let rel = |p: &Path| p.strip_prefix(root).unwrap_or(p).to_path_buf();
+    let Some((files, dirs)) = list_folder(root, dir, diags) else {
+        return;
+    };
     let here: Vec<&str> = COMPOSE_FILE_NAMES
         .iter()
         .copied()

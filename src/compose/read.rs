@@ -144,14 +144,14 @@ pub(super) fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// The value of a key; `None` when absent or null.
-pub(super) fn get<'n>(m: &'n Map, key: &str) -> Option<&'n Node> {
+pub(crate) fn get<'n>(m: &'n Map, key: &str) -> Option<&'n Node> {
     m.iter()
         .find(|(k, _)| k.name == key)
         .map(|(_, v)| v)
         .filter(|v| v.value != Value::Null)
 }
 
-pub(super) fn key_pos(m: &Map, key: &str) -> Option<Pos> {
+pub(crate) fn key_pos(m: &Map, key: &str) -> Option<Pos> {
     m.iter().find(|(k, _)| k.name == key).map(|(k, _)| k.pos)
 }
 

@@ -234,7 +234,7 @@ fn text(out: &Output) -> String {
 }
 
 /// Poll `cond` (a check, not a sleep standing in for one) until it holds; false on timeout.
-fn poll(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+pub(crate) fn poll(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         if cond() {

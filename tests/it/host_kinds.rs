@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::host::TestHost;
+use crate::host::{TestHost, poll};
 use crate::support::{Run, World, docker, git};
 
 /// A config folder on the host (the shared folder), written from outside.
@@ -433,19 +433,6 @@ fn push(work: &Path, dir: &Path) {
             "HEAD:refs/heads/main",
         ],
     );
-}
-
-fn poll(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// The reference server's SSH hardening and Fail2Ban jail (manifests/host) applied on a real

@@ -138,7 +138,9 @@ fn file(ctx: &Context, spec: &FileSpec, addr: &Addr) -> Result<Option<Change>, P
                 // What berth wrote last is still what the config says: the host moved.
                 reasons.push(Reason::HandEdited);
             }
-            if !same {
+            if !same && current.is_none() {
+                reasons.push(Reason::ContentNotOwned);
+            } else if !same {
                 reasons.push(Reason::Content {
                     diff: (!spec.secret)
                         .then(|| unified_diff(&key_path(spec), content, &spec.content)),

@@ -110,7 +110,11 @@ fn unit(
                 adopted = true;
                 file_before = Some(now.clone());
             }
+            let n = reasons.len();
             diff(path, obs.file.as_ref(), Some(content), &mut reasons);
+            if adopted {
+                not_owned(&mut reasons, n);
+            }
         }
         None if owns_before => {
             // No longer declared: the file berth wrote goes (or its original comes back).
@@ -121,6 +125,7 @@ fn unit(
     // Drop-ins.
     for (dname, text) in &spec.dropins {
         let now = obs.dropins.get(dname).cloned().flatten();
+        let taking_over = now.is_some() && !dropins_before.contains_key(dname);
         if !dropins_before.contains_key(dname) {
             if now.is_some() && !spec.adopt {
                 return Err(PlanError::HostNotOwned {
@@ -131,12 +136,16 @@ fn unit(
             adopted |= now.is_some();
             dropins_before.insert(dname.clone(), now.clone());
         }
+        let n = reasons.len();
         diff(
             dropin_path(&spec.name, dname),
             now.as_ref(),
             Some(text),
             &mut reasons,
         );
+        if taking_over {
+            not_owned(&mut reasons, n);
+        }
     }
     let gone: Vec<(String, Option<String>)> = dropins_before
         .iter()
@@ -256,6 +265,16 @@ fn unit(
             },
         }),
     }))
+}
+
+/// A file berth takes over now is not printed (a pull request's preview could name any
+/// unit): its diff, pushed from `from` on, becomes "content differs".
+fn not_owned(reasons: &mut [Reason], from: usize) {
+    for r in &mut reasons[from..] {
+        if matches!(r, Reason::Content { .. }) {
+            *r = Reason::ContentNotOwned;
+        }
+    }
 }
 
 fn state_word(s: Option<UnitRunState>) -> &'static str {

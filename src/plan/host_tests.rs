@@ -260,6 +260,9 @@ fn existing_file_is_refused_unless_adopted() {
         .unwrap()
         .adopt = true;
     let p = check("host_adopt", &d, &o, PlanOptions::default());
+    // A file berth does not own yet is never printed (a PR preview could name any path).
+    let text = crate::render::plan_text(&p);
+    assert!(!text.contains("PasswordAuthentication yes"), "{text}");
     let Payload::File(f) = &p.changes[0].payload else {
         panic!()
     };

@@ -67,6 +67,9 @@ pub enum Reason {
     Content {
         diff: Option<String>,
     },
+    /// The content differs from a file berth takes over now (`adopt`): not shown, since berth
+    /// never prints a file it does not own (a pull request's preview could name any path).
+    ContentNotOwned,
     /// Changed on the host since berth wrote it (drift), not by the config.
     HandEdited,
     Mode {
@@ -140,6 +143,9 @@ impl fmt::Display for Reason {
             ),
             Reason::Content { diff: None } => f.write_str("content changed (secret: not shown)"),
             Reason::Content { diff: Some(diff) } => write!(f, "content changed:\n{diff}"),
+            Reason::ContentNotOwned => f.write_str(
+                "content differs from the file there now (not shown: berth does not own it yet)",
+            ),
             Reason::HandEdited => f.write_str("changed on the host since berth wrote it (drift)"),
             Reason::Mode { from, to } => write!(f, "mode {from} → {to}"),
             Reason::Owner { from, to } => write!(f, "owner {from} → {to}"),

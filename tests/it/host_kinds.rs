@@ -151,7 +151,7 @@ fn secret_file_is_never_printed() {
     c.write(
         "berth.yaml",
         &format!(
-            "kind: File\npath: /etc/app.token\ncontent: \"{secret}\\n\"\nmode: \"0600\"\nsecret: true\n"
+            "kind: File\npath: /etc/app.token\ncontent: \"{secret}\\n\"\nmode: \"0600\"\nowner: www-data\ngroup: www-data\nsecret: true\n"
         ),
     );
     let mut out = String::new();
@@ -162,7 +162,7 @@ fn secret_file_is_never_printed() {
     }
     assert!(!out.contains(secret), "secret printed:\n{out}");
     assert_eq!(host.read("/etc/app.token").unwrap(), format!("{secret}\n"));
-    assert_eq!(host.ok("stat -c %a /etc/app.token"), "600");
+    assert_eq!(host.ok("stat -c '%a %U:%G' /etc/app.token"), "600 www-data:www-data");
     // A change of the secret shows that it changed, not what.
     c.write(
         "berth.yaml",
@@ -508,4 +508,71 @@ fn restart_service_restarts_the_containers_after_the_file_changed() {
     );
     assert_ne!(started(), first, "restarted");
     assert_eq!(host.read("/etc/app.conf").unwrap(), "v2\n");
+}
+
+/// `dropins:` for a unit berth does not own (made by hand here, like a package's unit):
+/// written, the unit restarted with them; `source:` for a unit berth owns; `state: stopped`
+/// and `enabled: false`. Removing the documents drops the drop-in and puts the unit's previous
+/// enablement and run state back.
+#[test]
+fn dropins_source_and_stopped_units() {
+    let host = TestHost::boot("hk-dropins");
+    let c = Config::new(&host, "hkdropins");
+    host.write(
+        "/etc/systemd/system/pkg.service",
+        "[Service]\nExecStart=/bin/sh -c 'echo greeting=$GREETING; exec sleep infinity'\n[Install]\nWantedBy=multi-user.target\n",
+    );
+    host.ok("systemctl daemon-reload && systemctl enable --now pkg.service");
+    c.write(
+        "units/idle.service",
+        "[Service]\nExecStart=/bin/sleep infinity\n[Install]\nWantedBy=multi-user.target\n",
+    );
+    c.write(
+        "units/berth.yaml",
+        "kind: Unit\nname: pkg.service\ndropins:\n  50-greeting.conf: |\n    [Service]\n    Environment=GREETING=from-berth\n---\nkind: Unit\nname: idle.service\nsource: ./idle.service\nenabled: false\nstate: stopped\n",
+    );
+    let p = c.berth("plan", &[]).expect(2);
+    assert!(
+        p.stdout.contains("+Environment=GREETING=from-berth")
+            || p.stdout
+                .contains("new file /etc/systemd/system/pkg.service.d/50-greeting.conf"),
+        "{}",
+        p.stdout
+    );
+    c.berth("apply", &[]).expect(0);
+    assert_eq!(
+        host.ok("systemctl show -p Environment --value pkg.service"),
+        "GREETING=from-berth"
+    );
+    assert!(
+        host.journal("pkg.service").contains("greeting=from-berth"),
+        "restarted with the drop-in"
+    );
+    assert_eq!(
+        host.read("/etc/systemd/system/idle.service").unwrap(),
+        "[Service]\nExecStart=/bin/sleep infinity\n[Install]\nWantedBy=multi-user.target\n"
+    );
+    assert_ne!(
+        host.ok("systemctl is-active idle.service || true"),
+        "active"
+    );
+    c.berth("plan", &[]).expect(0);
+
+    // Both documents go: the drop-in is removed (pkg runs as before, enabled), idle.service
+    // berth created is removed.
+    c.remove("units/berth.yaml");
+    c.write("keep/berth.yaml", "kind: Directory\npath: /srv/keep2\n");
+    c.berth("apply", &[]).expect(0);
+    assert!(
+        host.read("/etc/systemd/system/pkg.service.d/50-greeting.conf")
+            .is_none()
+    );
+    assert_eq!(
+        host.ok("systemctl show -p Environment --value pkg.service"),
+        ""
+    );
+    assert_eq!(host.ok("systemctl is-active pkg.service"), "active");
+    assert_eq!(host.ok("systemctl is-enabled pkg.service"), "enabled");
+    assert!(host.read("/etc/systemd/system/idle.service").is_none());
+    c.berth("plan", &[]).expect(0);
 }

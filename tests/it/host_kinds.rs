@@ -162,7 +162,10 @@ fn secret_file_is_never_printed() {
     }
     assert!(!out.contains(secret), "secret printed:\n{out}");
     assert_eq!(host.read("/etc/app.token").unwrap(), format!("{secret}\n"));
-    assert_eq!(host.ok("stat -c '%a %U:%G' /etc/app.token"), "600 www-data:www-data");
+    assert_eq!(
+        host.ok("stat -c '%a %U:%G' /etc/app.token"),
+        "600 www-data:www-data"
+    );
     // A change of the secret shows that it changed, not what.
     c.write(
         "berth.yaml",

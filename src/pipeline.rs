@@ -274,9 +274,11 @@ pub fn without_failed_stacks(p: &Plan) -> Plan {
         if let plan::Payload::Image(img) = &mut c.payload {
             img.services.retain(|s| !failed.contains(s.stack.as_str()));
             if img.services.is_empty() {
+                out.withheld.push(c.addr);
                 continue;
             }
         } else if c.addr.group().is_some_and(|s| failed.contains(s)) {
+            out.withheld.push(c.addr);
             continue;
         }
         out.changes.push(c);

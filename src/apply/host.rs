@@ -76,8 +76,14 @@ impl<D: Driver, H: HostDriver> Exec<'_, D, H> {
                 }
                 Ok(())
             }
-            Err(Failed { error, restored }) => {
-                self.put_back_record(&addr, record).await;
+            Err(Failed {
+                error,
+                restored,
+                reverted,
+            }) => {
+                if reverted {
+                    self.put_back_record(&addr, record).await;
+                }
                 Err(fail(error, restored))
             }
         }
@@ -136,14 +142,20 @@ impl<D: Driver, H: HostDriver> Exec<'_, D, H> {
             }
             None => h.remove_file(&p.path).await,
         };
-        let restored = match put_back {
+        let (restored, reverted) = match put_back {
             Ok(()) => match self.after_change(addr, after).await {
-                Ok(()) => "put the previous file back; the previous version runs".to_string(),
-                Err(e) => format!(
-                    "put the previous file back, but the previous version did not come back either: {e}"
+                Ok(()) => (
+                    "put the previous file back; the previous version runs".to_string(),
+                    true,
+                ),
+                Err(e) => (
+                    format!(
+                        "put the previous file back, but the previous version did not come back either: {e}"
+                    ),
+                    true,
                 ),
             },
-            Err(e) => format!("could not put the previous file back: {e}"),
+            Err(e) => (format!("could not put the previous file back: {e}"), false),
         };
         self.emit(ApplyEvent::HostReverted {
             addr: addr.to_string(),
@@ -152,6 +164,7 @@ impl<D: Driver, H: HostDriver> Exec<'_, D, H> {
         Err(Failed {
             error,
             restored: Some(restored),
+            reverted,
         })
     }
 
@@ -292,13 +305,14 @@ impl<D: Driver, H: HostDriver> Exec<'_, D, H> {
         };
         if let Err(error) = persisted {
             // The value alone must not stay: put the one there was back.
-            let restored = match h.write_sysctl(&p.key, &p.from).await {
-                Ok(()) => format!("put the previous value {} back", p.from),
-                Err(e) => format!("could not put the previous value back: {e}"),
+            let (restored, reverted) = match h.write_sysctl(&p.key, &p.from).await {
+                Ok(()) => (format!("put the previous value {} back", p.from), true),
+                Err(e) => (format!("could not put the previous value back: {e}"), false),
             };
             return Err(Failed {
                 error,
                 restored: Some(restored),
+                reverted,
             });
         }
         self.did(
@@ -335,12 +349,14 @@ impl<D: Driver, H: HostDriver> Exec<'_, D, H> {
             Err(error) if op == Op::Delete => Err(Failed {
                 error,
                 restored: None,
+                reverted: false,
             }),
             Err(error) => {
-                let restored = self.unit_put_back(addr, p).await;
+                let (restored, reverted) = self.unit_put_back(addr, p).await;
                 Err(Failed {
                     error,
                     restored: Some(restored),
+                    reverted,
                 })
             }
         }
@@ -383,10 +399,20 @@ impl<D: Driver, H: HostDriver> Exec<'_, D, H> {
 
     /// After a failed unit change: the previous files, daemon-reload, the previous
     /// enablement, and the previous version running again (or stopped, as it was).
-    async fn unit_put_back(&self, addr: &str, p: &UnitPayload) -> String {
+    async fn unit_put_back(&self, addr: &str, p: &UnitPayload) -> (String, bool) {
         let h = self.host;
         let name = p.name.as_str();
         let mut problems: Vec<String> = Vec::new();
+        // A unit that did not exist before: stop and disable it while its file is still there
+        // (systemd cannot disable a unit whose file is gone), then remove the file.
+        let created = p.from.get(&unit_path(name)).is_some_and(Option::is_none);
+        if created {
+            for verb in ["stop", "disable"] {
+                if let Err(e) = h.systemctl(verb, &[name]).await {
+                    problems.push(format!("{verb}: {e}"));
+                }
+            }
+        }
         if let Err(e) = write_files(h, &p.from).await {
             problems.push(format!("previous unit files: {e}"));
         }
@@ -395,19 +421,25 @@ impl<D: Driver, H: HostDriver> Exec<'_, D, H> {
         {
             problems.push(format!("daemon-reload: {e}"));
         }
-        if p.enable.is_some() {
-            let verb = if p.was_enabled { "enable" } else { "disable" };
-            if let Err(e) = h.systemctl(verb, &[name]).await {
-                problems.push(format!("{verb}: {e}"));
-            }
-        }
-        let back = if p.was_active {
-            self.run_unit(name, UnitVerb::Restart).await
+        if created {
+            // Gone again, as it was.
         } else {
-            h.systemctl("stop", &[name]).await
-        };
-        if let Err(e) = back {
-            problems.push(e.to_string());
+            if p.enable.is_some() {
+                let verb = if p.was_enabled { "enable" } else { "disable" };
+                if let Err(e) = h.systemctl(verb, &[name]).await {
+                    problems.push(format!("{verb}: {e}"));
+                }
+            }
+            // Restart only what changed files or run state; a failed enable alone leaves the
+            // running service alone.
+            let back = match (p.was_active, !p.from.is_empty() || p.run.is_some()) {
+                (true, true) => self.run_unit(name, UnitVerb::Restart).await,
+                (true, false) => Ok(()),
+                (false, _) => h.systemctl("stop", &[name]).await,
+            };
+            if let Err(e) = back {
+                problems.push(e.to_string());
+            }
         }
         let detail = if problems.is_empty() {
             if p.was_active {
@@ -425,7 +457,7 @@ impl<D: Driver, H: HostDriver> Exec<'_, D, H> {
             addr: addr.to_string(),
             detail: detail.clone(),
         });
-        detail
+        (detail, problems.is_empty())
     }
 }
 
@@ -433,6 +465,9 @@ impl<D: Driver, H: HostDriver> Exec<'_, D, H> {
 struct Failed {
     error: HostError,
     restored: Option<String>,
+    /// Everything the change did was put back: the inventory record may go back too. When
+    /// not, the record keeps saying berth made (or took over) what is still there.
+    reverted: bool,
 }
 
 impl From<HostError> for Failed {
@@ -440,6 +475,7 @@ impl From<HostError> for Failed {
         Failed {
             error,
             restored: None,
+            reverted: true,
         }
     }
 }
@@ -495,6 +531,11 @@ fn hide_output(e: &HostError) -> String {
             command, status, ..
         } => format!(
             "validate `{command}` refused the new file ({status}); its output is not shown (secret file); nothing was replaced"
+        ),
+        HostError::UnitFailed {
+            unit, verb, state, ..
+        } => format!(
+            "{unit} did not stay active after {verb} (now {state}); its journal is not shown (the change was to a secret file)"
         ),
         other => other.to_string(),
     }

@@ -332,6 +332,13 @@ async fn a_new_unit_that_fails_is_removed_again() {
         host.file(unit_path("hello.service").to_str().unwrap()),
         None
     );
+    // Stopped and disabled while its file was still there, then removed.
+    let calls = host.calls();
+    let at = |c: &str| calls.iter().rposition(|x| x == c).unwrap_or(usize::MAX);
+    assert!(
+        at("systemctl disable hello.service") < at("remove /etc/systemd/system/hello.service"),
+        "{calls:?}"
+    );
     let s = host.s.lock().unwrap();
     assert_ne!(
         s.active.get("hello.service").map(String::as_str),
@@ -490,7 +497,7 @@ async fn a_sysctl_that_cannot_be_persisted_gets_its_value_back() {
     run(&host, &d).await.unwrap();
     assert_eq!(host.s.lock().unwrap().sysctls["net.ipv4.ip_forward"], "1");
     assert!(
-        host.file("/etc/sysctl.d/90-berth-net.ipv4.ip_forward.conf")
+        host.file("/etc/sysctl.d/99-zz-berth-net.ipv4.ip_forward.conf")
             .unwrap()
             .contains("net.ipv4.ip_forward = 1")
     );
@@ -566,4 +573,70 @@ impl Driver for NoDocker {
     ) -> Result<(i64, String), crate::docker::DockerError> {
         unreachable!()
     }
+}
+
+/// serve applies the groups without plan errors; a container that needs a host folder of the
+/// withheld `host` group is not attempted (else Docker would create the folder itself).
+#[tokio::test]
+async fn a_change_that_needs_a_withheld_host_change_is_not_attempted() {
+    use crate::model::{MountSource, MountSpec, ServiceSpec, StackSpec};
+    let host = FakeHost::default();
+    let mut web = ServiceSpec {
+        image: "berth-test/app:1".into(),
+        replicas: 1,
+        ..Default::default()
+    };
+    web.mounts.push(MountSpec {
+        target: "/data".into(),
+        source: MountSource::Bind {
+            path: "/etc/appdata".into(),
+            selinux: None,
+            propagation: None,
+            create_host_path: true,
+        },
+        read_only: false,
+    });
+    let mut d = Desired::default();
+    d.stacks.insert(
+        "app".into(),
+        StackSpec {
+            name: "app".into(),
+            services: [("web".to_string(), web)].into(),
+            ..Default::default()
+        },
+    );
+    d.host.dirs.insert(
+        "/etc/appdata".into(),
+        DirSpec {
+            path: "/etc/appdata".into(),
+            owner: Ownership::new(0o755),
+            adopt: false,
+            origin: origin(),
+        },
+    );
+    d.host.sysctls.insert(
+        "net.nope".into(),
+        SysctlSpec {
+            key: "net.nope".into(),
+            value: "1".into(),
+            origin: origin(),
+        },
+    );
+    let mut o = host.observe(&d);
+    o.images
+        .insert("berth-test/app:1".into(), "sha256:1".into());
+    o.host
+        .sysctls
+        .insert("net.nope".into(), Err("no such sysctl".into()));
+    let p = plan(&d, &o, &PlanOptions::default());
+    assert_eq!(p.errors.len(), 1, "{:?}", p.errors);
+    let healthy = crate::pipeline::without_failed_stacks(&p);
+    let err = apply(&NoDocker, &host, &healthy, &fast(), &mut |_| {})
+        .await
+        .unwrap_err();
+    let ApplyError::Failed { report } = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(report.not_attempted.len(), 1, "{report:?}");
+    assert!(host.calls().is_empty(), "{:?}", host.calls());
 }

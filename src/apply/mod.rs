@@ -114,6 +114,13 @@ pub async fn apply<D: Driver, H: HostDriver>(
             let mut ready = true;
             for need in &c.needs {
                 let Some(&j) = index.get(&need.addr) else {
+                    // Left out of this apply (its group has a plan error): what needs it waits.
+                    if need.required && plan.withheld.contains(&need.addr) {
+                        status[i] = Status::NotAttempted;
+                        report.not_attempted.push(c.addr.clone());
+                        ready = false;
+                        break;
+                    }
                     continue;
                 };
                 match status[j] {

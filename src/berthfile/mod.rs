@@ -21,7 +21,7 @@
 //! - Addresses (`file:<path>`, `directory:<path>`, `sysctl:<key>`, `unit:<name>`) are unique
 //!   across the config, and no two declarations may manage one host path: a File and a
 //!   Directory on one path, or a File on the path berth writes for a Sysctl
-//!   (`/etc/sysctl.d/90-berth-<key>.conf`) or a Unit (its unit file when it has content, its
+//!   (`/etc/sysctl.d/99-zz-berth-<key>.conf`) or a Unit (its unit file when it has content, its
 //!   drop-ins). Both places are named.
 //! - `on_change: {restart_service: STACK/SERVICE}` must name a deployed service of a stack of
 //!   the same config.

@@ -651,10 +651,10 @@ fn paths_berth_writes_conflict_across_kinds() {
     );
     assert_eq!(
         errs(
-            "kind: File\npath: /etc/sysctl.d/90-berth-vm.swappiness.conf\ncontent: a\n---\nkind: Sysctl\nkey: vm.swappiness\nvalue: 1\n"
+            "kind: File\npath: /etc/sysctl.d/99-zz-berth-vm.swappiness.conf\ncontent: a\n---\nkind: Sysctl\nkey: vm.swappiness\nvalue: 1\n"
         ),
         [
-            "berth.yaml:5:1: `sysctl:vm.swappiness` conflicts with `file:/etc/sysctl.d/90-berth-vm.swappiness.conf` declared at berth.yaml:1:1: both manage /etc/sysctl.d/90-berth-vm.swappiness.conf"
+            "berth.yaml:5:1: `sysctl:vm.swappiness` conflicts with `file:/etc/sysctl.d/99-zz-berth-vm.swappiness.conf` declared at berth.yaml:1:1: both manage /etc/sysctl.d/99-zz-berth-vm.swappiness.conf"
         ]
     );
     assert_eq!(

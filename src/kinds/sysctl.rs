@@ -1,5 +1,5 @@
 //! `kind: Sysctl`: a kernel setting, compared in the kernel's normalised form and persisted in
-//! `/etc/sysctl.d/90-berth-<key>.conf`. When it leaves the config the value berth found is
+//! `/etc/sysctl.d/99-zz-berth-<key>.conf`. When it leaves the config the value berth found is
 //! written back and the persisted file goes (or gets its old content back).
 
 use super::host::{entry, leftovers};

@@ -116,9 +116,16 @@ fn unit(
                 not_owned(&mut reasons, n);
             }
         }
+        None if owns_before && file_before.is_none() => {
+            return Err(refuse(
+                "berth created this unit's file, and the document no longer gives `content:`: remove the whole document to remove the unit (it is then stopped, disabled and deleted), or give the content back".into(),
+            ));
+        }
         None if owns_before => {
-            // No longer declared: the file berth wrote goes (or its original comes back).
+            // No longer declared: the original berth took over comes back (not printed).
+            let n = reasons.len();
             diff(path, obs.file.as_ref(), file_before.as_ref(), &mut reasons);
+            not_owned(&mut reasons, n);
         }
         None => {}
     }
@@ -154,12 +161,14 @@ fn unit(
         .collect();
     for (dname, before) in &gone {
         let now = obs.dropins.get(dname).cloned().flatten();
+        let n = reasons.len();
         diff(
             dropin_path(&spec.name, dname),
             now.as_ref(),
             before.as_ref(),
             &mut reasons,
         );
+        not_owned(&mut reasons, n);
         dropins_before.remove(dname);
     }
     if adopted {
@@ -181,6 +190,21 @@ fn unit(
                 "`enabled: true` but the unit has no [Install] section, so systemd cannot enable it; add one (e.g. WantedBy=multi-user.target) or drop `enabled:`".into(),
             ));
         }
+    }
+    // Unit file states systemd does not let berth change, or that never read as enabled.
+    let fixed = match (spec.enabled, obs.file_state.as_str()) {
+        (_, "masked" | "masked-runtime") => Some("masked"),
+        (Some(_), st @ ("generated" | "transient" | "indirect" | "linked" | "linked-runtime")) => {
+            Some(st)
+        }
+        (Some(false), "enabled-runtime") => Some("enabled-runtime"),
+        _ => None,
+    };
+    if obs.load == "masked" || fixed.is_some() {
+        return Err(refuse(format!(
+            "systemd reports the unit as {}: berth does not unmask, enable or disable it; unmask it by hand, or drop `enabled:`",
+            fixed.unwrap_or("masked")
+        )));
     }
     // Enablement.
     let enable = match spec.enabled {

@@ -157,9 +157,10 @@ pub fn sysctl_proc_path(key: &str) -> PathBuf {
     PathBuf::from("/proc/sys").join(key.replace('.', "/"))
 }
 
-/// Where a sysctl berth sets is persisted, so a reboot keeps it.
+/// Where a sysctl berth sets is persisted, so a reboot keeps it. Named to sort after Debian's
+/// `99-sysctl.conf` (→ /etc/sysctl.conf), which would otherwise win at boot.
 pub fn sysctl_conf_path(key: &str) -> PathBuf {
-    PathBuf::from(format!("/etc/sysctl.d/90-berth-{key}.conf"))
+    PathBuf::from(format!("/etc/sysctl.d/99-zz-berth-{key}.conf"))
 }
 
 /// The persisted file's content.

@@ -63,6 +63,10 @@ pub struct Plan {
     pub skipped: Vec<Skipped>,
     /// Problems that stop `apply` before it changes anything.
     pub errors: Vec<PlanError>,
+    /// Changes left out of this apply (a group with a plan error, in serve): a change that
+    /// needs one of them is not attempted either.
+    #[serde(skip)]
+    pub withheld: Vec<Addr>,
 }
 
 /// A stack/service pair.

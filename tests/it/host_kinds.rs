@@ -124,7 +124,7 @@ fn creates_files_dirs_sysctls_and_units_then_plans_nothing() {
     assert_eq!(host.read("/etc/hello/env").unwrap(), "GREETING=hi\n");
     assert_eq!(host.ok("sysctl -n net.ipv4.ip_forward"), "1");
     assert!(
-        host.read("/etc/sysctl.d/90-berth-net.ipv4.ip_forward.conf")
+        host.read("/etc/sysctl.d/99-zz-berth-net.ipv4.ip_forward.conf")
             .unwrap()
             .contains("net.ipv4.ip_forward = 1")
     );

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use super::tests::Fake as NoDocker;
 use super::*;
 use crate::host::HostError;
 use crate::model::host::*;
@@ -285,7 +286,7 @@ fn file_spec(path: &str, content: &str) -> FileSpec {
 async fn run(host: &FakeHost, d: &Desired) -> Result<ApplyReport, ApplyError> {
     let p = plan(d, &host.observe(d), &PlanOptions::default());
     assert!(p.errors.is_empty(), "{:?}", p.errors);
-    apply(&NoDocker, host, &p, &fast(), &mut |_| {}).await
+    apply(&NoDocker::default(), host, &p, &fast(), &mut |_| {}).await
 }
 
 const GOOD: &str = "[Service]\nExecStart=/bin/sleep infinity\n";
@@ -372,7 +373,7 @@ async fn the_record_is_written_before_the_file() {
             ..Default::default()
         },
     );
-    apply(&NoDocker, &host, &p, &fast(), &mut |_| {})
+    apply(&NoDocker::default(), &host, &p, &fast(), &mut |_| {})
         .await
         .unwrap();
     assert_eq!(host.file("/etc/motd"), None);
@@ -503,78 +504,6 @@ async fn a_sysctl_that_cannot_be_persisted_gets_its_value_back() {
     );
 }
 
-/// The Engine side is not used by host-only plans.
-struct NoDocker;
-
-impl Driver for NoDocker {
-    async fn pull(
-        &self,
-        _: &str,
-        _: &mut (dyn FnMut(&str) + Send),
-    ) -> Result<(), crate::docker::DockerError> {
-        unreachable!()
-    }
-    async fn create_network(
-        &self,
-        _: &str,
-        _: &crate::model::NetworkSpec,
-    ) -> Result<(), crate::docker::DockerError> {
-        unreachable!()
-    }
-    async fn create_volume(
-        &self,
-        _: &str,
-        _: &crate::model::VolumeSpec,
-    ) -> Result<(), crate::docker::DockerError> {
-        unreachable!()
-    }
-    async fn remove_network(&self, _: &str) -> Result<(), crate::docker::DockerError> {
-        unreachable!()
-    }
-    async fn remove_volume(&self, _: &str) -> Result<(), crate::docker::DockerError> {
-        unreachable!()
-    }
-    async fn create_container(
-        &self,
-        _: &crate::model::StackSpec,
-        _: &str,
-        _: &crate::model::ServiceSpec,
-        _: u32,
-        _: &str,
-        _: &[crate::model::ObservedMount],
-    ) -> Result<String, crate::docker::DockerError> {
-        unreachable!()
-    }
-    async fn start(&self, _: &str) -> Result<(), crate::docker::DockerError> {
-        unreachable!()
-    }
-    async fn stop(&self, _: &str, _: Option<i64>) -> Result<(), crate::docker::DockerError> {
-        unreachable!()
-    }
-    async fn rename(&self, _: &str, _: &str) -> Result<(), crate::docker::DockerError> {
-        unreachable!()
-    }
-    async fn remove(&self, _: &str) -> Result<(), crate::docker::DockerError> {
-        unreachable!()
-    }
-    async fn inspect(
-        &self,
-        _: &str,
-    ) -> Result<crate::docker::ContainerInfo, crate::docker::DockerError> {
-        unreachable!()
-    }
-    async fn signal(&self, _: &str, _: &str) -> Result<(), crate::docker::DockerError> {
-        unreachable!()
-    }
-    async fn exec(
-        &self,
-        _: &str,
-        _: &[String],
-    ) -> Result<(i64, String), crate::docker::DockerError> {
-        unreachable!()
-    }
-}
-
 /// serve applies the groups without plan errors; a container that needs a host folder of the
 /// withheld `host` group is not attempted (else Docker would create the folder itself).
 #[tokio::test]
@@ -631,7 +560,7 @@ async fn a_change_that_needs_a_withheld_host_change_is_not_attempted() {
     let p = plan(&d, &o, &PlanOptions::default());
     assert_eq!(p.errors.len(), 1, "{:?}", p.errors);
     let healthy = crate::pipeline::without_failed_stacks(&p);
-    let err = apply(&NoDocker, &host, &healthy, &fast(), &mut |_| {})
+    let err = apply(&NoDocker::default(), &host, &healthy, &fast(), &mut |_| {})
         .await
         .unwrap_err();
     let ApplyError::Failed { report } = err else {

@@ -108,7 +108,7 @@ struct FakeState {
 }
 
 #[derive(Clone, Default)]
-struct Fake(Arc<StdMutex<FakeState>>, Arc<InFlight>);
+pub(super) struct Fake(Arc<StdMutex<FakeState>>, Arc<InFlight>);
 
 /// Engine calls in progress now, and the most there ever were.
 #[derive(Default)]

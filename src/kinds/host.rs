@@ -55,7 +55,7 @@ pub(super) fn check_parent(
     };
     match host.path(parent) {
         PathState::Dir { .. } => Ok(()),
-        PathState::Absent if declared_dir(desired, parent) => Ok(()),
+        PathState::Absent if desired.host.dirs.contains_key(parent) => Ok(()),
         PathState::Absent => Err(refuse(format!(
             "its folder {} does not exist; declare it as a Directory (berth does not create folders it was not asked to)",
             parent.display()
@@ -67,11 +67,6 @@ pub(super) fn check_parent(
         ))),
         PathState::Other { what } => Err(refuse(format!("{} is {what}", parent.display()))),
     }
-}
-
-/// `path` or one of its ancestors up to a declared Directory that is itself checked.
-fn declared_dir(desired: &Desired, dir: &Path) -> bool {
-    desired.host.dirs.contains_key(dir)
 }
 
 /// Mode and owner reasons between what is there and what is wanted.

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub mod edge;
 pub mod host;
 
 /// Label keys berth writes on every object it creates. The ownership label is the only thing
@@ -50,6 +51,19 @@ pub struct Desired {
     pub stacks: BTreeMap<String, StackSpec>,
     /// Host settings (`berth.yaml` documents): files, directories, sysctls, units.
     pub host: host::HostSpec,
+    /// The network edge (`berth.yaml` documents): address sets, firewall, `kind: Route`, proxy.
+    /// Routes of services live on their stack ([`StackSpec::routes`]); see [`Desired::routes`].
+    pub edge: edge::EdgeSpec,
+}
+
+impl Desired {
+    /// Every route: the stacks' `x-berth.routes` (by stack name), then the `kind: Route` documents.
+    pub fn routes(&self) -> impl Iterator<Item = &edge::RouteSpec> {
+        self.stacks
+            .values()
+            .flat_map(|s| s.routes.iter())
+            .chain(self.edge.routes.iter())
+    }
 }
 
 /// One Compose project: a folder with a Compose file.
@@ -73,6 +87,8 @@ pub struct StackSpec {
     /// What the loader accepted but does not apply, or accepted in a deprecated form (e.g.
     /// `develop:`, `external: {name: ...}`), located; sorted. Printed as notes, never errors.
     pub notes: Vec<crate::diag::Diagnostic>,
+    /// `x-berth.routes` of the services, in service then declaration order.
+    pub routes: Vec<edge::RouteSpec>,
 }
 
 /// A network as the Engine will know it.
@@ -618,6 +634,10 @@ pub struct ServiceSpec {
     /// `None` = replace the container (the default). In the hash: changing it is a spec change.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_config_change: Option<ConfigChangeAction>,
+    /// `x-berth: {expose_publicly: true}`: ports published on all addresses are meant to be
+    /// reachable from everywhere (the exposure guard's override). Not in the hash.
+    #[serde(skip)]
+    pub expose_publicly: bool,
 }
 
 /// How a service takes a changed config file without being replaced.

@@ -559,11 +559,13 @@ async fn observe_is_two_requests_when_nothing_needs_listing() {
     docker(&["stop", "-t", "0", &name]);
     let o = engine.observe(&d).await.unwrap();
     let c = o.containers.iter().find(|c| c.name == name).unwrap();
-    assert!(
-        matches!(c.state, ContainerState::Exited(137 | 143)),
-        "{:?}",
-        c.state
-    );
+    // The Engine usually reports 137 (SIGKILL) here, but under load it can record 255; what
+    // matters is that the list's status text gives the code the Engine recorded.
+    let code: i64 = docker(&["inspect", "--format", "{{.State.ExitCode}}", &name])
+        .parse()
+        .unwrap();
+    assert_ne!(code, 0);
+    assert_eq!(c.state, ContainerState::Exited(code));
 
     // A stack of this instance that left the config: networks and volumes must be listed.
     let before = engine.requests();

@@ -1,0 +1,270 @@
+//! The network edge as berth kinds: named address sets, the inbound firewall, routes and the
+//! Caddy proxy they are served by ([`EdgeSpec`]). Plain data: the loader is `crate::berthfile`
+//! (and `crate::compose` for `x-berth.routes`), the planners are `crate::kinds::{firewall,route}`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+use super::host::Origin;
+
+/// The name of the address set that is defined without being declared.
+pub const TAILNET: &str = "tailnet";
+
+/// Tailscale's IPv4 CGNAT range and its IPv6 ULA prefix: what `tailnet` means unless redefined.
+pub fn tailnet_default() -> Vec<IpNet> {
+    vec![
+        "100.64.0.0/10".parse().expect("valid CIDR"),
+        "fd7a:115c:a1e0::/48".parse().expect("valid CIDR"),
+    ]
+}
+
+/// Everything at the network edge the config declares.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EdgeSpec {
+    /// `kind: AddressSet` by name; `tailnet` is always present (predefined or redefined).
+    pub address_sets: BTreeMap<String, AddressSet>,
+    /// `kind: Firewall`: at most one per config.
+    pub firewall: Option<FirewallSpec>,
+    /// `kind: Route` documents and `x-berth.routes` of services, in declaration order.
+    pub routes: Vec<RouteSpec>,
+    /// `kind: Proxy`: at most one per config; routes without it are an error.
+    pub proxy: Option<ProxySpec>,
+}
+
+impl EdgeSpec {
+    /// The addresses a source names: a set's addresses, or the CIDRs themselves.
+    /// `None` for an unknown set name (the loader reports those, so planners may `expect`).
+    pub fn resolve(&self, source: &Source) -> Option<Vec<IpNet>> {
+        match source {
+            Source::Anywhere => None,
+            Source::Set(name) => self.address_sets.get(name).map(|s| s.addresses.clone()),
+            Source::Cidrs(c) => Some(c.clone()),
+        }
+    }
+}
+
+/// `kind: AddressSet`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AddressSet {
+    pub name: String,
+    pub addresses: Vec<IpNet>,
+    /// `None` for the predefined `tailnet`.
+    pub origin: Option<Origin>,
+}
+
+/// Who may connect: `from:` of a firewall rule, `access:` of a route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// No `from:` / `access: public`.
+    Anywhere,
+    /// An address set by name.
+    Set(String),
+    /// CIDRs written in place.
+    Cidrs(Vec<IpNet>),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Anywhere => f.write_str("public"),
+            Source::Set(n) => f.write_str(n),
+            Source::Cidrs(c) => {
+                let s: Vec<String> = c.iter().map(ToString::to_string).collect();
+                f.write_str(&s.join(", "))
+            }
+        }
+    }
+}
+
+/// `tcp` or `udp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        })
+    }
+}
+
+/// `443/tcp`, `60000-61000/udp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct PortRange {
+    pub start: u16,
+    /// Equal to `start` for a single port.
+    pub end: u16,
+    pub proto: Proto,
+}
+
+impl PortRange {
+    pub fn contains(&self, port: u16, proto: Proto) -> bool {
+        self.proto == proto && self.start <= port && port <= self.end
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.start == self.end {
+            write!(f, "{}/{}", self.start, self.proto)
+        } else {
+            write!(f, "{}-{}/{}", self.start, self.end, self.proto)
+        }
+    }
+}
+
+/// `backend:` of `kind: Firewall`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// firewalld when it is running, else nftables.
+    #[default]
+    Auto,
+    Firewalld,
+    Nftables,
+}
+
+/// `inbound:` of `kind: Firewall`: what happens to everything not allowed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Inbound {
+    #[default]
+    Drop,
+    Reject,
+}
+
+/// One entry of `allow:`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AllowRule {
+    pub ports: Vec<PortRange>,
+    pub from: Source,
+    pub origin: Origin,
+}
+
+/// `kind: Firewall`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FirewallSpec {
+    pub backend: Backend,
+    pub inbound: Inbound,
+    pub allow: Vec<AllowRule>,
+    /// `allow_no_ssh: true`: a ruleset that lets no one reach SSH is what the user wants.
+    pub allow_no_ssh: bool,
+    /// `ssh_port:` (default 22): the port the lockout guard keeps reachable.
+    pub ssh_port: u16,
+    /// `confirm_timeout:` (default and maximum 60 s): how long a change may stay unconfirmed
+    /// before the previous ruleset is restored.
+    pub confirm_timeout: Duration,
+    pub origin: Origin,
+}
+
+impl FirewallSpec {
+    /// Whether `port/proto` is allowed from everywhere.
+    pub fn allows_publicly(&self, port: u16, proto: Proto) -> bool {
+        self.allow
+            .iter()
+            .any(|r| r.from == Source::Anywhere && r.ports.iter().any(|p| p.contains(port, proto)))
+    }
+
+    /// The sources `port/proto` is allowed from (empty: from nowhere).
+    pub fn sources_of(&self, port: u16, proto: Proto) -> Vec<&Source> {
+        self.allow
+            .iter()
+            .filter(|r| r.ports.iter().any(|p| p.contains(port, proto)))
+            .map(|r| &r.from)
+            .collect()
+    }
+}
+
+/// Where a route's requests go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Upstream {
+    /// A container port of a stack's service (`x-berth.routes`).
+    Service {
+        stack: String,
+        service: String,
+        port: u16,
+    },
+    /// `to: 127.0.0.1:8000` of `kind: Route`: an address Caddy dials as written.
+    Address(String),
+}
+
+impl fmt::Display for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Upstream::Service {
+                stack,
+                service,
+                port,
+            } => write!(f, "{stack}/{service}:{port}"),
+            Upstream::Address(a) => f.write_str(a),
+        }
+    }
+}
+
+/// One route: `host` (+ `path`) → upstream, for whom.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RouteSpec {
+    pub host: String,
+    /// A Caddy path matcher (`/admin/*`); `None` for the whole host.
+    pub path: Option<String>,
+    pub to: Upstream,
+    pub access: Source,
+    pub origin: Origin,
+}
+
+impl RouteSpec {
+    /// The route's address name: `app1.example.org` or `app1.example.org/admin/*`.
+    pub fn name(&self) -> String {
+        match &self.path {
+            Some(p) => format!("{}{}", self.host, p),
+            None => self.host.clone(),
+        }
+    }
+}
+
+/// How berth reaches Caddy's admin API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyAdmin {
+    /// `admin: http://127.0.0.1:2019`.
+    Url(String),
+    /// `service: proxy/caddy`: a berth-managed container; its admin API on port 2019.
+    Service { stack: String, service: String },
+}
+
+/// `headers:` of `kind: Proxy`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Headers {
+    /// HSTS, X-Content-Type-Options, Referrer-Policy, X-Frame-Options, CSP frame-ancestors.
+    Default,
+    /// `headers: none`.
+    None,
+    /// A map of header → value, set on every response.
+    Map(BTreeMap<String, String>),
+}
+
+/// `kind: Proxy`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProxySpec {
+    pub admin: ProxyAdmin,
+    /// The ACME account's email.
+    pub email: Option<String>,
+    /// Another ACME directory (a local pebble in tests).
+    pub acme_ca: Option<String>,
+    /// A PEM file of roots the ACME client trusts for `acme_ca` (pebble's own certificate).
+    pub acme_ca_root: Option<String>,
+    pub headers: Headers,
+    pub origin: Origin,
+}

@@ -2,12 +2,13 @@
 # Build the systemd "test server" image berth's host tests boot (tests/it/host.rs), without
 # any registry: a Debian bookworm root made with mmdebstrap, then `docker import`.
 #
-#   berth-test/host:1   Debian bookworm, --variant=minbase, no recommends, no docs/man/locales;
+#   berth-test/host:2   Debian bookworm, --variant=minbase, no recommends, no docs/man/locales;
 #                       systemd (PID 1: CMD ["/lib/systemd/systemd"], ENV container=docker),
 #                       dbus, nftables, iproute2, procps, ca-certificates, netbase, curl,
 #                       socat, busybox, firewalld, openssh-server, caddy, restic, fail2ban,
-#                       python3-systemd, pebble, git (file:// remotes for berth serve).
-#                       Off at boot: firewalld, fail2ban, caddy, ssh (tests start them).
+#                       python3-systemd, pebble, git (file:// remotes for berth serve),
+#                       docker.io + iptables (an inner Engine for published-port tests).
+#                       Off at boot: firewalld, fail2ban, caddy, ssh, docker (tests start them).
 #                       Masked: apt-daily*, e2scrub*, fstrim.timer, getty@tty1.
 #                       fail2ban defaults: backend = systemd, banaction = nftables-multiport.
 #                       Labels: io.berth.test=1, io.berth.test.recipe=<hash of this script>.
@@ -15,7 +16,7 @@
 # How to boot it (flags measured in ../shared/design/test-host.md; TestHost does this):
 #   docker run -d --cap-add ALL --cap-drop SYS_RESOURCE --security-opt seccomp=unconfined \
 #     --security-opt systempaths=unconfined -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
-#     --tmpfs /run --tmpfs /run/lock --stop-signal SIGRTMIN+3 berth-test/host:1
+#     --tmpfs /run --tmpfs /run/lock --stop-signal SIGRTMIN+3 berth-test/host:2
 #   (--privileged does not work on these machines: "unable to apply caps".)
 #
 # The mirror is the machine's own: the bookworm* entries of /etc/apt/sources.list,
@@ -30,13 +31,15 @@
 #   Cache: ${XDG_CACHE_HOME:-~/.cache}/berth/test-host (BERTH_TEST_HOST_CACHE overrides).
 set -euo pipefail
 
-IMAGE=berth-test/host:1
+IMAGE=berth-test/host:2
 SUITE=bookworm
 # git: berth's file:// remotes run git-upload-pack (README, runtime dependencies).
 PACKAGES=(systemd systemd-sysv dbus nftables iproute2 procps ca-certificates netbase curl socat
-  busybox firewalld openssh-server caddy restic fail2ban python3-systemd pebble git)
+  busybox firewalld openssh-server caddy restic fail2ban python3-systemd pebble git
+  docker.io iptables)
 # Started by tests that need them, not at boot.
-DISABLE=(firewalld.service fail2ban.service caddy.service ssh.service)
+DISABLE=(firewalld.service fail2ban.service caddy.service ssh.service docker.service
+  docker.socket containerd.service)
 # Nothing a test host should do on its own: package updates, fs scrubs, a console login.
 MASK=(apt-daily.timer apt-daily.service apt-daily-upgrade.timer apt-daily-upgrade.service
   e2scrub_all.timer e2scrub_all.service e2scrub_reap.service fstrim.timer fstrim.service

@@ -214,13 +214,22 @@ pub async fn observe_host(
         return Ok(ObservedHost::default());
     };
     let inventory = host.load_inventory()?;
-    if desired.host.is_empty() && inventory.entries.is_empty() {
+    let is_fw = |k: &String| k.starts_with("firewall:");
+    let firewall = if desired.edge.firewall.is_some() || inventory.entries.keys().any(is_fw) {
+        Some(host.observe_firewall().await)
+    } else {
+        None
+    };
+    if desired.host.is_empty() && inventory.entries.keys().all(is_fw) {
         return Ok(ObservedHost {
             inventory,
+            firewall,
             ..ObservedHost::default()
         });
     }
-    host.observe(&desired.host, &inventory).await
+    let mut observed = host.observe(&desired.host, &inventory).await?;
+    observed.firewall = firewall;
+    Ok(observed)
 }
 
 /// What the Engine runs, with everything the plan options need listed (pruning volumes must
@@ -245,8 +254,13 @@ pub fn error_stack(e: &plan::PlanError) -> Option<&str> {
         | BuildNotSupported { stack, .. }
         | ImageMissing { stack, .. }
         | ExternalMissing { stack, .. }
-        | ReloadNeedsFolder { stack, .. } => Some(stack),
-        HostNotOwned { .. } | HostRefused { .. } | EmptyHost { .. } => Some(plan::HOST_GROUP),
+        | ReloadNeedsFolder { stack, .. }
+        | Exposed { stack, .. } => Some(stack),
+        HostNotOwned { .. }
+        | HostRefused { .. }
+        | EmptyHost { .. }
+        | Lockout { .. }
+        | FirewallRefused { .. } => Some(plan::HOST_GROUP),
         EmptyDesired { .. } | Cycle { .. } => None,
     }
 }
@@ -267,6 +281,7 @@ pub fn without_failed_stacks(p: &Plan) -> Plan {
         unchanged: p.unchanged.clone(),
         unchanged_host: p.unchanged_host.clone(),
         skipped: p.skipped.clone(),
+        warnings: p.warnings.clone(),
         ..Plan::default()
     };
     for c in &p.changes {

@@ -41,9 +41,11 @@ pub fn change_line(c: &Change) -> String {
                 Op::Pull | Op::Update | Op::Stop => format!("? {stack}/{service}: {name}"),
             }
         }
-        Payload::File(_) | Payload::Directory(_) | Payload::Sysctl(_) | Payload::Unit(_) => {
-            host_line(c)
-        }
+        Payload::File(_)
+        | Payload::Directory(_)
+        | Payload::Sysctl(_)
+        | Payload::Unit(_)
+        | Payload::Firewall(_) => host_line(c),
     }
 }
 
@@ -77,6 +79,13 @@ fn host_line(c: &Change) -> String {
             )
         }
         Payload::Sysctl(p) => format!("= {}", p.value.replace('\t', " ")),
+        Payload::Firewall(p) if c.op == Op::Delete => {
+            format!("remove table inet berth ({})", p.backend)
+        }
+        Payload::Firewall(p) => format!(
+            "replace table inet berth ({}, confirmed within {}s or rolled back)",
+            p.backend, p.confirm_timeout
+        ),
         Payload::Unit(p) => {
             let mut steps: Vec<&str> = Vec::new();
             if p.files.values().any(Option::is_some) {
@@ -135,6 +144,9 @@ pub fn plan_text(plan: &Plan) -> String {
             "  {}/{}: not deployed: {}",
             s.stack, s.service, s.reason
         );
+    }
+    for w in &plan.warnings {
+        let _ = writeln!(out, "warning: {w}");
     }
     for e in &plan.errors {
         let _ = writeln!(out, "! {e}");

@@ -41,6 +41,17 @@ pub trait HostDriver: Sync {
     fn unit_state(&self, unit: &str) -> impl Future<Output = R<String>> + Send;
     /// A unit's last journal lines (for failure reports).
     fn journal(&self, unit: &str, lines: usize) -> impl Future<Output = R<String>> + Send;
+    /// Replaces berth's firewall table (or removes it: `remove`), confirmed or rolled back
+    /// (`crate::host` says how); the live table's digest afterwards. Hosts without a firewall
+    /// adapter refuse.
+    fn firewall(
+        &self,
+        _change: &crate::plan::FirewallPayload,
+        _remove: bool,
+        _confirm: &super::FirewallConfirm,
+    ) -> impl Future<Output = R<Option<String>>> + Send {
+        async { no_host() }
+    }
     /// Records (`Some`) or forgets (`None`) an address in the inventory, saved atomically
     /// before this returns.
     fn record(&self, addr: &str, entry: Option<&Entry>) -> impl Future<Output = R<()>> + Send;

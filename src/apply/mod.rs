@@ -10,6 +10,7 @@
 mod container;
 pub mod driver;
 mod events;
+mod firewall;
 mod host;
 pub mod host_driver;
 
@@ -42,6 +43,17 @@ pub struct ApplyOptions {
     /// How long a unit must stay active after a start, restart or reload to count as started
     /// (a `Type=simple` service that exits at once is active for a moment).
     pub unit_settle: Duration,
+    /// What a firewall change must still reach before it is confirmed.
+    pub firewall_confirm: FirewallConfirm,
+}
+
+/// What the confirm step of a firewall change checks beyond SSH.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FirewallConfirm {
+    /// berth serve's own HTTP port: it must answer on 127.0.0.1.
+    pub listen_port: Option<u16>,
+    /// The git remote (URL): its host must answer a TCP connect (`file://` is not checked).
+    pub remote: Option<String>,
 }
 
 impl Default for ApplyOptions {
@@ -52,6 +64,7 @@ impl Default for ApplyOptions {
             poll_interval: Duration::from_millis(250),
             parallel: 32,
             unit_settle: Duration::from_secs(2),
+            firewall_confirm: FirewallConfirm::default(),
         }
     }
 }
@@ -188,7 +201,9 @@ fn count(r: &mut ApplyReport, c: &Change) {
         (Kind::Container, Op::Start) => &mut r.started,
         (Kind::Container, Op::Reload) => &mut r.reloaded,
         (Kind::Container, Op::Delete | Op::Pull | Op::Update | Op::Stop) => &mut r.removed,
-        (Kind::File | Kind::Directory | Kind::Sysctl | Kind::Unit, _) => &mut r.host,
+        (Kind::File | Kind::Directory | Kind::Sysctl | Kind::Unit | Kind::Firewall, _) => {
+            &mut r.host
+        }
     };
     *n += 1;
 }
@@ -283,6 +298,7 @@ impl<D: Driver, H: HostDriver> Exec<'_, D, H> {
             Payload::File(_) | Payload::Directory(_) | Payload::Sysctl(_) | Payload::Unit(_) => {
                 self.host(c).await?
             }
+            Payload::Firewall(p) => self.firewall(c, p).await?,
         }
         Ok(())
     }

@@ -26,9 +26,12 @@
 //! - `on_change: {restart_service: STACK/SERVICE}` must name a deployed service of a stack of
 //!   the same config.
 
+mod edge;
 mod kinds;
 mod read;
 
+#[cfg(test)]
+mod edge_tests;
 #[cfg(test)]
 mod tests;
 
@@ -39,6 +42,7 @@ use crate::compose::read::{Cx, interpolate_tree, suggest};
 use crate::compose::yaml::{self, Pos, Value};
 use crate::diag::Diagnostic;
 use crate::model::StackSpec;
+use crate::model::edge::{AddressSet, EdgeSpec, FirewallSpec};
 use crate::model::host::{
     DirSpec, FileSpec, HostSpec, Origin, SysctlSpec, UnitSpec, sysctl_conf_path,
 };
@@ -46,14 +50,22 @@ use crate::model::host::{
 use kinds::{Doc, ServiceRef};
 use read::{Map, Source, get, key_pos};
 
+pub use edge::{ADDRESS_SET_KEYS, ALLOW_KEYS, FIREWALL_KEYS, parse_cidr, parse_port_range};
 pub use kinds::{DIRECTORY_KEYS, FILE_KEYS, ON_CHANGE_KEYS, SYSCTL_KEYS, UNIT_KEYS};
 pub use read::{MAX_SOURCE_BYTES, UNIT_TYPES, unit_name_problem};
 
 /// The kinds berth implements, in the order messages list them.
-pub const KINDS: &[&str] = &["File", "Directory", "Sysctl", "Unit"];
+pub const KINDS: &[&str] = &[
+    "File",
+    "Directory",
+    "Sysctl",
+    "Unit",
+    "AddressSet",
+    "Firewall",
+];
 
 /// Kinds of later issues: known names, refused until they are implemented.
-pub const PLANNED_KINDS: &[&str] = &["AddressSet", "Firewall", "Route", "Proxy", "Job", "Backup"];
+pub const PLANNED_KINDS: &[&str] = &["Route", "Proxy", "Job", "Backup"];
 
 /// Keys whose texts are never interpolated.
 const LITERAL_KEYS: &[&str] = &["content", "dropins"];
@@ -69,22 +81,28 @@ fn is_misnamed(name: &str) -> bool {
 }
 
 /// Load every manifest below `root` (canonical). `env` holds the variables for interpolation;
-/// `stacks` are the loaded stacks, for `on_change: {restart_service: ...}`.
+/// `stacks` are the loaded stacks, for `on_change: {restart_service: ...}`. The edge's address
+/// sets and firewall go into `edge` (which always holds `tailnet` afterwards).
 pub fn load(
     root: &Path,
     env: &BTreeMap<String, String>,
     stacks: &BTreeMap<String, StackSpec>,
+    edge: &mut EdgeSpec,
 ) -> (HostSpec, Vec<Diagnostic>) {
     let mut diags = Vec::new();
     let mut files = Vec::new();
     find_manifests(root, root, &mut files, &mut diags);
     let mut decls = Vec::new();
+    let mut set_refs = Vec::new();
     for file in files {
-        load_manifest(root, &file, env, &mut decls, &mut diags);
+        load_manifest(root, &file, env, &mut decls, &mut set_refs, &mut diags);
     }
     let mut host = HostSpec::default();
     let mut refs = Vec::new();
-    register(decls, &mut host, &mut refs, &mut diags);
+    let mut sets = Vec::new();
+    register(decls, &mut host, edge, &mut sets, &mut refs, &mut diags);
+    edge.address_sets = edge::register_sets(sets, &mut diags);
+    edge::check_sets(&set_refs, &edge.address_sets, &mut diags);
     check_services(&refs, stacks, &mut diags);
     (host, diags)
 }
@@ -120,6 +138,8 @@ enum Decl {
     Dir(DirSpec),
     Sysctl(SysctlSpec),
     Unit(UnitSpec),
+    AddressSet(AddressSet),
+    Firewall(FirewallSpec),
 }
 
 impl Decl {
@@ -129,6 +149,8 @@ impl Decl {
             Decl::Dir(d) => format!("directory:{}", d.path.display()),
             Decl::Sysctl(s) => format!("sysctl:{}", s.key),
             Decl::Unit(u) => format!("unit:{}", u.name),
+            Decl::AddressSet(a) => format!("AddressSet `{}`", a.name),
+            Decl::Firewall(_) => "a Firewall (at most one per config)".to_string(),
         }
     }
 
@@ -138,6 +160,8 @@ impl Decl {
             Decl::Dir(d) => &d.origin,
             Decl::Sysctl(s) => &s.origin,
             Decl::Unit(u) => &u.origin,
+            Decl::AddressSet(a) => a.origin.as_ref().expect("declared sets have an origin"),
+            Decl::Firewall(f) => &f.origin,
         }
     }
 
@@ -148,6 +172,7 @@ impl Decl {
             Decl::Dir(d) => vec![d.path.clone()],
             Decl::Sysctl(s) => vec![sysctl_conf_path(&s.key)],
             Decl::Unit(u) => kinds::unit_paths(u),
+            Decl::AddressSet(_) | Decl::Firewall(_) => Vec::new(),
         }
     }
 }
@@ -157,6 +182,7 @@ fn load_manifest(
     file: &Path,
     env: &BTreeMap<String, String>,
     out: &mut Vec<Decl>,
+    set_refs: &mut Vec<edge::SetRef>,
     diags: &mut Vec<Diagnostic>,
 ) {
     let rel = file.strip_prefix(root).unwrap_or(file).to_path_buf();
@@ -199,7 +225,7 @@ fn load_manifest(
                 if cx.diags.len() > before {
                     continue;
                 }
-                document(&mut cx, m, doc.pos, &src)
+                document(&mut cx, m, doc.pos, &src, set_refs)
             }
             v => {
                 cx.err(
@@ -223,7 +249,13 @@ fn load_manifest(
 }
 
 /// One document: dispatch on its `kind:`.
-fn document(cx: &mut Cx, m: &Map, doc_pos: Pos, src: &Source) -> Option<Decl> {
+fn document(
+    cx: &mut Cx,
+    m: &Map,
+    doc_pos: Pos,
+    src: &Source,
+    set_refs: &mut Vec<edge::SetRef>,
+) -> Option<Decl> {
     let pos = key_pos(m, "kind").unwrap_or(doc_pos);
     let known = KINDS.join(", ");
     let Some(kind_node) = get(m, "kind") else {
@@ -253,7 +285,17 @@ fn document(cx: &mut Cx, m: &Map, doc_pos: Pos, src: &Source) -> Option<Decl> {
         "Directory" => kinds::directory(cx, &d).map(Decl::Dir),
         "Sysctl" => kinds::sysctl(cx, &d).map(Decl::Sysctl),
         "Unit" => kinds::unit(cx, &d).map(Decl::Unit),
-        "AddressSet" | "Firewall" | "Route" | "Proxy" | "Job" | "Backup" => {
+        "AddressSet" => edge::address_set(cx, &d).map(Decl::AddressSet),
+        "Firewall" => {
+            // The document's set references count only when the document is accepted.
+            let mut refs = Vec::new();
+            let fw = edge::firewall(cx, &d, &mut refs).map(Decl::Firewall);
+            if fw.is_some() {
+                set_refs.append(&mut refs);
+            }
+            fw
+        }
+        "Route" | "Proxy" | "Job" | "Backup" => {
             cx.err(
                 kind_node.pos,
                 "",
@@ -284,6 +326,8 @@ fn at(o: &Origin, msg: String) -> Diagnostic {
 fn register(
     decls: Vec<Decl>,
     host: &mut HostSpec,
+    edge: &mut EdgeSpec,
+    sets: &mut Vec<AddressSet>,
     refs: &mut Vec<(PathBuf, ServiceRef)>,
     diags: &mut Vec<Diagnostic>,
 ) {
@@ -295,7 +339,12 @@ fn register(
         if let Some(first) = addresses.get(&addr) {
             diags.push(at(
                 &origin,
-                format!("`{addr}` is already declared at {first}"),
+                match &decl {
+                    Decl::AddressSet(_) | Decl::Firewall(_) => {
+                        format!("{addr} is already declared at {first}")
+                    }
+                    _ => format!("`{addr}` is already declared at {first}"),
+                },
             ));
             continue;
         }
@@ -337,6 +386,8 @@ fn register(
             Decl::Unit(u) => {
                 host.units.insert(u.name.clone(), u);
             }
+            Decl::AddressSet(a) => sets.push(a),
+            Decl::Firewall(f) => edge.firewall = Some(f),
         }
     }
 }

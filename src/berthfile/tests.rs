@@ -351,7 +351,9 @@ fn a_yml_manifest_is_refused_not_ignored() {
 #[test]
 fn every_known_kind_is_dispatched() {
     for kind in crate::berthfile::KINDS {
-        let e = errs(&format!("kind: {kind}\n"));
+        // A Firewall with every key at its default is a valid document.
+        let d = tree(&[("berth.yaml", &format!("kind: {kind}\n"))]);
+        let e = load_in(d.path(), &[]).err().unwrap_or_default();
         assert!(
             e.iter()
                 .all(|e| !e.contains("kind `") && !e.contains("unknown kind")),
@@ -584,20 +586,24 @@ fn kinds_unknown_missing_and_unsupported() {
     assert_eq!(
         errs("kind: Fiel\npath: /x\n"),
         [
-            "berth.yaml:1:7: unknown kind `Fiel` (known kinds: File, Directory, Sysctl, Unit); did you mean `File`?"
+            "berth.yaml:1:7: unknown kind `Fiel` (known kinds: File, Directory, Sysctl, Unit, AddressSet, Firewall); did you mean `File`?"
         ]
     );
     assert_eq!(
         errs("kind: Service\n"),
-        ["berth.yaml:1:7: unknown kind `Service` (known kinds: File, Directory, Sysctl, Unit)"]
+        [
+            "berth.yaml:1:7: unknown kind `Service` (known kinds: File, Directory, Sysctl, Unit, AddressSet, Firewall)"
+        ]
     );
     assert_eq!(
-        errs("kind: Firewall\nrules: []\n"),
-        ["berth.yaml:1:7: kind `Firewall` is not supported yet"]
+        errs("kind: Proxy\nrules: []\n"),
+        ["berth.yaml:1:7: kind `Proxy` is not supported yet"]
     );
     assert_eq!(
         errs("path: /x\ncontent: a\n"),
-        ["berth.yaml:1:1: missing `kind:` (one of File, Directory, Sysctl, Unit)"]
+        [
+            "berth.yaml:1:1: missing `kind:` (one of File, Directory, Sysctl, Unit, AddressSet, Firewall)"
+        ]
     );
     assert_eq!(
         errs("kind: 3\n"),

@@ -143,7 +143,9 @@ pub fn load_dir(root: &Path, env: &BTreeMap<String, String>) -> Result<Desired, 
         }
     }
     // berth's own manifests (`berth.yaml`): host settings, checked against the stacks.
-    let (host, mut d) = crate::berthfile::load(&root_abs, env, &desired.stacks);
+    let mut edge = std::mem::take(&mut desired.edge);
+    let (host, mut d) = crate::berthfile::load(&root_abs, env, &desired.stacks, &mut edge);
+    desired.edge = edge;
     diags.append(&mut d);
     desired.host = host;
     if diags.is_empty() {

@@ -66,7 +66,14 @@ pub(super) fn service(
         match &n.value {
             Value::Seq(items) => {
                 for (i, it) in items.iter().enumerate() {
-                    s.ports.extend(port(cx, it, &idx(&pp, i)));
+                    for ps in port(cx, it, &idx(&pp, i)) {
+                        if it.pos.file == 0 {
+                            s.ports_at
+                                .entry(ps.to_string())
+                                .or_insert((it.pos.line, it.pos.col));
+                        }
+                        s.ports.push(ps);
+                    }
                 }
             }
             v => cx.err(n.pos, &pp, format!("must be a list, found {}", v.kind())),

@@ -61,6 +61,9 @@ pub enum HostError {
     /// A sysctl could not be written (or its key is not one).
     #[error("sysctl {key}: {message}")]
     Sysctl { key: String, message: String },
+    /// A firewall change was refused or not confirmed (the previous ruleset is back).
+    #[error("{message}")]
+    Firewall { message: String },
     /// The user or group database could not be read (a name that does not exist is not an
     /// error: it is `None` in `ObservedHost`).
     #[error("look up {what} {name}: {source}")]

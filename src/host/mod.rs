@@ -7,6 +7,7 @@
 
 mod command;
 mod error;
+mod firewall;
 mod fs;
 mod inventory;
 mod observe;
@@ -40,6 +41,7 @@ pub struct Host {
     proc_sys: PathBuf,
     systemctl: PathBuf,
     journalctl: PathBuf,
+    nft: PathBuf,
 }
 
 impl Host {
@@ -52,6 +54,7 @@ impl Host {
             proc_sys: PathBuf::from("/proc/sys"),
             systemctl: PathBuf::from("systemctl"),
             journalctl: PathBuf::from("journalctl"),
+            nft: PathBuf::from("nft"),
         }
     }
 
@@ -169,6 +172,15 @@ impl HostDriver for Host {
         let args = ["--no-pager", "--output=cat", "--lines", &lines, &unit];
         let out = command::tool(&self.journalctl, "journalctl", &args, SYSTEMCTL_TIMEOUT).await?;
         Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    async fn firewall(
+        &self,
+        change: &crate::plan::FirewallPayload,
+        remove: bool,
+        confirm: &crate::apply::FirewallConfirm,
+    ) -> Result<Option<String>, HostError> {
+        self.apply_firewall(change, remove, confirm).await
     }
 
     async fn record(&self, addr: &str, entry: Option<&Entry>) -> Result<(), HostError> {

@@ -187,5 +187,6 @@ pub(crate) async fn observe(
         users: local.users,
         groups: local.groups,
         inventory: inventory.clone(),
+        firewall: None,
     })
 }

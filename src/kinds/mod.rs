@@ -9,6 +9,8 @@
 pub mod container;
 pub mod directory;
 pub mod file;
+pub mod firewall;
+pub mod firewall_render;
 pub mod host;
 pub mod image;
 pub mod network;

@@ -268,3 +268,18 @@ pub struct ProxySpec {
     pub headers: Headers,
     pub origin: Origin,
 }
+
+/// The firewall on the host now, as far as berth looks at it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObservedFirewall {
+    /// Digest of `nft -j list table inet berth` without handles and without the elements of
+    /// the ban sets (Fail2Ban's bans are not drift); `None`: there is no such table.
+    pub table: Option<String>,
+    /// `firewall-cmd --state` says running.
+    pub firewalld_running: bool,
+    /// Why the firewall could not be read (no `nft`, not root): the planner refuses to change it.
+    pub error: Option<String>,
+}
+
+/// The names of the timeout sets Fail2Ban bans into (dropped on input and forward).
+pub const BAN_SETS: [&str; 2] = ["banned4", "banned6"];

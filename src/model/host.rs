@@ -220,6 +220,8 @@ pub struct ObservedHost {
     pub users: BTreeMap<String, Option<u32>>,
     pub groups: BTreeMap<String, Option<u32>>,
     pub inventory: Inventory,
+    /// The firewall as it is now: read when the config declares one or the inventory holds one.
+    pub firewall: Option<super::edge::ObservedFirewall>,
 }
 
 impl ObservedHost {
@@ -354,5 +356,18 @@ pub enum Before {
         /// Drop-ins berth writes → what was there (`None`: absent).
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         dropins: BTreeMap<String, Option<String>>,
+    },
+    /// The firewall (`firewall:inbound`). berth owns the nftables table `inet berth`; `table`
+    /// is whether one was there before (it is then put back, else deleted).
+    Firewall {
+        /// The backend berth applied with (`nftables`).
+        backend: String,
+        /// The readable allow lines berth applied last (for the plan's rule diff).
+        #[serde(default)]
+        rules: Vec<String>,
+        /// Digest of the live table right after berth applied it (`None`: not confirmed yet,
+        /// e.g. berth died mid-apply): anything else on the host is drift.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        live: Option<String>,
     },
 }

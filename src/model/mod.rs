@@ -638,6 +638,10 @@ pub struct ServiceSpec {
     /// reachable from everywhere (the exposure guard's override). Not in the hash.
     #[serde(skip)]
     pub expose_publicly: bool,
+    /// Where each published port is written in the Compose file (`PortSpec` as displayed →
+    /// line, column of its `ports:` entry), for the exposure guard's messages. Not in the hash.
+    #[serde(skip)]
+    pub ports_at: BTreeMap<String, (u64, u64)>,
 }
 
 /// How a service takes a changed config file without being replaced.

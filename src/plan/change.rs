@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+pub use super::firewall_change::{Allowed, FirewallPayload};
 pub use super::host_change::{
     AfterChange, Bytes, DirPayload, FilePayload, FileState, Record, SysctlPayload, UnitPayload,
     UnitVerb,
@@ -32,6 +33,8 @@ pub enum Kind {
     Directory,
     Sysctl,
     Unit,
+    /// The host's inbound firewall (`firewall:inbound`).
+    Firewall,
 }
 
 impl Kind {
@@ -45,6 +48,7 @@ impl Kind {
             Kind::Directory => "directory",
             Kind::Sysctl => "sysctl",
             Kind::Unit => "unit",
+            Kind::Firewall => "firewall",
         }
     }
 
@@ -52,7 +56,7 @@ impl Kind {
     pub fn is_host(self) -> bool {
         matches!(
             self,
-            Kind::File | Kind::Directory | Kind::Sysctl | Kind::Unit
+            Kind::File | Kind::Directory | Kind::Sysctl | Kind::Unit | Kind::Firewall
         )
     }
 }
@@ -248,6 +252,7 @@ pub enum Payload {
     Directory(DirPayload),
     Sysctl(SysctlPayload),
     Unit(UnitPayload),
+    Firewall(FirewallPayload),
 }
 
 impl Payload {
@@ -257,6 +262,7 @@ impl Payload {
             Payload::Directory(_) => Kind::Directory,
             Payload::Sysctl(_) => Kind::Sysctl,
             Payload::Unit(_) => Kind::Unit,
+            Payload::Firewall(_) => Kind::Firewall,
             Payload::Image(_) => Kind::Image,
             Payload::Network(_) => Kind::Network,
             Payload::Volume(_) => Kind::Volume,

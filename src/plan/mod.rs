@@ -8,6 +8,7 @@
 
 mod change;
 pub(crate) mod diff;
+mod firewall_change;
 mod host_change;
 mod reason;
 
@@ -17,9 +18,9 @@ use std::fmt;
 use serde::Serialize;
 
 pub use change::{
-    Addr, AfterChange, Bytes, Change, ContainerPayload, Current, DirPayload, FilePayload,
-    FileState, HOST_GROUP, ImagePayload, Kind, Need, NetworkPayload, Op, Payload, Record, Reload,
-    Scope, SysctlPayload, UnitPayload, UnitVerb, VolumePayload, Wait,
+    Addr, AfterChange, Allowed, Bytes, Change, ContainerPayload, Current, DirPayload, FilePayload,
+    FileState, FirewallPayload, HOST_GROUP, ImagePayload, Kind, Need, NetworkPayload, Op, Payload,
+    Record, Reload, Scope, SysctlPayload, UnitPayload, UnitVerb, VolumePayload, Wait,
 };
 pub use reason::{PullReason, Reason, short_id};
 
@@ -67,6 +68,40 @@ pub struct Plan {
     /// needs one of them is not attempted either.
     #[serde(skip)]
     pub withheld: Vec<Addr>,
+    /// What is allowed but probably not meant (a port published on all addresses with no
+    /// Firewall declared): shown, never an error.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<PlanWarning>,
+}
+
+/// Something a plan shows as a warning: it does not stop the apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "warning", rename_all = "snake_case")]
+pub enum PlanWarning {
+    /// A port published on all addresses while no Firewall is declared: reachable from
+    /// everywhere the host is.
+    Exposed {
+        stack: String,
+        service: String,
+        port: String,
+        origin: String,
+    },
+}
+
+impl fmt::Display for PlanWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlanWarning::Exposed {
+                stack,
+                service,
+                port,
+                origin,
+            } => write!(
+                f,
+                "{origin}: {stack}/{service} publishes {port} on all addresses and no Firewall is declared: it is reachable from everywhere; bind it to 127.0.0.1, or declare a Firewall"
+            ),
+        }
+    }
 }
 
 /// A stack/service pair.
@@ -141,6 +176,21 @@ pub enum PlanError {
     /// The config declares no host setting and the inventory holds some: refusing to remove
     /// them all.
     EmptyHost { owned: usize },
+    /// A container port published on all addresses whose host port the Firewall does not
+    /// allow from everywhere (the exposure guard); `x-berth: {expose_publicly: true}` on the
+    /// service is the override.
+    Exposed {
+        stack: String,
+        service: String,
+        /// `5432/tcp`.
+        host_port: String,
+        origin: String,
+    },
+    /// The Firewall lets no one reach SSH and `allow_no_ssh: true` is not set.
+    Lockout { origin: String, ssh_port: u16 },
+    /// The Firewall cannot be applied as declared (the backend is not there, the table cannot
+    /// be read).
+    FirewallRefused { origin: String, reason: String },
 }
 
 impl fmt::Display for PlanError {
@@ -213,6 +263,25 @@ impl fmt::Display for PlanError {
                 f,
                 "the config declares no host setting, which would remove or restore all {owned} host objects berth owns; pass --allow-empty if that is what you want"
             ),
+            PlanError::Exposed {
+                stack,
+                service,
+                host_port,
+                origin,
+            } => {
+                let n = host_port.split('/').next().unwrap_or(host_port);
+                write!(
+                    f,
+                    "{origin}: {stack}/{service} publishes {host_port} on all addresses, but the Firewall does not allow {host_port} from everywhere: bind it to 127.0.0.1 (`127.0.0.1:{n}:…`), or allow {host_port} in the Firewall (or set `x-berth: {{expose_publicly: true}}` on the service to publish it as the Firewall allows)"
+                )
+            }
+            PlanError::Lockout { origin, ssh_port } => write!(
+                f,
+                "{origin}: this Firewall lets no one reach SSH ({ssh_port}/tcp), which would lock everyone out; allow {ssh_port}/tcp from a set (e.g. `from: tailnet`), set `ssh_port:` to the port sshd listens on, or say `allow_no_ssh: true`"
+            ),
+            PlanError::FirewallRefused { origin, reason } => {
+                write!(f, "{origin}: firewall:inbound: {reason}")
+            }
         }
     }
 }
@@ -250,7 +319,9 @@ impl Summary {
             (Kind::Container, Op::Pull | Op::Update | Op::Stop) => {}
             (Kind::Network | Kind::Volume, Op::Delete) => self.objects_removed += 1,
             (Kind::Network | Kind::Volume, _) => self.objects_created += 1,
-            (Kind::File | Kind::Directory | Kind::Sysctl | Kind::Unit, _) => self.host += 1,
+            (Kind::File | Kind::Directory | Kind::Sysctl | Kind::Unit | Kind::Firewall, _) => {
+                self.host += 1
+            }
         }
     }
 }
@@ -333,7 +404,15 @@ pub fn plan(desired: &Desired, observed: &Observed, opts: &PlanOptions) -> Plan 
     kinds::network::plan(&ctx, &mut out);
     kinds::volume::plan(&ctx, &mut out);
     kinds::container::plan(&ctx, &mut out);
-    let host_owned = observed.host.inventory.entries.len();
+    // The firewall has its own document and its own restore: it does not count here.
+    let host_owned = observed
+        .host
+        .inventory
+        .entries
+        .keys()
+        .filter(|a| !a.starts_with("firewall:"))
+        .count();
+    kinds::firewall::plan(&ctx, &mut out);
     if desired.host.is_empty() && host_owned > 0 && !opts.allow_empty {
         out.plan
             .errors

@@ -104,6 +104,15 @@ pub enum Reason {
     },
     /// Left the config and is already gone from the host: only the record is dropped.
     Forgotten,
+    /// The firewall's rules changed: `+ allow 9090/tcp from tailnet`, `- allow …`.
+    Rules {
+        added: Vec<String>,
+        removed: Vec<String>,
+    },
+    /// The live firewall is not what berth applied last (a reload, a restart or a hand edit).
+    FirewallDrift {
+        detail: String,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -164,6 +173,17 @@ impl fmt::Display for Reason {
             Reason::Forgotten => {
                 f.write_str("removed from config and already gone from the host (record dropped)")
             }
+            Reason::Rules { added, removed } => {
+                f.write_str("rules changed:")?;
+                for r in removed {
+                    write!(f, "\n- {r}")?;
+                }
+                for a in added {
+                    write!(f, "\n+ {a}")?;
+                }
+                Ok(())
+            }
+            Reason::FirewallDrift { detail } => write!(f, "drift: {detail}"),
         }
     }
 }

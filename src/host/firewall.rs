@@ -1,0 +1,487 @@
+//! The firewall on the host, nftables backend: berth's one table `inet berth`, read with
+//! `nft -j list table inet berth` and replaced with `nft -f` (one transaction; no other table
+//! is ever flushed or touched).
+//!
+//! A change is *commit-confirmed*: before it, the previous ruleset (berth's last script, or
+//! "no table") is written to the state dir and a transient systemd timer
+//! (`berth-firewall-rollback-<instance>`, `systemd-run --on-active=<confirm_timeout>`) is armed
+//! to load it, so the host goes back even when berth dies; then the new table is loaded, and
+//! confirmed: every port sshd listens on (`ss -Htlnp`) is allowed from somewhere by the new
+//! rules, berth's own HTTP port answers locally, the git remote's host answers a TCP connect.
+//! On success the timer is stopped; on failure the previous ruleset is loaded at once.
+//!
+//! Fail2Ban's bans (elements of `banned4`/`banned6`) are read before a replace and re-added in
+//! the same transaction with their remaining timeouts; they are not part of the drift digest.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::command::{RunError, output_tail, run};
+use super::{Host, HostError, blocking};
+use crate::apply::FirewallConfirm;
+use crate::model::edge::{BAN_SETS, ObservedFirewall};
+use crate::plan::FirewallPayload;
+
+const NFT_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn unit(instance: &str) -> String {
+    format!("berth-firewall-rollback-{instance}")
+}
+
+impl Host {
+    fn state_dir(&self) -> PathBuf {
+        self.inventory_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+
+    fn instance(&self) -> String {
+        self.inventory_path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.strip_prefix("inventory-"))
+            .unwrap_or("default")
+            .to_string()
+    }
+
+    /// `nft -j list table inet berth`: `Ok(None)` when there is no such table.
+    async fn nft_table(&self) -> Result<Option<Value>, HostError> {
+        let args = ["-j", "list", "table", "inet", "berth"];
+        match run(&self.nft, &args, NFT_TIMEOUT).await {
+            Ok(out) if out.status.success() => serde_json::from_slice(&out.stdout)
+                .map(Some)
+                .map_err(|e| HostError::Firewall {
+                    message: format!("`nft -j list table inet berth` printed no JSON: {e}"),
+                }),
+            Ok(out) => {
+                let err = String::from_utf8_lossy(&out.stderr);
+                if err.contains("No such file or directory") || err.contains("does not exist") {
+                    Ok(None)
+                } else {
+                    Err(HostError::Command {
+                        command: "nft -j list table inet berth".into(),
+                        status: out.status.to_string(),
+                        output: output_tail(&out.stderr),
+                    })
+                }
+            }
+            Err(e) => Err(run_error("nft -j list table inet berth", e)),
+        }
+    }
+
+    /// The firewall as the planner sees it.
+    pub async fn observe_firewall(&self) -> ObservedFirewall {
+        let firewalld_running = matches!(
+            run(Path::new("firewall-cmd"), &["--state"], NFT_TIMEOUT).await,
+            Ok(out) if out.status.success()
+        );
+        match self.nft_table().await {
+            Ok(t) => ObservedFirewall {
+                table: t.as_ref().map(digest),
+                firewalld_running,
+                error: None,
+            },
+            Err(e) => ObservedFirewall {
+                table: None,
+                firewalld_running,
+                error: Some(e.to_string()),
+            },
+        }
+    }
+
+    /// Carries out a firewall change (`remove`: the table goes); returns the live table's
+    /// digest afterwards (`None` when it was removed).
+    pub(super) async fn apply_firewall(
+        &self,
+        p: &FirewallPayload,
+        remove: bool,
+        confirm: &FirewallConfirm,
+    ) -> Result<Option<String>, HostError> {
+        let dir = self.state_dir();
+        let instance = self.instance();
+        let current = self.nft_table().await?;
+        let bans = current.as_ref().map(ban_lines).unwrap_or_default();
+        let applied_path = dir.join(format!("firewall-{instance}.nft"));
+        let rollback_path = dir.join(format!("firewall-rollback-{instance}.nft"));
+        let new_path = dir.join(format!("firewall-{instance}.nft.new"));
+        let previous = match (&current, std::fs::read_to_string(&applied_path)) {
+            (Some(_), Ok(s)) => s,
+            _ => crate::kinds::firewall_render::nft_delete_script(),
+        };
+        let rollback = format!("{previous}{bans}");
+        let next = if remove {
+            p.script.clone()
+        } else {
+            format!("{}{bans}", p.script)
+        };
+        {
+            let (rb, rbp, nx, nxp) = (
+                rollback.clone(),
+                rollback_path.clone(),
+                next,
+                new_path.clone(),
+            );
+            blocking(move || {
+                write(&rbp, &rb)?;
+                write(&nxp, &nx)
+            })
+            .await?;
+        }
+        let unit = unit(&instance);
+        let armed = !remove;
+        if armed {
+            // A timer left by a berth that died mid-apply would undo this change later.
+            self.disarm(&unit).await;
+            let on = format!("--on-active={}s", p.confirm_timeout.max(1));
+            let rb = rollback_path.to_string_lossy().into_owned();
+            let nft = self.nft.to_string_lossy().into_owned();
+            let args = [
+                "--quiet",
+                "--collect",
+                &format!("--unit={unit}"),
+                &on,
+                "--timer-property=AccuracySec=100ms",
+                nft.as_str(),
+                "-f",
+                rb.as_str(),
+            ];
+            super::command::tool(Path::new("systemd-run"), "systemd-run", &args, NFT_TIMEOUT)
+                .await
+                .map_err(|e| HostError::Firewall {
+                    message: format!(
+                        "cannot arm the rollback timer, so the firewall was not changed: {e}"
+                    ),
+                })?;
+        }
+        if let Err(e) = self.nft_load(&new_path).await {
+            if armed {
+                self.disarm(&unit).await;
+            }
+            return Err(e);
+        }
+        if armed && let Err(why) = check(p, confirm).await {
+            let restored = self.nft_load(&rollback_path).await;
+            self.disarm(&unit).await;
+            let back = match restored {
+                Ok(()) => "the previous ruleset was restored".to_string(),
+                Err(e) => format!(
+                    "restoring the previous ruleset failed ({e}); the rollback timer was stopped"
+                ),
+            };
+            return Err(HostError::Firewall {
+                message: format!("the new firewall was not confirmed: {why}; {back}"),
+            });
+        }
+        if armed {
+            self.disarm(&unit).await;
+        }
+        let (np, ap) = (new_path, applied_path);
+        blocking(move || {
+            if remove {
+                let _ = std::fs::remove_file(&np);
+                let _ = std::fs::remove_file(&ap);
+                Ok(())
+            } else {
+                std::fs::write(
+                    &ap,
+                    strip_bans(&std::fs::read_to_string(&np).unwrap_or_default()),
+                )
+                .and_then(|()| std::fs::remove_file(&np))
+                .map_err(|source| HostError::Io {
+                    op: "write",
+                    path: ap.clone(),
+                    source,
+                })
+            }
+        })
+        .await?;
+        Ok(self.nft_table().await?.as_ref().map(digest))
+    }
+
+    async fn nft_load(&self, script: &Path) -> Result<(), HostError> {
+        let s = script.to_string_lossy().into_owned();
+        super::command::tool(&self.nft, "nft", &["-f", &s], NFT_TIMEOUT)
+            .await
+            .map(drop)
+    }
+
+    /// Stops the rollback timer (and forgets its service); one that is not there is fine.
+    async fn disarm(&self, unit: &str) {
+        let timer = format!("{unit}.timer");
+        let _ = run(&self.systemctl, &["stop", &timer], NFT_TIMEOUT).await;
+        let service = format!("{unit}.service");
+        let _ = run(
+            &self.systemctl,
+            &["reset-failed", &timer, &service],
+            NFT_TIMEOUT,
+        )
+        .await;
+    }
+}
+
+fn run_error(command: &str, e: RunError) -> HostError {
+    match e {
+        RunError::Timeout => HostError::Timeout {
+            command: command.into(),
+            seconds: NFT_TIMEOUT.as_secs(),
+        },
+        RunError::Spawn(e) | RunError::Wait(e) => HostError::Command {
+            command: command.into(),
+            status: format!("could not run: {e} (is nftables installed?)"),
+            output: String::new(),
+        },
+    }
+}
+
+fn write(path: &Path, text: &str) -> Result<(), HostError> {
+    std::fs::create_dir_all(path.parent().unwrap_or(Path::new("/")))
+        .and_then(|()| {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(path)?;
+            std::io::Write::write_all(&mut f, text.as_bytes())?;
+            f.sync_all()
+        })
+        .map_err(|source| HostError::Io {
+            op: "write",
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// The script without the re-added bans (what berth keeps as "applied").
+fn strip_bans(script: &str) -> String {
+    script
+        .lines()
+        .filter(|l| !l.starts_with("add element inet berth banned"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// The drift digest: the table's JSON without handles, metainfo and ban-set elements.
+pub(crate) fn digest(table: &Value) -> String {
+    let mut items: Vec<Value> = table
+        .get("nftables")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    items.retain(|i| i.get("metainfo").is_none());
+    for i in &mut items {
+        strip_handles(i);
+        if let Some(set) = i.get_mut("set").and_then(Value::as_object_mut)
+            && set
+                .get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| BAN_SETS.contains(&n))
+        {
+            set.remove("elem");
+        }
+    }
+    let canonical = serde_json::to_vec(&items).unwrap_or_default();
+    crate::model::sha256_hex(&canonical)
+}
+
+fn strip_handles(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.remove("handle");
+            for (_, x) in m.iter_mut() {
+                strip_handles(x);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_handles),
+        _ => {}
+    }
+}
+
+/// `add element` lines that put the live bans back with their remaining time.
+pub(crate) fn ban_lines(table: &Value) -> String {
+    let mut out = String::new();
+    let items = table
+        .get("nftables")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for i in items {
+        let Some(set) = i.get("set") else { continue };
+        let Some(name) = set.get("name").and_then(Value::as_str) else {
+            continue;
+        };
+        if !BAN_SETS.contains(&name) {
+            continue;
+        }
+        for e in set
+            .get("elem")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let (val, expires) = match e.get("elem") {
+                Some(inner) => (
+                    inner.get("val").and_then(Value::as_str),
+                    inner.get("expires").and_then(Value::as_u64),
+                ),
+                None => (e.as_str(), None),
+            };
+            let Some(val) = val else { continue };
+            if val.contains(|c: char| !(c.is_ascii_hexdigit() || c == '.' || c == ':')) {
+                continue;
+            }
+            match expires {
+                Some(s) if s > 0 => out.push_str(&format!(
+                    "add element inet berth {name} {{ {val} timeout {s}s }}\n"
+                )),
+                Some(_) => {}
+                None => out.push_str(&format!("add element inet berth {name} {{ {val} }}\n")),
+            }
+        }
+    }
+    out
+}
+
+/// The confirm checks; `Err` says what failed.
+async fn check(p: &FirewallPayload, confirm: &FirewallConfirm) -> Result<(), String> {
+    for port in sshd_ports().await? {
+        if !p.allows_tcp(port) {
+            return Err(format!(
+                "sshd listens on {port}/tcp and the new rules let no one reach it"
+            ));
+        }
+    }
+    if let Some(port) = confirm.listen_port {
+        connect(&format!("127.0.0.1:{port}"))
+            .await
+            .map_err(|e| format!("berth's own HTTP port 127.0.0.1:{port} does not answer: {e}"))?;
+    }
+    if let Some(remote) = &confirm.remote
+        && let Some(hp) = remote_host_port(remote)
+    {
+        connect(&hp)
+            .await
+            .map_err(|e| format!("the git remote's host {hp} does not answer: {e}"))?;
+    }
+    Ok(())
+}
+
+async fn connect(addr: &str) -> Result<(), String> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())),
+    }
+}
+
+/// The TCP ports sshd listens on, from `ss -Htlnp`.
+async fn sshd_ports() -> Result<Vec<u16>, String> {
+    let out = run(Path::new("ss"), &["-Htlnp"], NFT_TIMEOUT)
+        .await
+        .map_err(|e| format!("cannot list listening sockets (`ss -Htlnp`): {e:?}"))?;
+    Ok(parse_ss(&String::from_utf8_lossy(&out.stdout)))
+}
+
+pub(crate) fn parse_ss(text: &str) -> Vec<u16> {
+    let mut ports = Vec::new();
+    for line in text.lines().filter(|l| l.contains("\"sshd\"")) {
+        let Some(local) = line.split_whitespace().nth(3) else {
+            continue;
+        };
+        if let Some(port) = local.rsplit(':').next().and_then(|p| p.parse().ok())
+            && !ports.contains(&port)
+        {
+            ports.push(port);
+        }
+    }
+    ports.sort_unstable();
+    ports
+}
+
+/// `host:port` of a git remote to connect to (`None`: a local remote, nothing to check).
+pub(crate) fn remote_host_port(url: &str) -> Option<String> {
+    let (default, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (443, r)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (80, r)
+    } else if let Some(r) = url.strip_prefix("ssh://") {
+        (22, r)
+    } else if let Some(r) = url.strip_prefix("git://") {
+        (9418, r)
+    } else if url.contains("://") {
+        return None;
+    } else if let Some((host, _)) = url.split_once(':') {
+        // scp-like `git@github.com:org/repo.git`.
+        let host = host.rsplit('@').next()?;
+        return (!host.is_empty() && !host.contains('/')).then(|| format!("{host}:22"));
+    } else {
+        return None;
+    };
+    let authority = rest.split('/').next()?;
+    let hostport = authority.rsplit('@').next()?;
+    if hostport.is_empty() {
+        return None;
+    }
+    if hostport
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        && !hostport.ends_with(']')
+    {
+        Some(hostport.to_string())
+    } else {
+        Some(format!("{hostport}:{default}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sshd_ports_from_ss() {
+        let ss = "LISTEN 0      128          0.0.0.0:22        0.0.0.0:*    users:((\"sshd\",pid=80,fd=3))\n\
+                  LISTEN 0      4096       127.0.0.1:8080      0.0.0.0:*    users:((\"berth\",pid=9,fd=7))\n\
+                  LISTEN 0      128             [::]:22           [::]:*    users:((\"sshd\",pid=80,fd=4))\n\
+                  LISTEN 0      128             [::]:2222         [::]:*    users:((\"sshd\",pid=80,fd=5))\n";
+        assert_eq!(parse_ss(ss), [22, 2222]);
+    }
+
+    #[test]
+    fn remote_hosts() {
+        assert_eq!(
+            remote_host_port("https://github.com/a/b.git").as_deref(),
+            Some("github.com:443")
+        );
+        assert_eq!(
+            remote_host_port("https://x:tok@git.example.org:8443/a").as_deref(),
+            Some("git.example.org:8443")
+        );
+        assert_eq!(
+            remote_host_port("git@github.com:a/b.git").as_deref(),
+            Some("github.com:22")
+        );
+        assert_eq!(
+            remote_host_port("ssh://git@h.example/a").as_deref(),
+            Some("h.example:22")
+        );
+        assert_eq!(remote_host_port("file:///srv/repo.git"), None);
+        assert_eq!(remote_host_port("/srv/repo.git"), None);
+    }
+
+    #[test]
+    fn digest_ignores_handles_and_bans() {
+        let a: Value = serde_json::from_str(r#"{"nftables":[{"metainfo":{"version":"1.0.6"}},{"table":{"family":"inet","name":"berth","handle":2}},{"set":{"family":"inet","name":"banned4","table":"berth","type":"ipv4_addr","handle":4,"flags":["timeout"],"elem":[{"elem":{"val":"1.2.3.4","timeout":600,"expires":599}}]}}]}"#).unwrap();
+        let b: Value = serde_json::from_str(r#"{"nftables":[{"metainfo":{"version":"1.0.6"}},{"table":{"family":"inet","name":"berth","handle":7}},{"set":{"family":"inet","name":"banned4","table":"berth","type":"ipv4_addr","handle":9,"flags":["timeout"]}}]}"#).unwrap();
+        assert_eq!(digest(&a), digest(&b));
+        assert_eq!(
+            ban_lines(&a),
+            "add element inet berth banned4 { 1.2.3.4 timeout 599s }\n"
+        );
+        assert_eq!(ban_lines(&b), "");
+    }
+}

@@ -1,0 +1,269 @@
+//! `kind: Firewall` (`firewall:inbound`, host group): the whole rendered ruleset is one
+//! change. Pure: the declared firewall, the observed table (a digest) and the inventory →
+//! create / update (rule diff) / drift repair / delete (restore), and two guards:
+//!
+//! - **exposure**: a container port published on all addresses whose host port the Firewall
+//!   does not allow from everywhere is a [`PlanError::Exposed`] at its `ports:` entry, unless
+//!   the service says `x-berth: {expose_publicly: true}`; with no Firewall it is a warning.
+//! - **lockout**: a ruleset that lets no one reach `ssh_port/tcp` is a [`PlanError::Lockout`]
+//!   unless `allow_no_ssh: true`.
+//!
+//! No change when berth applied this ruleset last (`applied` digest) and the live table is the
+//! one it saw right after (`live` digest).
+
+use super::firewall_render::{nft_delete_script, nft_script, rule_lines};
+use super::{Context, Planned};
+use crate::model::edge::{Backend, EdgeSpec, FirewallSpec, Proto, Source};
+use crate::model::host::{Before, Entry};
+use crate::plan::{
+    Addr, Allowed, Change, FirewallPayload, Kind, Op, Payload, PlanError, PlanWarning, Reason,
+    Record,
+};
+
+/// The one firewall's address name.
+pub const NAME: &str = "inbound";
+
+pub fn addr() -> Addr {
+    Addr::host(Kind::Firewall, NAME)
+}
+
+pub fn plan(ctx: &Context, out: &mut Planned) {
+    let edge = &ctx.desired.edge;
+    exposure(ctx, edge.firewall.as_ref(), out);
+    let key = addr().to_string();
+    let entry = ctx.observed.host.inventory.entries.get(&key);
+    match &edge.firewall {
+        Some(fw) => declared(ctx, fw, edge, entry, out),
+        None => {
+            if let Some(e) = entry {
+                removed(e, out);
+            }
+        }
+    }
+}
+
+/// The exposure guard over every deployed service's published ports.
+fn exposure(ctx: &Context, fw: Option<&FirewallSpec>, out: &mut Planned) {
+    for (stack_name, stack) in &ctx.desired.stacks {
+        for (svc_name, svc) in &stack.services {
+            for p in &svc.ports {
+                let all = match p.host_ip.as_deref() {
+                    None | Some("") | Some("0.0.0.0") | Some("::") | Some("[::]") => true,
+                    Some(_) => false,
+                };
+                let proto = match p.protocol.as_str() {
+                    "udp" => Proto::Udp,
+                    "tcp" => Proto::Tcp,
+                    _ => continue,
+                };
+                if !all {
+                    continue;
+                }
+                let shown = p.to_string();
+                let (line, col) = svc.ports_at.get(&shown).copied().unwrap_or((0, 0));
+                let origin = format!("{}:{line}:{col}", stack.file.display());
+                match fw {
+                    None => out.plan.warnings.push(PlanWarning::Exposed {
+                        stack: stack_name.clone(),
+                        service: svc_name.clone(),
+                        port: shown,
+                        origin,
+                    }),
+                    Some(_) if svc.expose_publicly => {}
+                    Some(fw) => {
+                        let public = p.published.is_some_and(|n| fw.allows_publicly(n, proto));
+                        if !public {
+                            let host_port = match p.published {
+                                Some(n) => format!("{n}/{proto}"),
+                                None => format!("a random host port/{proto}"),
+                            };
+                            out.plan.errors.push(PlanError::Exposed {
+                                stack: stack_name.clone(),
+                                service: svc_name.clone(),
+                                host_port,
+                                origin,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What the rules allow, resolved (for the confirm step and the lockout guard).
+fn allowed(fw: &FirewallSpec, edge: &EdgeSpec) -> Vec<Allowed> {
+    let mut out = Vec::new();
+    for r in &fw.allow {
+        let from = match &r.from {
+            Source::Anywhere => None,
+            other => Some(edge.resolve(other).unwrap_or_default()),
+        };
+        for p in &r.ports {
+            out.push(Allowed {
+                ports: *p,
+                from: from.clone(),
+            });
+        }
+    }
+    out
+}
+
+fn declared(
+    ctx: &Context,
+    fw: &FirewallSpec,
+    edge: &EdgeSpec,
+    entry: Option<&Entry>,
+    out: &mut Planned,
+) {
+    let origin = fw.origin.to_string();
+    let observed = ctx.observed.host.firewall.clone().unwrap_or_default();
+    if let Some(e) = &observed.error {
+        out.plan.errors.push(PlanError::FirewallRefused {
+            origin,
+            reason: format!("cannot read the firewall: {e}"),
+        });
+        return;
+    }
+    match fw.backend {
+        Backend::Nftables => {}
+        Backend::Auto if !observed.firewalld_running => {}
+        Backend::Auto => {
+            out.plan.errors.push(PlanError::FirewallRefused {
+                origin,
+                reason: "firewalld is running and berth's firewalld backend is not implemented yet: stop firewalld (berth's nftables table then is the firewall) or set `backend: nftables` after disabling it".into(),
+            });
+            return;
+        }
+        Backend::Firewalld => {
+            out.plan.errors.push(PlanError::FirewallRefused {
+                origin,
+                reason: "`backend: firewalld` is not implemented yet; use `backend: nftables`"
+                    .into(),
+            });
+            return;
+        }
+    }
+    let allowed = allowed(fw, edge);
+    let payload_probe = FirewallPayload {
+        backend: String::new(),
+        script: String::new(),
+        digest: String::new(),
+        rules: Vec::new(),
+        allowed: allowed.clone(),
+        confirm_timeout: 0,
+        record: Record::default(),
+    };
+    if !fw.allow_no_ssh && !payload_probe.allows_tcp(fw.ssh_port) {
+        out.plan.errors.push(PlanError::Lockout {
+            origin,
+            ssh_port: fw.ssh_port,
+        });
+        return;
+    }
+    let script = nft_script(fw, edge);
+    let digest = crate::model::sha256_hex(script.as_bytes());
+    let rules = rule_lines(fw, edge);
+    let (last_rules, live) = match entry.map(|e| &e.before) {
+        Some(Before::Firewall { rules, live, .. }) => (Some(rules.clone()), live.clone()),
+        _ => (None, None),
+    };
+    let same_rules = entry.and_then(|e| e.applied.as_deref()) == Some(digest.as_str());
+    let mut reasons = Vec::new();
+    let op = match (&last_rules, same_rules) {
+        (None, _) => {
+            reasons.push(Reason::Rules {
+                added: rules.clone(),
+                removed: Vec::new(),
+            });
+            Op::Create
+        }
+        (Some(last), false) => {
+            let added: Vec<String> = rules
+                .iter()
+                .filter(|r| !last.contains(r))
+                .cloned()
+                .collect();
+            let removed: Vec<String> = last
+                .iter()
+                .filter(|r| !rules.contains(r))
+                .cloned()
+                .collect();
+            reasons.push(Reason::Rules { added, removed });
+            Op::Update
+        }
+        (Some(_), true) => {
+            let detail = match (&observed.table, &live) {
+                (a, b) if a.is_some() && a == b => {
+                    out.plan.unchanged_host.push(addr());
+                    return;
+                }
+                (None, _) => "table inet berth is gone (a firewall reload, a reboot or `nft flush ruleset`); it is put back".to_string(),
+                (Some(_), None) => "berth's last apply was not confirmed; it is applied again".to_string(),
+                (Some(_), Some(_)) => "table inet berth was changed on the host since berth applied it; berth's rules are put back".to_string(),
+            };
+            reasons.push(Reason::FirewallDrift { detail });
+            Op::Update
+        }
+    };
+    let backend = "nftables".to_string();
+    let after = Entry {
+        before: Before::Firewall {
+            backend: backend.clone(),
+            rules: rules.clone(),
+            live: None,
+        },
+        applied: Some(digest.clone()),
+    };
+    out.changes.push(Change {
+        addr: addr(),
+        op,
+        reasons,
+        needs: Vec::new(),
+        payload: Payload::Firewall(FirewallPayload {
+            backend,
+            script,
+            digest,
+            rules,
+            allowed,
+            confirm_timeout: fw.confirm_timeout.as_secs(),
+            record: Record {
+                before: entry.cloned(),
+                after: Some(after),
+            },
+        }),
+    });
+}
+
+/// The Firewall left the config: berth's table goes (there was none before berth).
+fn removed(e: &Entry, out: &mut Planned) {
+    let (backend, last) = match &e.before {
+        Before::Firewall { backend, rules, .. } => (backend.clone(), rules.clone()),
+        _ => ("nftables".to_string(), Vec::new()),
+    };
+    let script = nft_delete_script();
+    out.changes.push(Change {
+        addr: addr(),
+        op: Op::Delete,
+        reasons: vec![
+            Reason::HostRemoved { restore: false },
+            Reason::Rules {
+                added: Vec::new(),
+                removed: last,
+            },
+        ],
+        needs: Vec::new(),
+        payload: Payload::Firewall(FirewallPayload {
+            backend,
+            digest: crate::model::sha256_hex(script.as_bytes()),
+            script,
+            rules: Vec::new(),
+            allowed: Vec::new(),
+            confirm_timeout: 0,
+            record: Record {
+                before: Some(e.clone()),
+                after: None,
+            },
+        }),
+    });
+}

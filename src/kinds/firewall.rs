@@ -60,8 +60,10 @@ fn exposure(ctx: &Context, fw: Option<&FirewallSpec>, out: &mut Planned) {
                     continue;
                 }
                 let shown = p.to_string();
-                let (line, col) = svc.ports_at.get(&shown).copied().unwrap_or((0, 0));
-                let origin = format!("{}:{line}:{col}", stack.file.display());
+                let origin = match svc.ports_at.get(&shown) {
+                    Some((line, col)) => format!("{}:{line}:{col}", stack.file.display()),
+                    None => stack.file.display().to_string(),
+                };
                 match fw {
                     None => out.plan.warnings.push(PlanWarning::Exposed {
                         stack: stack_name.clone(),

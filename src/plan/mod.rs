@@ -701,6 +701,8 @@ pub fn dependency_order(stack: &StackSpec) -> Vec<&str> {
 }
 
 #[cfg(test)]
+mod firewall_tests;
+#[cfg(test)]
 mod host_tests;
 #[cfg(test)]
 mod tests;

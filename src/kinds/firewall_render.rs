@@ -4,6 +4,7 @@
 //!
 //! The table has two base chains:
 //! - `input` (hook input, priority filter - 10, policy drop): established/related, loopback,
+//!   Docker's bridges (containers reach the host, and published ports through docker-proxy),
 //!   ICMP and ICMPv6 (IPv6 neighbour discovery needs it), DHCP replies, then the allow rules;
 //!   `inbound: reject` ends with a reject instead of the silent drop.
 //! - `forward` (hook forward, priority filter - 10, before Docker's own filter chains): every
@@ -231,6 +232,10 @@ pub fn nft_script(fw: &FirewallSpec, edge: &EdgeSpec) -> String {
         "iif \"lo\" accept",
         "ip saddr @banned4 drop",
         "ip6 saddr @banned6 drop",
+        // Containers reach the host (and, through docker-proxy, each other's published ports)
+        // as they do without a firewall.
+        "iifname \"docker0\" accept",
+        "iifname \"br-*\" accept",
         "meta l4proto { icmp, ipv6-icmp } accept",
         "udp sport 67 udp dport 68 accept",
         "udp sport 547 udp dport 546 accept",

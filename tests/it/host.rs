@@ -27,6 +27,56 @@ impl TestHost {
     /// Boot a host for `test` (a short name: letters, digits, `-`) and wait until systemd says
     /// the system is up. Panics when the image is missing or stale: run hack/test-host.sh.
     pub fn boot(test: &str) -> TestHost {
+        Self::boot_with(test, true, &[])
+    }
+
+    /// A host with its **own** Docker Engine (the outer socket is not mounted; `docker.io` of
+    /// the image, started here) on the outer Docker networks `networks` (the first at `docker
+    /// run`, the others connected before boot), with `berth-test/app:1` loaded into the inner
+    /// Engine. For published-port tests: the outer Engine's rules are not the host's.
+    pub fn boot_inner_docker(test: &str, networks: &[&str]) -> TestHost {
+        let host = Self::boot_with(test, false, networks);
+        host.ok("systemctl start docker");
+        let up = poll(Duration::from_secs(60), || {
+            host.sh("docker info >/dev/null 2>&1").status.success()
+        });
+        assert!(
+            up,
+            "{}: the inner dockerd did not come up\n{}",
+            host.name,
+            host.journal("docker.service")
+        );
+        crate::support::test_images();
+        let mut save = Command::new("docker")
+            .args(["save", "berth-test/app:1"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("docker save");
+        let load = Command::new("docker")
+            .args(["exec", "-i", &host.name, "docker", "load", "-q"])
+            .stdin(save.stdout.take().expect("docker save's stdout"))
+            .output()
+            .expect("docker load");
+        let saved = save.wait().expect("wait for docker save");
+        assert!(
+            saved.success() && load.status.success(),
+            "docker save | docker load: {}",
+            String::from_utf8_lossy(&load.stderr)
+        );
+        host
+    }
+
+    /// The host's address on an outer Docker network.
+    pub fn ip_on(&self, network: &str) -> String {
+        docker(&[
+            "inspect",
+            "--format",
+            &format!("{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}"),
+            &self.name,
+        ])
+    }
+
+    fn boot_with(test: &str, outer_engine: bool, networks: &[&str]) -> TestHost {
         check_image();
         // Not under /tmp: a unit with PrivateTmp=yes would not see it.
         let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
@@ -39,8 +89,18 @@ impl TestHost {
         let _ = Command::new("docker").args(["rm", "-f", &name]).output();
         let shared = dir.path().to_str().expect("UTF-8 temp path").to_string();
         let socket = docker_socket();
+        let mut extra: Vec<String> = Vec::new();
+        if outer_engine {
+            extra.extend(["-v".into(), format!("{socket}:/var/run/docker.sock")]);
+        } else {
+            // The inner Engine's storage: not on the overlay of the outer one.
+            extra.extend(["--tmpfs".into(), "/var/lib/docker:exec".into()]);
+        }
+        if let Some(first) = networks.first() {
+            extra.extend(["--network".into(), first.to_string()]);
+        }
         let out = Command::new("docker")
-            .args(["run", "-d", "--name", &name, "--hostname", test])
+            .args(["create", "--name", &name, "--hostname", test])
             .args(["--label", "io.berth.test=1"])
             .args(["--label", &format!("io.berth.test.host={test}")])
             // test-host.md: --privileged fails here ("unable to apply caps"); these boot systemd.
@@ -51,7 +111,7 @@ impl TestHost {
             .args(["-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw"])
             .args(["--tmpfs", "/run", "--tmpfs", "/run/lock"])
             .args(["--stop-signal", "SIGRTMIN+3"])
-            .args(["-v", &format!("{socket}:/var/run/docker.sock")])
+            .args(&extra)
             .args([
                 "-v",
                 &format!("{}:/usr/bin/berth:ro", env!("CARGO_BIN_EXE_berth")),
@@ -62,10 +122,14 @@ impl TestHost {
             .expect("run docker");
         assert!(
             out.status.success(),
-            "docker run {IMAGE} failed: {}",
+            "docker create {IMAGE} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         let host = TestHost { name, dir };
+        for net in networks.iter().skip(1) {
+            docker(&["network", "connect", net, &host.name]);
+        }
+        docker(&["start", &host.name]);
         let mut state = String::new();
         let booted = poll(Duration::from_secs(90), || {
             state = text(&host.exec(&["systemctl", "is-system-running"]));

@@ -6,6 +6,7 @@ mod cli;
 mod config_files;
 mod defects;
 mod engine;
+mod firewall;
 mod git;
 mod github;
 mod github_fake;

@@ -1,0 +1,463 @@
+//! `kind: Firewall` on a real systemd test host with its own Docker Engine (tests/it/host.rs,
+//! `boot_inner_docker`), on two outer Docker networks: a "tailnet" one inside 100.64.0.0/10
+//! and an "internet" one, each with a client container (the test-host image, `sleep
+//! infinity`). The witnesses are real connections from those clients, `nft` and the inner
+//! `docker`.
+
+use std::time::{Duration, Instant};
+
+use crate::host::{TestHost, poll};
+use crate::support::{Run, World, docker};
+
+/// The two outer networks and their clients; removed on drop.
+struct Lan {
+    tail_net: String,
+    inet_net: String,
+    tail: String,
+    inet: String,
+}
+
+impl Lan {
+    /// `n` keeps the subnets of tests that run side by side apart (1..=250).
+    fn new(test: &str, n: u8) -> Lan {
+        let pid = std::process::id();
+        let tail_net = format!("berth-fw-tail-{test}-{pid}");
+        let inet_net = format!("berth-fw-inet-{test}-{pid}");
+        for (net, subnet) in [
+            (&tail_net, format!("100.64.{n}.0/24")),
+            (&inet_net, format!("198.18.{n}.0/24")),
+        ] {
+            let _ = std::process::Command::new("docker")
+                .args(["network", "rm", net])
+                .output();
+            docker(&[
+                "network",
+                "create",
+                "--label",
+                "io.berth.test=1",
+                "--subnet",
+                &subnet,
+                net,
+            ]);
+        }
+        let client = |net: &str, name: String| {
+            let _ = std::process::Command::new("docker")
+                .args(["rm", "-f", &name])
+                .output();
+            docker(&[
+                "run",
+                "-d",
+                "--name",
+                &name,
+                "--label",
+                "io.berth.test=1",
+                "--network",
+                net,
+                "--entrypoint",
+                "sleep",
+                "berth-test/host:2",
+                "infinity",
+            ]);
+            name
+        };
+        let tail = client(&tail_net, format!("berth-fw-c-tail-{test}-{pid}"));
+        let inet = client(&inet_net, format!("berth-fw-c-inet-{test}-{pid}"));
+        Lan {
+            tail_net,
+            inet_net,
+            tail,
+            inet,
+        }
+    }
+
+    fn nets(&self) -> [&str; 2] {
+        [&self.tail_net, &self.inet_net]
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        for c in [&self.tail, &self.inet] {
+            let _ = std::process::Command::new("docker")
+                .args(["rm", "-f", c])
+                .output();
+        }
+        for n in [&self.tail_net, &self.inet_net] {
+            let _ = std::process::Command::new("docker")
+                .args(["network", "rm", n])
+                .output();
+        }
+    }
+}
+
+/// Whether `client` gets a TCP connection to `ip:port` within 2 s.
+fn reach(client: &str, ip: &str, port: u16) -> bool {
+    let script = format!("exec 3<>/dev/tcp/{ip}/{port}");
+    std::process::Command::new("docker")
+        .args(["exec", client, "timeout", "2", "bash", "-c", &script])
+        .output()
+        .expect("docker exec")
+        .status
+        .success()
+}
+
+/// The config folder on the host, written from outside, and berth run on it.
+struct Cfg<'h> {
+    host: &'h TestHost,
+    world: World,
+}
+
+impl<'h> Cfg<'h> {
+    fn new(host: &'h TestHost, test: &str) -> Cfg<'h> {
+        Cfg {
+            host,
+            world: World::new(test),
+        }
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.host.dir().join("config").join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    fn remove(&self, rel: &str) {
+        std::fs::remove_file(self.host.dir().join("config").join(rel)).unwrap();
+    }
+
+    fn berth(&self, cmd: &str) -> Run {
+        let root = self.host.dir().join("config");
+        self.host.berth(&[
+            "--instance",
+            &self.world.instance,
+            cmd,
+            root.to_str().unwrap(),
+        ])
+    }
+}
+
+#[track_caller]
+fn code(r: &Run, want: i32) {
+    assert_eq!(
+        r.code, want,
+        "exit code {} (want {want})\nstdout:\n{}\nstderr:\n{}",
+        r.code, r.stdout, r.stderr
+    );
+}
+
+const REFERENCE: &str = "kind: Firewall\nbackend: nftables\ninbound: drop\nallow:\n  - ports: [80/tcp, 443/tcp, 443/udp]\n  - ports: [41641/udp]\n  - ports: [22/tcp, 9090/tcp]\n    from: tailnet\n";
+
+/// Listeners on the host: a web server on 80 and an admin page on 9090, sshd on 22.
+fn listeners(host: &TestHost) {
+    host.ok("mkdir -p /srv/www && echo hello > /srv/www/index.html && \
+         systemd-run --unit=web80 busybox httpd -f -p 80 -h /srv/www && \
+         systemd-run --unit=admin9090 busybox httpd -f -p 9090 -h /srv/www && \
+         systemctl start ssh");
+    let up = poll(Duration::from_secs(20), || {
+        host.sh(
+            "ss -Htln | grep -q ':9090 ' && ss -Htln | grep -q ':80 ' && ss -Htln | grep -q ':22 '",
+        )
+        .status
+        .success()
+    });
+    assert!(up, "listeners did not come up: {}", host.ok("ss -Htlnp"));
+}
+
+/// The reference ruleset, published ports through the forward chain, drift, Fail2Ban bans on
+/// a published port, never touching Docker's tables, and removal.
+#[test]
+fn nftables_firewall_governs_host_and_published_ports() {
+    let lan = Lan::new("gov", 41);
+    let host = TestHost::boot_inner_docker("fw-gov", &lan.nets());
+    let (tail_ip, inet_ip) = (host.ip_on(&lan.tail_net), host.ip_on(&lan.inet_net));
+    listeners(&host);
+    // A database container published on all addresses (by the inner Engine, not by berth).
+    host.ok("docker run -d --name db -p 5432:8080 berth-test/app:1");
+    let db_ready = poll(Duration::from_secs(20), || reach(&lan.tail, &tail_ip, 5432));
+    assert!(
+        db_ready,
+        "the published port does not answer before the firewall"
+    );
+    assert!(
+        reach(&lan.inet, &inet_ip, 5432),
+        "reachable from the internet before"
+    );
+    let tables_before = host.ok("nft list tables");
+    assert!(tables_before.contains("table ip nat"), "{tables_before}");
+
+    let cfg = Cfg::new(&host, "fwgov");
+    cfg.write(
+        "firewall.berth.yaml",
+        &format!("{REFERENCE}  - ports: [5432/tcp]\n    from: tailnet\n"),
+    );
+    let plan = cfg.berth("plan");
+    code(&plan, 2);
+    assert!(
+        plan.stdout.contains("+ allow 9090/tcp from tailnet")
+            && plan.stdout.contains("+ allow 5432/tcp from tailnet"),
+        "{}",
+        plan.stdout
+    );
+    let start = Instant::now();
+    code(&cfg.berth("apply"), 0);
+    eprintln!("firewall apply (replace + confirm): {:?}", start.elapsed());
+    code(&cfg.berth("plan"), 0);
+
+    // The host's own ports, by source.
+    assert!(reach(&lan.tail, &tail_ip, 80) && reach(&lan.inet, &inet_ip, 80));
+    assert!(reach(&lan.tail, &tail_ip, 9090), "9090 from the tailnet");
+    assert!(!reach(&lan.inet, &inet_ip, 9090), "9090 from the internet");
+    assert!(reach(&lan.tail, &tail_ip, 22), "22 from the tailnet");
+    assert!(!reach(&lan.inet, &inet_ip, 22), "22 from the internet");
+    // The published port, keyed on its original port, by source.
+    assert!(reach(&lan.tail, &tail_ip, 5432), "5432 from the tailnet");
+    assert!(!reach(&lan.inet, &inet_ip, 5432), "5432 from the internet");
+    // Container to container keeps working: through the published port from the bridge, and
+    // directly on the bridge.
+    host.ok("docker run --rm berth-test/app:1 timeout 5 wget -q -O- http://$(ip -4 -o addr show docker0 | awk '{print $4}' | cut -d/ -f1):5432/");
+    host.ok("docker run --rm berth-test/app:1 timeout 5 wget -q -O- http://$(docker inspect -f '{{.NetworkSettings.IPAddress}}' db):8080/");
+    // Established traffic: the host's own outbound connection gets its answers.
+    docker(&[
+        "exec", "-d", &lan.inet, "busybox", "httpd", "-p", "8000", "-h", "/etc",
+    ]);
+    let client_ip = docker(&[
+        "inspect",
+        "--format",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &lan.inet,
+    ]);
+    let outbound = poll(Duration::from_secs(10), || {
+        host.sh(&format!(
+            "curl -sf -m 3 -o /dev/null http://{client_ip}:8000/hostname"
+        ))
+        .status
+        .success()
+    });
+    assert!(
+        outbound,
+        "replies to the host's own connections are dropped"
+    );
+    // Docker's tables are untouched.
+    let tables = host.ok("nft list tables");
+    for t in tables_before.lines() {
+        assert!(tables.contains(t), "{t} is gone:\n{tables}");
+    }
+
+    // Drift: a hand delete, then a Docker restart (which rewrites its own tables).
+    host.ok("nft delete table inet berth");
+    assert!(reach(&lan.inet, &inet_ip, 9090), "no table, no firewall");
+    let drift = cfg.berth("plan");
+    code(&drift, 2);
+    assert!(
+        drift.stdout.contains("drift: table inet berth is gone"),
+        "{}",
+        drift.stdout
+    );
+    code(&cfg.berth("apply"), 0);
+    assert!(!reach(&lan.inet, &inet_ip, 9090));
+    host.ok("nft add rule inet berth input tcp dport 9090 accept");
+    let edited = cfg.berth("plan");
+    code(&edited, 2);
+    assert!(
+        edited.stdout.contains("changed on the host"),
+        "{}",
+        edited.stdout
+    );
+    code(&cfg.berth("apply"), 0);
+    assert!(!reach(&lan.inet, &inet_ip, 9090), "the hand rule is gone");
+    host.ok("systemctl restart docker");
+    let db_back = poll(Duration::from_secs(30), || {
+        host.sh("docker start db >/dev/null 2>&1; docker inspect -f '{{.State.Running}}' db | grep -q true")
+            .status
+            .success()
+            && reach(&lan.tail, &tail_ip, 5432)
+    });
+    assert!(db_back, "the database is not back after a Docker restart");
+    code(&cfg.berth("plan"), 0);
+    assert!(!reach(&lan.inet, &inet_ip, 5432), "after a Docker restart");
+
+    // Fail2Ban: the berth action bans into the table's set; the ban covers the published port
+    // and survives berth's next replace.
+    host.write(
+        "/etc/fail2ban/action.d/berth-nftables.conf",
+        include_str!("../../manifests/host/fail2ban-berth-action.conf"),
+    );
+    host.write(
+        "/etc/fail2ban/jail.d/90-test.local",
+        "[DEFAULT]\nbackend = systemd\nbanaction = berth-nftables\nbanaction_allports = berth-nftables\nignoreip = 127.0.0.1/8\n\n[sshd]\nenabled = true\n",
+    );
+    host.ok("systemctl start fail2ban");
+    let client_tail_ip = docker(&[
+        "inspect",
+        "--format",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &lan.tail,
+    ]);
+    let banned = poll(Duration::from_secs(30), || {
+        host.sh(&format!("fail2ban-client set sshd banip {client_tail_ip}"))
+            .status
+            .success()
+            && host
+                .ok("nft list set inet berth banned4")
+                .contains(&client_tail_ip)
+    });
+    assert!(
+        banned,
+        "the ban did not reach inet berth banned4: {}",
+        host.ok("nft list set inet berth banned4")
+    );
+    assert!(
+        !reach(&lan.tail, &tail_ip, 5432),
+        "a banned address still reaches the published port"
+    );
+    assert!(
+        !reach(&lan.tail, &tail_ip, 22),
+        "a banned address still reaches ssh"
+    );
+    code(&cfg.berth("plan"), 0);
+    cfg.write(
+        "firewall.berth.yaml",
+        &format!("{REFERENCE}  - ports: [5432/tcp, 6000/tcp]\n    from: tailnet\n"),
+    );
+    code(&cfg.berth("apply"), 0);
+    assert!(
+        host.ok("nft list set inet berth banned4")
+            .contains(&client_tail_ip),
+        "the ban did not survive the replace"
+    );
+    host.ok(&format!(
+        "fail2ban-client set sshd unbanip {client_tail_ip}"
+    ));
+    assert!(reach(&lan.tail, &tail_ip, 5432), "unbanned");
+
+    // Removing the Firewall document removes berth's table: what was there before is back.
+    cfg.remove("firewall.berth.yaml");
+    cfg.write(
+        "keep.berth.yaml",
+        "kind: Sysctl\nkey: net.ipv4.ip_forward\nvalue: 1\n",
+    );
+    let rm = cfg.berth("apply");
+    code(&rm, 0);
+    assert!(rm.stdout.contains("- firewall:inbound"), "{}", rm.stdout);
+    assert!(
+        !host.sh("nft list table inet berth").status.success(),
+        "the table is still there"
+    );
+    assert!(reach(&lan.inet, &inet_ip, 5432) && reach(&lan.inet, &inet_ip, 9090));
+}
+
+/// The exposure guard on a real config: a database published on 0.0.0.0 that the Firewall does
+/// not allow from everywhere is a plan error (exit 1) naming the Compose file and line; bound
+/// to 127.0.0.1 it plans.
+#[test]
+fn exposure_guard_refuses_a_database_published_on_all_addresses() {
+    let lan = Lan::new("exp", 42);
+    let host = TestHost::boot_inner_docker("fw-exp", &lan.nets()[..1]);
+    let cfg = Cfg::new(&host, "fwexp");
+    cfg.write("firewall.berth.yaml", REFERENCE);
+    cfg.write(
+        "data/compose.yaml",
+        "services:\n  db:\n    image: berth-test/app:1\n    pull_policy: never\n    ports:\n      - \"5432:8080\"\n",
+    );
+    let plan = cfg.berth("plan");
+    code(&plan, 1);
+    assert!(
+        plan.stdout.contains("data/compose.yaml:6:9: data/db publishes 5432/tcp on all addresses, but the Firewall does not allow 5432/tcp from everywhere: bind it to 127.0.0.1"),
+        "{}{}",
+        plan.stdout,
+        plan.stderr
+    );
+    code(&cfg.berth("apply"), 1);
+    assert!(
+        !host.sh("nft list table inet berth").status.success(),
+        "nothing applied"
+    );
+    cfg.write(
+        "data/compose.yaml",
+        "services:\n  db:\n    image: berth-test/app:1\n    pull_policy: never\n    ports:\n      - \"127.0.0.1:5432:8080\"\n",
+    );
+    code(&cfg.berth("apply"), 0);
+    // Without a Firewall the same port is a warning, not an error.
+    cfg.remove("firewall.berth.yaml");
+    cfg.write(
+        "data/compose.yaml",
+        "services:\n  db:\n    image: berth-test/app:1\n    pull_policy: never\n    ports:\n      - \"5432:8080\"\n",
+    );
+    let warn = cfg.berth("plan");
+    assert!(
+        warn.stdout.contains("warning: data/compose.yaml:6:9: data/db publishes 5432:8080 on all addresses and no Firewall is declared"),
+        "{}{}",
+        warn.stdout,
+        warn.stderr
+    );
+}
+
+/// A change that would cut SSH (sshd listens on 22, the manifest allows only 2222) is applied,
+/// not confirmed, and the previous ruleset is back at once; when berth dies before it can
+/// confirm, the systemd timer puts it back after `confirm_timeout`.
+#[test]
+fn a_change_that_cuts_ssh_is_reverted_within_the_timeout() {
+    let lan = Lan::new("ssh", 43);
+    let host = TestHost::boot_inner_docker("fw-ssh", &lan.nets());
+    let (tail_ip, inet_ip) = (host.ip_on(&lan.tail_net), host.ip_on(&lan.inet_net));
+    listeners(&host);
+    let cfg = Cfg::new(&host, "fwssh");
+    cfg.write("firewall.berth.yaml", REFERENCE);
+    code(&cfg.berth("apply"), 0);
+    let before = host.ok("nft list table inet berth");
+
+    cfg.write(
+        "firewall.berth.yaml",
+        "kind: Firewall\nbackend: nftables\nssh_port: 2222\nconfirm_timeout: 10s\nallow:\n  - ports: [80/tcp, 2222/tcp]\n",
+    );
+    let start = Instant::now();
+    let cut = cfg.berth("apply");
+    let took = start.elapsed();
+    code(&cut, 1);
+    assert!(
+        cut.stderr.contains("not confirmed: sshd listens on 22/tcp and the new rules let no one reach it; the previous ruleset was restored"),
+        "{}{}",
+        cut.stdout,
+        cut.stderr
+    );
+    eprintln!("SSH-cutting change applied, refused and reverted in {took:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert_eq!(host.ok("nft list table inet berth"), before);
+    assert!(reach(&lan.tail, &tail_ip, 22) && !reach(&lan.inet, &inet_ip, 22));
+    assert!(
+        !host
+            .sh("systemctl is-active berth-firewall-rollback-*.timer")
+            .status
+            .success()
+    );
+
+    // berth dies between the load and the confirmation (its `ss` hangs; kill -9): the
+    // dead-man's switch restores the previous ruleset after confirm_timeout.
+    host.write("/tmp/fakebin/ss", "#!/bin/sh\nexec sleep 600\n");
+    host.ok("chmod +x /tmp/fakebin/ss");
+    let root = host.dir().join("config");
+    host.ok(&format!(
+        "systemd-run --unit=berth-dies --setenv=PATH=/tmp/fakebin:/usr/sbin:/usr/bin:/sbin:/bin /usr/bin/berth --instance {} apply {}",
+        cfg.world.instance,
+        root.display()
+    ));
+    let loaded = poll(Duration::from_secs(20), || {
+        host.ok("nft list table inet berth").contains("2222")
+    });
+    assert!(loaded, "the new table was not loaded");
+    let t0 = Instant::now();
+    host.ok("systemctl kill --signal=KILL berth-dies.service");
+    let back = poll(Duration::from_secs(30), || {
+        host.ok("nft list table inet berth") == before
+    });
+    let revert = t0.elapsed();
+    assert!(
+        back,
+        "the rollback timer did not restore the previous ruleset"
+    );
+    eprintln!(
+        "berth killed before confirming: previous ruleset back {revert:?} after the kill (confirm_timeout 10s from the load)"
+    );
+    assert!(revert < Duration::from_secs(15), "{revert:?}");
+    assert!(reach(&lan.tail, &tail_ip, 22));
+}

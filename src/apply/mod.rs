@@ -50,8 +50,9 @@ pub struct ApplyOptions {
 /// What the confirm step of a firewall change checks beyond SSH.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FirewallConfirm {
-    /// berth serve's own HTTP port: it must answer on 127.0.0.1.
-    pub listen_port: Option<u16>,
+    /// berth serve's own listen address: it must still answer (checked from the host itself;
+    /// an unspecified address is checked on loopback).
+    pub listen: Option<std::net::SocketAddr>,
     /// The git remote (URL): its host must answer a TCP connect (`file://` is not checked).
     pub remote: Option<String>,
 }

@@ -356,10 +356,17 @@ async fn check(p: &FirewallPayload, confirm: &FirewallConfirm) -> Result<(), Str
             ));
         }
     }
-    if let Some(port) = confirm.listen_port {
-        connect(&format!("127.0.0.1:{port}"))
+    if let Some(mut listen) = confirm.listen {
+        if listen.ip().is_unspecified() {
+            listen.set_ip(if listen.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
+        }
+        connect(&listen.to_string())
             .await
-            .map_err(|e| format!("berth's own HTTP port 127.0.0.1:{port} does not answer: {e}"))?;
+            .map_err(|e| format!("berth's own HTTP port {listen} does not answer: {e}"))?;
     }
     if let Some(remote) = &confirm.remote
         && let Some(hp) = remote_host_port(remote)

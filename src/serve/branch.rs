@@ -92,6 +92,14 @@ impl Hooks for BranchHooks<'_> {
         if !plan.has_changes() {
             return Flow::Stop;
         }
+        if plan
+            .changes
+            .iter()
+            .flat_map(|c| &c.reasons)
+            .any(|r| matches!(r, crate::plan::Reason::FirewallDrift { .. }))
+        {
+            self.metrics.firewall_drift_repaired();
+        }
         let head = report::short(self.head);
         if self.retrying {
             // The plan was logged in full on the first attempt.
@@ -255,11 +263,17 @@ impl Daemon {
         let engine = self.engine().await?;
         let mut stacks: Vec<String> = desired.stacks.keys().cloned().collect();
         // Host settings report under one context of their own, like a stack.
-        if !desired.host.is_empty() {
+        if !desired.host.is_empty() || desired.edge.firewall.is_some() {
             stacks.push(crate::plan::HOST_GROUP.to_string());
         }
         let apply_opts = ApplyOptions {
             health_timeout: self.config.health_timeout,
+            // A firewall change must leave this server's own HTTP port and its git remote
+            // reachable, or it is rolled back.
+            firewall_confirm: crate::apply::FirewallConfirm {
+                listen: Some(self.config.listen),
+                remote: Some(self.config.repo.clone()),
+            },
             ..ApplyOptions::default()
         };
         let plan_opts = self.plan_options();

@@ -56,6 +56,7 @@ pub struct Metrics {
     last_applied: Arc<LastApplied>,
     webhooks: Family<WebhookLabels, Counter>,
     drift_repairs: Counter,
+    firewall_drift: Counter,
     idle_checks: Counter,
     git_fetch_duration: Histogram,
 }
@@ -97,6 +98,12 @@ impl Metrics {
             "Objects re-created or corrected because the Engine drifted from git without a commit",
             drift_repairs.clone(),
         );
+        let firewall_drift = Counter::default();
+        registry.register(
+            "berth_firewall_drift_repairs",
+            "Firewall repairs: berth's nftables table was gone or changed on the host (a firewall reload, a Docker restart, a hand edit) and was put back",
+            firewall_drift.clone(),
+        );
         let idle_checks = Counter::default();
         registry.register(
             "berth_idle_checks",
@@ -118,6 +125,7 @@ impl Metrics {
             last_applied,
             webhooks,
             drift_repairs,
+            firewall_drift,
             idle_checks,
             git_fetch_duration,
         }
@@ -157,6 +165,11 @@ impl Metrics {
     /// `n` objects were repaired after drifting.
     pub fn drift_repaired(&self, n: u64) {
         self.drift_repairs.inc_by(n);
+    }
+
+    /// A plan that puts berth's firewall back after it drifted.
+    pub fn firewall_drift_repaired(&self) {
+        self.firewall_drift.inc();
     }
 
     /// A poll or webhook found nothing new (one ref look-up).
@@ -201,6 +214,7 @@ mod tests {
         m.webhook("ping", "ping");
         m.drift_repaired(2);
         m.drift_repaired(1);
+        m.firewall_drift_repaired();
         m.git_fetch(Duration::from_millis(250));
         let text = m.encode();
         for want in [
@@ -216,6 +230,7 @@ mod tests {
             r#"berth_webhook_deliveries_total{event="push",result="enqueued"} 1"#,
             r#"berth_webhook_deliveries_total{event="ping",result="ping"} 1"#,
             "berth_drift_repairs_total 3",
+            "berth_firewall_drift_repairs_total 1",
             "berth_git_fetch_duration_seconds_count 1",
             "berth_git_fetch_duration_seconds_sum 0.25",
         ] {

@@ -26,7 +26,7 @@ docker run -d --name "$name" --label io.berth.test=1 --label io.berth.test.host=
   --security-opt systempaths=unconfined -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
   --tmpfs /run --tmpfs /run/lock --stop-signal SIGRTMIN+3 \
   -v /var/run/docker.sock:/var/run/docker.sock -v "$bin:/usr/bin/berth:ro" \
-  -v "$work:$work" berth-test/host:1 >/dev/null
+  -v "$work:$work" berth-test/host:2 >/dev/null
 for _ in $(seq 300); do
   s=$(docker exec "$name" systemctl is-system-running 2>/dev/null || true)
   [[ $s == running || $s == degraded ]] && break

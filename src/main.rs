@@ -179,7 +179,7 @@ async fn run(command: Command, instance: &str) -> Result<u8> {
                 dir.display(),
                 desired.stacks.len(),
                 services,
-                desired.host.len()
+                desired.host.len() + usize::from(desired.edge.firewall.is_some())
             );
             Ok(0)
         }

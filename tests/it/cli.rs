@@ -388,9 +388,10 @@ fn reference_manifests_and_demo_validate() {
             String::from_utf8_lossy(&out.stderr)
         );
         if dir == "manifests" {
-            // SSH hardening, the Fail2Ban jail, sysctls and the backup folder (manifests/host).
+            // SSH hardening, the Fail2Ban jail and its action, sysctls, the backup folder and
+            // the firewall (manifests/host).
             let stdout = String::from_utf8_lossy(&out.stdout);
-            assert!(stdout.contains("13 host settings"), "{stdout}");
+            assert!(stdout.contains("15 host settings"), "{stdout}");
         }
     }
 }

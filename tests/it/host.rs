@@ -1,4 +1,4 @@
-//! A real systemd test host: a container of `berth-test/host:1` (hack/test-host.sh) with
+//! A real systemd test host: a container of `berth-test/host:2` (hack/test-host.sh) with
 //! systemd as PID 1, booted with the flags measured in ../shared/design/test-host.md, the outer
 //! Engine's socket, the berth binary under test at /usr/bin/berth, and a temp folder mounted at
 //! the same path inside as outside (so that bind-mount sources berth gives the outer Engine

@@ -447,7 +447,11 @@ fn reference_ssh_hardening_and_fail2ban_jail_apply() {
     // A server runs sshd already (and so has its /run/sshd, which `sshd -t` needs).
     host.ok("systemctl start ssh.service");
     let root = env!("CARGO_MANIFEST_DIR");
-    for f in ["ssh.berth.yaml", "fail2ban.berth.yaml"] {
+    for f in [
+        "ssh.berth.yaml",
+        "fail2ban.berth.yaml",
+        "fail2ban-berth-action.conf",
+    ] {
         let text = std::fs::read_to_string(format!("{root}/manifests/host/{f}")).unwrap();
         c.write(&format!("host/{f}"), &text);
     }

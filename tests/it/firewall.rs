@@ -461,3 +461,55 @@ fn a_change_that_cuts_ssh_is_reverted_within_the_timeout() {
     assert!(revert < Duration::from_secs(15), "{revert:?}");
     assert!(reach(&lan.tail, &tail_ip, 22));
 }
+
+/// firewalld deletes and recreates only its own tables on `--reload`: berth's `inet berth`
+/// (here with `backend: nftables` beside a running firewalld) stays, enforced, and is not
+/// drift. With `backend: auto` a running firewalld is refused (no firewalld backend yet).
+#[test]
+fn firewalld_reload_leaves_berths_table_alone() {
+    let lan = Lan::new("fwd", 44);
+    let host = TestHost::boot_inner_docker("fw-fwd", &lan.nets());
+    let inet_ip = host.ip_on(&lan.inet_net);
+    listeners(&host);
+    host.ok("docker run -d --name db -p 5432:8080 berth-test/app:1");
+    host.ok("systemctl start firewalld");
+    let up = poll(Duration::from_secs(30), || {
+        host.sh("firewall-cmd --state").status.success()
+    });
+    assert!(
+        up,
+        "firewalld did not start: {}",
+        host.journal("firewalld.service")
+    );
+    // firewalld's own zone lets 5432 (a forwarded port) through; berth's table must not.
+    let cfg = Cfg::new(&host, "fwfwd");
+    cfg.write(
+        "firewall.berth.yaml",
+        &REFERENCE.replace("backend: nftables", "backend: auto"),
+    );
+    let refused = cfg.berth("plan");
+    code(&refused, 1);
+    assert!(
+        refused.stdout.contains("firewalld is running"),
+        "{}",
+        refused.stdout
+    );
+    cfg.write("firewall.berth.yaml", REFERENCE);
+    code(&cfg.berth("apply"), 0);
+    let ours = host.ok("nft list table inet berth");
+    host.ok("firewall-cmd --reload");
+    assert!(
+        host.ok("nft list tables").contains("table inet firewalld"),
+        "firewalld's table is back after the reload"
+    );
+    assert_eq!(
+        host.ok("nft list table inet berth"),
+        ours,
+        "the reload touched berth's table"
+    );
+    code(&cfg.berth("plan"), 0);
+    let blocked = poll(Duration::from_secs(10), || {
+        !reach(&lan.inet, &inet_ip, 5432)
+    });
+    assert!(blocked, "5432 from the internet after a firewalld reload");
+}

@@ -29,10 +29,11 @@ impl<D: Driver, H: HostDriver> Exec<'_, D, H> {
             .firewall(p, remove, &self.opts.firewall_confirm)
             .await
         {
-            Ok(live) => {
+            Ok(done) => {
                 let entry = p.record.after.clone().map(|mut e| {
-                    if let Before::Firewall { live: l, .. } = &mut e.before {
-                        *l = live;
+                    if let Before::Firewall { live, zone, .. } = &mut e.before {
+                        *live = done.live;
+                        *zone = done.zone;
                     }
                     e
                 });

@@ -49,7 +49,7 @@ pub trait HostDriver: Sync {
         _change: &crate::plan::FirewallPayload,
         _remove: bool,
         _confirm: &super::FirewallConfirm,
-    ) -> impl Future<Output = R<Option<String>>> + Send {
+    ) -> impl Future<Output = R<crate::plan::FirewallApplied>> + Send {
         async { no_host() }
     }
     /// Records (`Some`) or forgets (`None`) an address in the inventory, saved atomically

@@ -22,7 +22,7 @@ use super::command::{RunError, output_tail, run};
 use super::{Host, HostError, blocking};
 use crate::apply::FirewallConfirm;
 use crate::model::edge::{BAN_SETS, ObservedFirewall};
-use crate::plan::FirewallPayload;
+use crate::plan::{FirewallApplied, FirewallPayload};
 
 const NFT_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -79,16 +79,23 @@ impl Host {
             run(Path::new("firewall-cmd"), &["--state"], NFT_TIMEOUT).await,
             Ok(out) if out.status.success()
         );
+        let zone = if firewalld_running {
+            super::firewalld::read_zone().await.ok()
+        } else {
+            None
+        };
         match self.nft_table().await {
             Ok(t) => ObservedFirewall {
                 table: t.as_ref().map(digest),
                 firewalld_running,
                 error: None,
+                zone,
             },
             Err(e) => ObservedFirewall {
                 table: None,
                 firewalld_running,
                 error: Some(e.to_string()),
+                zone,
             },
         }
     }
@@ -100,8 +107,22 @@ impl Host {
         p: &FirewallPayload,
         remove: bool,
         confirm: &FirewallConfirm,
-    ) -> Result<Option<String>, HostError> {
+    ) -> Result<FirewallApplied, HostError> {
+        use super::firewalld;
         let dir = self.state_dir();
+        // firewalld: what to change in the zone, and how to undo it.
+        let (zone_cmds, zone_record, zone_undo) = match (&p.zone, &p.zone_record, remove) {
+            (Some(want), prev, false) => {
+                let now = firewalld::read_zone().await?;
+                let (c, r, u) = firewalld::diff(want, &now, prev.as_ref());
+                (c, Some(r), u)
+            }
+            (_, Some(rec), true) => {
+                let now = firewalld::read_zone().await?;
+                (firewalld::removal(rec, &now), None, Vec::new())
+            }
+            _ => (Vec::new(), None, Vec::new()),
+        };
         let instance = self.instance();
         let current = self.nft_table().await?;
         let bans = current.as_ref().map(ban_lines).unwrap_or_default();
@@ -139,16 +160,32 @@ impl Host {
             let on = format!("--on-active={}s", p.confirm_timeout.max(1));
             let rb = rollback_path.to_string_lossy().into_owned();
             let nft = self.nft.to_string_lossy().into_owned();
-            let args = [
+            let sh_path = dir.join(format!("firewall-rollback-{instance}.sh"));
+            let sh = sh_path.to_string_lossy().into_owned();
+            if !zone_undo.is_empty() {
+                let text = format!(
+                    "#!/bin/sh\n# berth: the firewall before the last unconfirmed change.\n{} -f {}\n{}",
+                    shlex::try_quote(&nft).unwrap_or_default(),
+                    shlex::try_quote(&rb).unwrap_or_default(),
+                    firewalld::script(&zone_undo)
+                );
+                let path = sh_path.clone();
+                blocking(move || write(&path, &text)).await?;
+            }
+            let command: Vec<&str> = if zone_undo.is_empty() {
+                vec![nft.as_str(), "-f", rb.as_str()]
+            } else {
+                vec!["/bin/sh", sh.as_str()]
+            };
+            let unit_arg = format!("--unit={unit}");
+            let mut args = vec![
                 "--quiet",
                 "--collect",
-                &format!("--unit={unit}"),
+                unit_arg.as_str(),
                 &on,
                 "--timer-property=AccuracySec=100ms",
-                nft.as_str(),
-                "-f",
-                rb.as_str(),
             ];
+            args.extend(command);
             super::command::tool(Path::new("systemd-run"), "systemd-run", &args, NFT_TIMEOUT)
                 .await
                 .map_err(|e| HostError::Firewall {
@@ -163,8 +200,27 @@ impl Host {
             }
             return Err(e);
         }
+        // Always with a reload: it also brings back runtime rules that only the runtime lost.
+        let zoned = p.zone.is_some() || (remove && p.zone_record.is_some());
+        if zoned && let Err(e) = firewalld::run_all(&zone_cmds).await {
+            let _ = firewalld::run_all(&zone_undo).await;
+            let _ = self.nft_load(&rollback_path).await;
+            if armed {
+                self.disarm(&unit).await;
+            }
+            return Err(HostError::Firewall {
+                message: format!(
+                    "firewalld refused the zone change ({e}); the previous ruleset was restored"
+                ),
+            });
+        }
         if armed && let Err(why) = check(p, confirm).await {
-            let restored = self.nft_load(&rollback_path).await;
+            let zone_back = if zone_undo.is_empty() {
+                Ok(())
+            } else {
+                firewalld::run_all(&zone_undo).await
+            };
+            let restored = self.nft_load(&rollback_path).await.and(zone_back);
             self.disarm(&unit).await;
             let back = match restored {
                 Ok(()) => "the previous ruleset was restored".to_string(),
@@ -199,7 +255,10 @@ impl Host {
             }
         })
         .await?;
-        Ok(self.nft_table().await?.as_ref().map(digest))
+        Ok(FirewallApplied {
+            live: self.nft_table().await?.as_ref().map(digest),
+            zone: zone_record,
+        })
     }
 
     async fn nft_load(&self, script: &Path) -> Result<(), HostError> {

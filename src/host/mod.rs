@@ -8,6 +8,7 @@
 mod command;
 mod error;
 mod firewall;
+mod firewalld;
 mod fs;
 mod inventory;
 mod observe;
@@ -179,7 +180,7 @@ impl HostDriver for Host {
         change: &crate::plan::FirewallPayload,
         remove: bool,
         confirm: &crate::apply::FirewallConfirm,
-    ) -> Result<Option<String>, HostError> {
+    ) -> Result<crate::plan::FirewallApplied, HostError> {
         self.apply_firewall(change, remove, confirm).await
     }
 

@@ -11,7 +11,9 @@
 //! No change when berth applied this ruleset last (`applied` digest) and the live table is the
 //! one it saw right after (`live` digest).
 
-use super::firewall_render::{nft_delete_script, nft_script, rule_lines};
+use super::firewall_render::{
+    nft_delete_script, nft_script, nft_script_beside_firewalld, rule_lines, zone_wanted,
+};
 use super::{Context, Planned};
 use crate::model::edge::{Backend, EdgeSpec, FirewallSpec, Proto, Source};
 use crate::model::host::{Before, Entry};
@@ -127,24 +129,24 @@ fn declared(
         });
         return;
     }
-    match fw.backend {
-        Backend::Nftables => {}
-        Backend::Auto if !observed.firewalld_running => {}
-        Backend::Auto => {
-            out.plan.errors.push(PlanError::FirewallRefused {
-                origin,
-                reason: "firewalld is running and berth's firewalld backend is not implemented yet: stop firewalld (berth's nftables table then is the firewall) or set `backend: nftables` after disabling it".into(),
-            });
-            return;
-        }
+    let firewalld = match fw.backend {
+        Backend::Nftables => false,
+        Backend::Auto => observed.firewalld_running,
+        Backend::Firewalld if observed.firewalld_running && observed.zone.is_some() => true,
         Backend::Firewalld => {
             out.plan.errors.push(PlanError::FirewallRefused {
                 origin,
-                reason: "`backend: firewalld` is not implemented yet; use `backend: nftables`"
-                    .into(),
+                reason: "`backend: firewalld`, but firewalld is not running (`systemctl enable --now firewalld`, or `backend: nftables`)".into(),
             });
             return;
         }
+    };
+    if firewalld && observed.zone.is_none() {
+        out.plan.errors.push(PlanError::FirewallRefused {
+            origin,
+            reason: "firewalld runs but its default zone could not be read".into(),
+        });
+        return;
     }
     let allowed = allowed(fw, edge);
     let payload_probe = FirewallPayload {
@@ -154,6 +156,8 @@ fn declared(
         rules: Vec::new(),
         allowed: allowed.clone(),
         confirm_timeout: 0,
+        zone: None,
+        zone_record: None,
         record: Record::default(),
     };
     if !fw.allow_no_ssh && !payload_probe.allows_tcp(fw.ssh_port) {
@@ -163,12 +167,52 @@ fn declared(
         });
         return;
     }
-    let script = nft_script(fw, edge);
-    let digest = crate::model::sha256_hex(script.as_bytes());
+    let zone = observed
+        .zone
+        .as_ref()
+        .filter(|_| firewalld)
+        .map(|z| zone_wanted(fw, edge, &z.name));
+    let script = if firewalld {
+        nft_script_beside_firewalld(fw, edge)
+    } else {
+        nft_script(fw, edge)
+    };
+    let mut digested = script.clone();
+    if let Some(z) = &zone {
+        digested.push_str(&serde_json::to_string(z).unwrap_or_default());
+    }
+    let digest = crate::model::sha256_hex(digested.as_bytes());
     let rules = rule_lines(fw, edge);
-    let (last_rules, live) = match entry.map(|e| &e.before) {
-        Some(Before::Firewall { rules, live, .. }) => (Some(rules.clone()), live.clone()),
-        _ => (None, None),
+    let (last_rules, live, zone_record) = match entry.map(|e| &e.before) {
+        Some(Before::Firewall {
+            rules, live, zone, ..
+        }) => (Some(rules.clone()), live.clone(), zone.clone()),
+        _ => (None, None, None),
+    };
+    let zone_lost = match (&zone, &observed.zone) {
+        (Some(w), Some(now)) => {
+            let missing = w
+                .ports
+                .iter()
+                .filter(|p| !now.ports.contains(p) || !now.ports_permanent.contains(p))
+                .count()
+                + w.rich
+                    .iter()
+                    .filter(|r| !now.rich.contains(r) || !now.rich_permanent.contains(r))
+                    .count();
+            (missing > 0 || now.target != w.target).then(|| {
+                format!(
+                    "firewalld zone {} lost {missing} of berth's ports and rich rules{} (a hand edit or `--reload` of unsaved rules); they are put back",
+                    w.zone,
+                    if now.target != w.target {
+                        format!(", and its target is {} instead of {}", now.target, w.target)
+                    } else {
+                        String::new()
+                    }
+                )
+            })
+        }
+        _ => None,
     };
     let same_rules = entry.and_then(|e| e.applied.as_deref()) == Some(digest.as_str());
     let mut reasons = Vec::new();
@@ -196,6 +240,7 @@ fn declared(
         }
         (Some(_), true) => {
             let detail = match (&observed.table, &live) {
+                _ if zone_lost.is_some() => zone_lost.clone().unwrap_or_default(),
                 (a, b) if a.is_some() && a == b => {
                     out.plan.unchanged_host.push(addr());
                     return;
@@ -208,12 +253,13 @@ fn declared(
             Op::Update
         }
     };
-    let backend = "nftables".to_string();
+    let backend = if firewalld { "firewalld" } else { "nftables" }.to_string();
     let after = Entry {
         before: Before::Firewall {
             backend: backend.clone(),
             rules: rules.clone(),
             live: None,
+            zone: zone_record.clone(),
         },
         applied: Some(digest.clone()),
     };
@@ -229,6 +275,8 @@ fn declared(
             rules,
             allowed,
             confirm_timeout: fw.confirm_timeout.as_secs(),
+            zone,
+            zone_record,
             record: Record {
                 before: entry.cloned(),
                 after: Some(after),
@@ -239,9 +287,14 @@ fn declared(
 
 /// The Firewall left the config: berth's table goes (there was none before berth).
 fn removed(e: &Entry, out: &mut Planned) {
-    let (backend, last) = match &e.before {
-        Before::Firewall { backend, rules, .. } => (backend.clone(), rules.clone()),
-        _ => ("nftables".to_string(), Vec::new()),
+    let (backend, last, zone_record) = match &e.before {
+        Before::Firewall {
+            backend,
+            rules,
+            zone,
+            ..
+        } => (backend.clone(), rules.clone(), zone.clone()),
+        _ => ("nftables".to_string(), Vec::new(), None),
     };
     let script = nft_delete_script();
     out.changes.push(Change {
@@ -262,6 +315,8 @@ fn removed(e: &Entry, out: &mut Planned) {
             rules: Vec::new(),
             allowed: Vec::new(),
             confirm_timeout: 0,
+            zone: None,
+            zone_record,
             record: Record {
                 before: Some(e.clone()),
                 after: None,

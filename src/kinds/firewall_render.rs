@@ -22,7 +22,7 @@ use std::fmt::Write as _;
 use ipnet::IpNet;
 
 use crate::model::edge::{
-    AllowRule, EdgeSpec, FirewallSpec, Inbound, PortRange, Proto, Source, TAILNET,
+    AllowRule, EdgeSpec, FirewallSpec, Inbound, PortRange, Proto, Source, TAILNET, ZoneWanted,
 };
 
 /// Who a rule lets in: everyone, or these addresses (split by family).
@@ -181,6 +181,70 @@ fn matches(rule: &AllowRule, edge: &EdgeSpec) -> Vec<(String, Proto, String)> {
 
 /// The nftables script: create-then-delete-then-define `inet berth`, one transaction.
 pub fn nft_script(fw: &FirewallSpec, edge: &EdgeSpec) -> String {
+    script(fw, edge, true)
+}
+
+/// The script beside firewalld, which governs the host's own ports: berth's table keeps the
+/// ban sets (dropped on an accepting input chain) and the forward chain of published ports.
+pub fn nft_script_beside_firewalld(fw: &FirewallSpec, edge: &EdgeSpec) -> String {
+    script(fw, edge, false)
+}
+
+/// What the firewalld zone must hold: the target, public ports, one rich rule per source
+/// network and port range.
+pub fn zone_wanted(fw: &FirewallSpec, edge: &EdgeSpec, zone: &str) -> ZoneWanted {
+    let mut w = ZoneWanted {
+        zone: zone.to_string(),
+        target: match fw.inbound {
+            Inbound::Drop => "DROP".into(),
+            Inbound::Reject => "%%REJECT%%".into(),
+        },
+        ..ZoneWanted::default()
+    };
+    let range = |p: &PortRange| {
+        if p.start == p.end {
+            p.start.to_string()
+        } else {
+            format!("{}-{}", p.start, p.end)
+        }
+    };
+    for r in &fw.allow {
+        let nets = match &r.from {
+            Source::Anywhere => None,
+            other => Some(edge.resolve(other).unwrap_or_default()),
+        };
+        for p in &r.ports {
+            match &nets {
+                None => {
+                    let s = format!("{}/{}", range(p), p.proto);
+                    if !w.ports.contains(&s) {
+                        w.ports.push(s);
+                    }
+                }
+                Some(nets) => {
+                    for n in nets {
+                        let family = if matches!(n, IpNet::V4(_)) {
+                            "ipv4"
+                        } else {
+                            "ipv6"
+                        };
+                        let s = format!(
+                            "rule family=\"{family}\" source address=\"{n}\" port port=\"{}\" protocol=\"{}\" accept",
+                            range(p),
+                            p.proto
+                        );
+                        if !w.rich.contains(&s) {
+                            w.rich.push(s);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    w
+}
+
+fn script(fw: &FirewallSpec, edge: &EdgeSpec, input: bool) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -222,32 +286,47 @@ pub fn nft_script(fw: &FirewallSpec, edge: &EdgeSpec) -> String {
         Inbound::Reject => "reject with icmpx type admin-prohibited",
     };
     let _ = writeln!(s, "  chain input {{");
-    let _ = writeln!(
-        s,
-        "    type filter hook input priority filter - 10; policy drop;"
-    );
-    for line in [
-        "ct state established,related accept",
-        "ct state invalid drop",
-        "iif \"lo\" accept",
-        "ip saddr @banned4 drop",
-        "ip6 saddr @banned6 drop",
-        // Containers reach the host (and, through docker-proxy, each other's published ports)
-        // as they do without a firewall.
-        "iifname \"docker0\" accept",
-        "iifname \"br-*\" accept",
-        "meta l4proto { icmp, ipv6-icmp } accept",
-        "udp sport 67 udp dport 68 accept",
-        "udp sport 547 udp dport 546 accept",
-    ] {
+    if !input {
+        let _ = writeln!(
+            s,
+            "    type filter hook input priority filter - 10; policy accept;"
+        );
+        let _ = writeln!(s, "    ip saddr @banned4 drop");
+        let _ = writeln!(s, "    ip6 saddr @banned6 drop");
+    }
+    let lines: &[&str] = if input {
+        &[
+            "ct state established,related accept",
+            "ct state invalid drop",
+            "iif \"lo\" accept",
+            "ip saddr @banned4 drop",
+            "ip6 saddr @banned6 drop",
+            // Containers reach the host (and, through docker-proxy, each other's published ports)
+            // as they do without a firewall.
+            "iifname \"docker0\" accept",
+            "iifname \"br-*\" accept",
+            "meta l4proto { icmp, ipv6-icmp } accept",
+            "udp sport 67 udp dport 68 accept",
+            "udp sport 547 udp dport 546 accept",
+        ]
+    } else {
+        &[]
+    };
+    if input {
+        let _ = writeln!(
+            s,
+            "    type filter hook input priority filter - 10; policy drop;"
+        );
+    }
+    for line in lines {
         let _ = writeln!(s, "    {line}");
     }
-    for r in &fw.allow {
+    for r in fw.allow.iter().filter(|_| input) {
         for (saddr, proto, ports) in matches(r, edge) {
             let _ = writeln!(s, "    {saddr}{proto} dport {ports} accept");
         }
     }
-    if fw.inbound == Inbound::Reject {
+    if input && fw.inbound == Inbound::Reject {
         let _ = writeln!(s, "    {end}");
     }
     let _ = writeln!(s, "  }}");

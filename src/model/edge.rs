@@ -279,6 +279,42 @@ pub struct ObservedFirewall {
     pub firewalld_running: bool,
     /// Why the firewall could not be read (no `nft`, not root): the planner refuses to change it.
     pub error: Option<String>,
+    /// firewalld's default zone now, when firewalld runs.
+    pub zone: Option<ZoneState>,
+}
+
+/// A firewalld zone as `firewall-cmd` lists it, runtime and permanent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ZoneState {
+    pub name: String,
+    /// The permanent target (`default`, `DROP`, `%%REJECT%%`, `ACCEPT`).
+    pub target: String,
+    pub ports: Vec<String>,
+    pub ports_permanent: Vec<String>,
+    pub rich: Vec<String>,
+    pub rich_permanent: Vec<String>,
+}
+
+/// What berth changed in a firewalld zone: only this is undone when the Firewall goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ZoneRecord {
+    pub zone: String,
+    /// The zone's permanent target before berth set it.
+    pub target_before: String,
+    /// Ports and rich rules berth added (what the zone had already is not berth's).
+    #[serde(default)]
+    pub ports: Vec<String>,
+    #[serde(default)]
+    pub rich: Vec<String>,
+}
+
+/// What berth wants in the firewalld zone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ZoneWanted {
+    pub zone: String,
+    pub target: String,
+    pub ports: Vec<String>,
+    pub rich: Vec<String>,
 }
 
 /// The names of the timeout sets Fail2Ban bans into (dropped on input and forward).

@@ -369,5 +369,8 @@ pub enum Before {
         /// e.g. berth died mid-apply): anything else on the host is drift.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         live: Option<String>,
+        /// firewalld backend: what berth changed in the zone (and its target before).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        zone: Option<super::edge::ZoneRecord>,
     },
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-pub use super::firewall_change::{Allowed, FirewallPayload};
+pub use super::firewall_change::{Allowed, FirewallApplied, FirewallPayload};
 pub use super::host_change::{
     AfterChange, Bytes, DirPayload, FilePayload, FileState, Record, SysctlPayload, UnitPayload,
     UnitVerb,

@@ -6,7 +6,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use super::host_change::Record;
-use crate::model::edge::PortRange;
+use crate::model::edge::{PortRange, ZoneRecord, ZoneWanted};
 
 /// A port range and who may reach it (`from: None`: anywhere), for the confirm step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -33,7 +33,22 @@ pub struct FirewallPayload {
     pub allowed: Vec<Allowed>,
     /// Seconds the change may stay unconfirmed before the previous ruleset is restored.
     pub confirm_timeout: u64,
+    /// firewalld backend: what the default zone must hold (`None`: nftables only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone: Option<ZoneWanted>,
+    /// What berth changed in the zone so far (from the inventory): a removal undoes it.
+    #[serde(skip)]
+    pub zone_record: Option<ZoneRecord>,
     pub record: Record,
+}
+
+/// What a firewall change left on the host, for the inventory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FirewallApplied {
+    /// The live table's digest (`None`: removed).
+    pub live: Option<String>,
+    /// What berth changed in the firewalld zone.
+    pub zone: Option<ZoneRecord>,
 }
 
 impl FirewallPayload {

@@ -82,6 +82,7 @@ fn applied(d: &Desired, table: Option<&str>) -> Observed {
                 backend: "nftables".into(),
                 rules: crate::kinds::firewall_render::rule_lines(fw, &d.edge),
                 live: Some("live-1".into()),
+                zone: None,
             },
             applied: Some(crate::model::sha256_hex(script.as_bytes())),
         },
@@ -304,9 +305,41 @@ fn removing_the_firewall_document_removes_the_table() {
 }
 
 #[test]
-fn firewalld_running_with_auto_is_refused_not_fought() {
+fn firewalld_running_with_auto_configures_its_zone() {
     let d = with_fw(Some(reference()));
     let mut o = fresh();
-    o.host.firewall.as_mut().unwrap().firewalld_running = true;
-    check("firewall_firewalld_running", &d, &o, PlanOptions::default());
+    let f = o.host.firewall.as_mut().unwrap();
+    f.firewalld_running = true;
+    f.zone = Some(ZoneState {
+        name: "public".into(),
+        target: "default".into(),
+        ..Default::default()
+    });
+    let p = check("firewall_firewalld_running", &d, &o, PlanOptions::default());
+    let Payload::Firewall(fw) = &p.changes[0].payload else {
+        panic!("a firewall change")
+    };
+    let zone = fw.zone.as_ref().unwrap();
+    assert_eq!(zone.target, "DROP");
+    assert_eq!(zone.ports, ["80/tcp", "443/tcp", "443/udp", "41641/udp"]);
+    assert_eq!(
+        zone.rich[0],
+        r#"rule family="ipv4" source address="100.64.0.0/10" port port="22" protocol="tcp" accept"#
+    );
+    assert!(
+        !fw.script.contains("policy drop"),
+        "firewalld governs input"
+    );
+    // Without a readable zone, or with `backend: firewalld` and no firewalld: refused.
+    o.host.firewall.as_mut().unwrap().zone = None;
+    assert!(matches!(
+        plan(&d, &o, &PlanOptions::default()).errors[..],
+        [PlanError::FirewallRefused { .. }]
+    ));
+    let mut fw = reference();
+    fw.backend = Backend::Firewalld;
+    assert!(matches!(
+        plan(&with_fw(Some(fw)), &fresh(), &PlanOptions::default()).errors[..],
+        [PlanError::FirewallRefused { .. }]
+    ));
 }

@@ -19,8 +19,9 @@ use serde::Serialize;
 
 pub use change::{
     Addr, AfterChange, Allowed, Bytes, Change, ContainerPayload, Current, DirPayload, FilePayload,
-    FileState, FirewallPayload, HOST_GROUP, ImagePayload, Kind, Need, NetworkPayload, Op, Payload,
-    Record, Reload, Scope, SysctlPayload, UnitPayload, UnitVerb, VolumePayload, Wait,
+    FileState, FirewallApplied, FirewallPayload, HOST_GROUP, ImagePayload, Kind, Need,
+    NetworkPayload, Op, Payload, Record, Reload, Scope, SysctlPayload, UnitPayload, UnitVerb,
+    VolumePayload, Wait,
 };
 pub use reason::{PullReason, Reason, short_id};
 

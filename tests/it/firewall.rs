@@ -462,14 +462,16 @@ fn a_change_that_cuts_ssh_is_reverted_within_the_timeout() {
     assert!(reach(&lan.tail, &tail_ip, 22));
 }
 
-/// firewalld deletes and recreates only its own tables on `--reload`: berth's `inet berth`
-/// (here with `backend: nftables` beside a running firewalld) stays, enforced, and is not
-/// drift. With `backend: auto` a running firewalld is refused (no firewalld backend yet).
+/// The firewalld backend (`backend: auto` with firewalld running): the default zone gets the
+/// target, the public ports and one rich rule per sourced port (permanent and runtime), berth's
+/// table keeps governing published ports; `firewall-cmd --reload` is no drift (firewalld
+/// recreates only its own table); a removed rich rule or a deleted `inet berth` is drift,
+/// repaired; removing the document takes out only what berth added and puts the target back.
 #[test]
-fn firewalld_reload_leaves_berths_table_alone() {
+fn firewalld_backend_configures_the_zone_and_survives_a_reload() {
     let lan = Lan::new("fwd", 44);
     let host = TestHost::boot_inner_docker("fw-fwd", &lan.nets());
-    let inet_ip = host.ip_on(&lan.inet_net);
+    let (tail_ip, inet_ip) = (host.ip_on(&lan.tail_net), host.ip_on(&lan.inet_net));
     listeners(&host);
     host.ok("docker run -d --name db -p 5432:8080 berth-test/app:1");
     host.ok("systemctl start firewalld");
@@ -481,35 +483,112 @@ fn firewalld_reload_leaves_berths_table_alone() {
         "firewalld did not start: {}",
         host.journal("firewalld.service")
     );
-    // firewalld's own zone lets 5432 (a forwarded port) through; berth's table must not.
+    // A port the zone had before berth: never berth's, kept when the Firewall goes.
+    host.ok("firewall-cmd --permanent --add-port=7777/tcp && firewall-cmd --reload");
     let cfg = Cfg::new(&host, "fwfwd");
     cfg.write(
         "firewall.berth.yaml",
-        &REFERENCE.replace("backend: nftables", "backend: auto"),
+        &format!(
+            "{}  - ports: [5432/tcp]\n    from: tailnet\n",
+            REFERENCE.replace("backend: nftables", "backend: auto")
+        ),
     );
-    let refused = cfg.berth("plan");
-    code(&refused, 1);
+    let plan = cfg.berth("plan");
+    code(&plan, 2);
     assert!(
-        refused.stdout.contains("firewalld is running"),
+        plan.stdout.contains("(firewalld, confirmed within 60s"),
         "{}",
-        refused.stdout
+        plan.stdout
     );
-    cfg.write("firewall.berth.yaml", REFERENCE);
     code(&cfg.berth("apply"), 0);
+    code(&cfg.berth("plan"), 0);
+    let zone = host.ok("firewall-cmd --list-all");
+    assert!(
+        zone.contains("target: DROP") && zone.contains("80/tcp"),
+        "{zone}"
+    );
+    assert!(
+        zone.contains(r#"rule family="ipv4" source address="100.64.0.0/10" port port="9090" protocol="tcp" accept"#),
+        "{zone}"
+    );
+    assert_eq!(
+        host.ok("firewall-cmd --permanent --list-rich-rules | wc -l"),
+        host.ok("firewall-cmd --list-rich-rules | wc -l"),
+        "permanent and runtime"
+    );
+    let check = |when: &str| {
+        assert!(
+            reach(&lan.tail, &tail_ip, 80) && reach(&lan.inet, &inet_ip, 80),
+            "{when}: 80"
+        );
+        assert!(
+            reach(&lan.tail, &tail_ip, 9090),
+            "{when}: 9090 from the tailnet"
+        );
+        assert!(
+            !reach(&lan.inet, &inet_ip, 9090),
+            "{when}: 9090 from the internet"
+        );
+        assert!(
+            reach(&lan.tail, &tail_ip, 5432),
+            "{when}: 5432 from the tailnet"
+        );
+        assert!(
+            !reach(&lan.inet, &inet_ip, 5432),
+            "{when}: 5432 from the internet"
+        );
+    };
+    check("applied");
+
     let ours = host.ok("nft list table inet berth");
     host.ok("firewall-cmd --reload");
-    assert!(
-        host.ok("nft list tables").contains("table inet firewalld"),
-        "firewalld's table is back after the reload"
-    );
     assert_eq!(
         host.ok("nft list table inet berth"),
         ours,
         "the reload touched berth's table"
     );
     code(&cfg.berth("plan"), 0);
-    let blocked = poll(Duration::from_secs(10), || {
-        !reach(&lan.inet, &inet_ip, 5432)
-    });
-    assert!(blocked, "5432 from the internet after a firewalld reload");
+    check("after firewall-cmd --reload");
+
+    host.ok(r#"firewall-cmd --remove-rich-rule='rule family="ipv4" source address="100.64.0.0/10" port port="9090" protocol="tcp" accept'"#);
+    assert!(!reach(&lan.tail, &tail_ip, 9090));
+    let drift = cfg.berth("plan");
+    code(&drift, 2);
+    assert!(
+        drift.stdout.contains("drift: firewalld zone public lost 1"),
+        "{}",
+        drift.stdout
+    );
+    code(&cfg.berth("apply"), 0);
+    code(&cfg.berth("plan"), 0);
+    check("rich rule repaired");
+    host.ok("nft delete table inet berth");
+    let gone = cfg.berth("plan");
+    code(&gone, 2);
+    assert!(
+        gone.stdout.contains("table inet berth is gone"),
+        "{}",
+        gone.stdout
+    );
+    code(&cfg.berth("apply"), 0);
+    check("table repaired");
+
+    cfg.remove("firewall.berth.yaml");
+    cfg.write(
+        "keep.berth.yaml",
+        "kind: Sysctl\nkey: net.ipv4.ip_forward\nvalue: 1\n",
+    );
+    code(&cfg.berth("apply"), 0);
+    let zone = host.ok("firewall-cmd --permanent --list-all");
+    assert!(zone.contains("target: default"), "{zone}");
+    assert!(
+        zone.contains("7777/tcp") && !zone.contains("80/tcp"),
+        "{zone}"
+    );
+    assert!(
+        host.ok("firewall-cmd --permanent --list-rich-rules")
+            .is_empty(),
+        "{zone}"
+    );
+    assert!(!host.sh("nft list table inet berth").status.success());
 }

@@ -309,6 +309,7 @@ impl Driver for Fake {
             health: c.2,
             volumes: vec![],
             stop_timeout: None,
+            addresses: Default::default(),
         })
     }
 }
@@ -378,6 +379,7 @@ fn running_web(id: &str, spec: &ServiceSpec) -> crate::model::ObservedContainer 
         image_id: "sha256:1".into(),
         networks: vec![],
         volumes: vec![],
+        addresses: Default::default(),
     }
 }
 

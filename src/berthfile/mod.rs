@@ -27,8 +27,11 @@
 //!   the same config.
 
 mod kinds;
+mod proxy;
 mod read;
 
+#[cfg(test)]
+mod proxy_tests;
 #[cfg(test)]
 mod tests;
 
@@ -39,6 +42,7 @@ use crate::compose::read::{Cx, interpolate_tree, suggest};
 use crate::compose::yaml::{self, Pos, Value};
 use crate::diag::Diagnostic;
 use crate::model::StackSpec;
+use crate::model::edge::{EdgeSpec, ProxySpec, RouteSpec};
 use crate::model::host::{
     DirSpec, FileSpec, HostSpec, Origin, SysctlSpec, UnitSpec, sysctl_conf_path,
 };
@@ -47,13 +51,14 @@ use kinds::{Doc, ServiceRef};
 use read::{Map, Source, get, key_pos};
 
 pub use kinds::{DIRECTORY_KEYS, FILE_KEYS, ON_CHANGE_KEYS, SYSCTL_KEYS, UNIT_KEYS};
+pub use proxy::{PROXY_KEYS, ROUTE_KEYS};
 pub use read::{MAX_SOURCE_BYTES, UNIT_TYPES, unit_name_problem};
 
 /// The kinds berth implements, in the order messages list them.
-pub const KINDS: &[&str] = &["File", "Directory", "Sysctl", "Unit"];
+pub const KINDS: &[&str] = &["File", "Directory", "Sysctl", "Unit", "Route", "Proxy"];
 
 /// Kinds of later issues: known names, refused until they are implemented.
-pub const PLANNED_KINDS: &[&str] = &["AddressSet", "Firewall", "Route", "Proxy", "Job", "Backup"];
+pub const PLANNED_KINDS: &[&str] = &["AddressSet", "Firewall", "Job", "Backup"];
 
 /// Keys whose texts are never interpolated.
 const LITERAL_KEYS: &[&str] = &["content", "dropins"];
@@ -74,7 +79,7 @@ pub fn load(
     root: &Path,
     env: &BTreeMap<String, String>,
     stacks: &BTreeMap<String, StackSpec>,
-) -> (HostSpec, Vec<Diagnostic>) {
+) -> (HostSpec, EdgeSpec, Vec<Diagnostic>) {
     let mut diags = Vec::new();
     let mut files = Vec::new();
     find_manifests(root, root, &mut files, &mut diags);
@@ -83,10 +88,11 @@ pub fn load(
         load_manifest(root, &file, env, &mut decls, &mut diags);
     }
     let mut host = HostSpec::default();
+    let mut edge = EdgeSpec::default();
     let mut refs = Vec::new();
-    register(decls, &mut host, &mut refs, &mut diags);
+    register(decls, &mut host, &mut edge, &mut refs, &mut diags);
     check_services(&refs, stacks, &mut diags);
-    (host, diags)
+    (host, edge, diags)
 }
 
 /// Depth-first, sorted, skipping hidden folders and files (the walk of the stack discovery).
@@ -120,6 +126,8 @@ enum Decl {
     Dir(DirSpec),
     Sysctl(SysctlSpec),
     Unit(UnitSpec),
+    Route(RouteSpec),
+    Proxy(ProxySpec),
 }
 
 impl Decl {
@@ -129,6 +137,9 @@ impl Decl {
             Decl::Dir(d) => format!("directory:{}", d.path.display()),
             Decl::Sysctl(s) => format!("sysctl:{}", s.key),
             Decl::Unit(u) => format!("unit:{}", u.name),
+            // Two routes on one host and path are the planner's error (on their stacks).
+            Decl::Route(r) => format!("route:{}@{}", r.name(), r.origin),
+            Decl::Proxy(_) => "kind: Proxy".to_string(),
         }
     }
 
@@ -138,6 +149,8 @@ impl Decl {
             Decl::Dir(d) => &d.origin,
             Decl::Sysctl(s) => &s.origin,
             Decl::Unit(u) => &u.origin,
+            Decl::Route(r) => &r.origin,
+            Decl::Proxy(p) => &p.origin,
         }
     }
 
@@ -148,6 +161,7 @@ impl Decl {
             Decl::Dir(d) => vec![d.path.clone()],
             Decl::Sysctl(s) => vec![sysctl_conf_path(&s.key)],
             Decl::Unit(u) => kinds::unit_paths(u),
+            Decl::Route(_) | Decl::Proxy(_) => Vec::new(),
         }
     }
 }
@@ -253,7 +267,9 @@ fn document(cx: &mut Cx, m: &Map, doc_pos: Pos, src: &Source) -> Option<Decl> {
         "Directory" => kinds::directory(cx, &d).map(Decl::Dir),
         "Sysctl" => kinds::sysctl(cx, &d).map(Decl::Sysctl),
         "Unit" => kinds::unit(cx, &d).map(Decl::Unit),
-        "AddressSet" | "Firewall" | "Route" | "Proxy" | "Job" | "Backup" => {
+        "Route" => proxy::route(cx, &d).map(Decl::Route),
+        "Proxy" => proxy::proxy(cx, &d).map(Decl::Proxy),
+        "AddressSet" | "Firewall" | "Job" | "Backup" => {
             cx.err(
                 kind_node.pos,
                 "",
@@ -284,6 +300,7 @@ fn at(o: &Origin, msg: String) -> Diagnostic {
 fn register(
     decls: Vec<Decl>,
     host: &mut HostSpec,
+    edge: &mut EdgeSpec,
     refs: &mut Vec<(PathBuf, ServiceRef)>,
     diags: &mut Vec<Diagnostic>,
 ) {
@@ -337,6 +354,8 @@ fn register(
             Decl::Unit(u) => {
                 host.units.insert(u.name.clone(), u);
             }
+            Decl::Route(r) => edge.routes.push(r),
+            Decl::Proxy(p) => edge.proxy = Some(p),
         }
     }
 }

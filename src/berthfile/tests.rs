@@ -584,12 +584,14 @@ fn kinds_unknown_missing_and_unsupported() {
     assert_eq!(
         errs("kind: Fiel\npath: /x\n"),
         [
-            "berth.yaml:1:7: unknown kind `Fiel` (known kinds: File, Directory, Sysctl, Unit); did you mean `File`?"
+            "berth.yaml:1:7: unknown kind `Fiel` (known kinds: File, Directory, Sysctl, Unit, Route, Proxy); did you mean `File`?"
         ]
     );
     assert_eq!(
         errs("kind: Service\n"),
-        ["berth.yaml:1:7: unknown kind `Service` (known kinds: File, Directory, Sysctl, Unit)"]
+        [
+            "berth.yaml:1:7: unknown kind `Service` (known kinds: File, Directory, Sysctl, Unit, Route, Proxy)"
+        ]
     );
     assert_eq!(
         errs("kind: Firewall\nrules: []\n"),
@@ -597,7 +599,7 @@ fn kinds_unknown_missing_and_unsupported() {
     );
     assert_eq!(
         errs("path: /x\ncontent: a\n"),
-        ["berth.yaml:1:1: missing `kind:` (one of File, Directory, Sysctl, Unit)"]
+        ["berth.yaml:1:1: missing `kind:` (one of File, Directory, Sysctl, Unit, Route, Proxy)"]
     );
     assert_eq!(
         errs("kind: 3\n"),

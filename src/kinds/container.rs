@@ -62,6 +62,7 @@ fn delete(c: &ObservedContainer, stack: &str, reason: Reason, grace: Option<i64>
             current_ports: published(c),
             reload: None,
             stop_grace_period: grace,
+            handover: None,
         }),
     }
 }
@@ -170,6 +171,7 @@ fn plan_stack(ctx: &Context, stack_arc: &Arc<StackSpec>, out: &mut Planned) {
                 current_ports: current.map(published).unwrap_or_default(),
                 reload: None,
                 stop_grace_period: None,
+                handover: None,
             })
         };
     // Services being replaced or created, for `restart: true` and `network_mode: service:x`.

@@ -698,6 +698,9 @@ pub struct Observed {
     pub reloaded: BTreeMap<String, String>,
     /// The host's files, sysctls and units berth declares or owns, and the inventory.
     pub host: host::ObservedHost,
+    /// Caddy's config as its admin API returns it (`GET /config/`), when the config declares a
+    /// `kind: Proxy`; `None` otherwise.
+    pub proxy: Option<edge::ObservedProxy>,
 }
 
 /// A network or volume on the Engine.
@@ -770,6 +773,8 @@ pub struct ObservedContainer {
     pub networks: Vec<String>,
     /// The volumes it mounts (named and anonymous), with where.
     pub volumes: Vec<ObservedMount>,
+    /// Engine-side network name → its IPv4 address there (what a proxy dials).
+    pub addresses: BTreeMap<String, String>,
 }
 
 /// A volume mounted into an observed container.

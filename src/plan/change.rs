@@ -16,6 +16,7 @@ pub use super::host_change::{
     AfterChange, Bytes, DirPayload, FilePayload, FileState, Record, SysctlPayload, UnitPayload,
     UnitVerb,
 };
+pub use super::proxy_change::{AdminTarget, Dial, PlannedSite, ProxyPayload};
 use super::reason::{PullReason, Reason};
 use crate::model::{NetworkSpec, ServiceSpec, StackSpec, VolumeSpec};
 
@@ -32,6 +33,8 @@ pub enum Kind {
     Directory,
     Sysctl,
     Unit,
+    /// The Caddy config: every route at once (`proxy:caddy`).
+    Proxy,
 }
 
 impl Kind {
@@ -45,6 +48,7 @@ impl Kind {
             Kind::Directory => "directory",
             Kind::Sysctl => "sysctl",
             Kind::Unit => "unit",
+            Kind::Proxy => "proxy",
         }
     }
 
@@ -248,6 +252,7 @@ pub enum Payload {
     Directory(DirPayload),
     Sysctl(SysctlPayload),
     Unit(UnitPayload),
+    Proxy(Box<ProxyPayload>),
 }
 
 impl Payload {
@@ -261,6 +266,7 @@ impl Payload {
             Payload::Network(_) => Kind::Network,
             Payload::Volume(_) => Kind::Volume,
             Payload::Container(_) => Kind::Container,
+            Payload::Proxy(_) => Kind::Proxy,
         }
     }
 }
@@ -318,6 +324,10 @@ pub struct ContainerPayload {
     /// Seconds to wait after the stop signal before killing (delete).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_grace_period: Option<i64>,
+    /// A replace of a service reached only through routes: the new container starts beside
+    /// the old one, the proxy is switched to it, then the old one goes (zero downtime).
+    #[serde(skip)]
+    pub handover: Option<Box<ProxyPayload>>,
 }
 
 /// A reload: the signal or command that makes the container read its (bind-mounted) config

@@ -11,6 +11,7 @@ mod github;
 mod github_fake;
 mod host;
 mod host_kinds;
+mod proxy;
 mod serve;
 mod serve_cli;
 mod slow_clients;

@@ -73,6 +73,17 @@ pub(super) fn collect(cx: &mut Cx, st: &StackCtx, s: &mut ServiceSpec, pos: Pos,
         }
         match digest(&real) {
             Ok(d) => {
+                if real.is_dir() && real.join("Caddyfile").is_file() && s.caddyfile.is_none() {
+                    s.caddyfile = Some(format!("{}/Caddyfile", m.target.trim_end_matches('/')));
+                } else if real.file_name().is_some_and(|n| n == "Caddyfile") {
+                    cx.note(
+                        pos,
+                        &child(path, "volumes"),
+                        format!(
+                            "{key} is mounted as a single file: a change recreates the container. Mount its folder (e.g. ./caddy:/etc/caddy:ro) to have it validated with `caddy adapt` and reloaded instead"
+                        ),
+                    );
+                }
                 s.config_files.insert(key, d);
             }
             Err(e) => cx.note(

@@ -638,6 +638,29 @@ pub struct ServiceSpec {
     /// reachable from everywhere (the exposure guard's override). Not in the hash.
     #[serde(skip)]
     pub expose_publicly: bool,
+    /// The container path of a `Caddyfile` in a bind-mounted folder of the config repository
+    /// (`./caddy:/etc/caddy:ro`): without `on_config_change`, a change to that folder is
+    /// validated (`caddy adapt`) and reloaded (`caddy reload`) instead of recreating. Not in the
+    /// hash (derived from the mounts, which are).
+    #[serde(skip)]
+    pub caddyfile: Option<String>,
+}
+
+impl ServiceSpec {
+    /// What a change of only its bind-mounted config files does: `on_config_change`, else a
+    /// Caddyfile's validate-and-reload, else `None` (the container is recreated).
+    pub fn config_change_action(&self) -> Option<ConfigChangeAction> {
+        self.on_config_change.clone().or_else(|| {
+            self.caddyfile.as_ref().map(|path| {
+                ConfigChangeAction::Exec(vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "caddy adapt --config \"$0\" --validate >/dev/null && caddy reload --config \"$0\"".into(),
+                    path.clone(),
+                ])
+            })
+        })
+    }
 }
 
 /// How a service takes a changed config file without being replaced.

@@ -377,4 +377,6 @@ fn service_of(addr: &Addr, c: &Change) -> String {
 #[cfg(test)]
 mod host_tests;
 #[cfg(test)]
+mod proxy_tests;
+#[cfg(test)]
 mod tests;

@@ -147,12 +147,13 @@ fn caddy_site(stack: &str) -> String {
         r#"name: {stack}
 services:
   caddy:
-    image: berth-test/host:1
+    image: {image}
     command: ["caddy", "run", "--config", "/etc/caddy/Caddyfile"]
     stop_grace_period: 1s
     volumes:
       - ./caddy:/etc/caddy:ro
-"#
+"#,
+        image = crate::host::IMAGE
     )
 }
 

@@ -110,7 +110,7 @@ fn edge(host: &TestHost, test: &str, n: u8) -> Edge {
             net,
             "--ip",
             &ip,
-            "berth-test/host:1",
+            crate::host::IMAGE,
             "sleep",
             "infinity",
         ]);

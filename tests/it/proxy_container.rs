@@ -152,7 +152,7 @@ networks:
             r#"name: {proxy}
 services:
   caddy:
-    image: berth-test/host:1
+    image: {image}
     command: ["caddy", "run", "--resume", "--config", "/etc/caddy/bootstrap.json"]
     stop_grace_period: 1s
     volumes:
@@ -163,7 +163,7 @@ services:
       tail: {{ipv4_address: {caddy_tail}}}
       inet: {{ipv4_address: {caddy_inet}}}
   pebble:
-    image: berth-test/host:1
+    image: {image}
     command: ["pebble", "-config", "/etc/caddy/pebble.json"]
     environment:
       PEBBLE_VA_NOSLEEP: "1"
@@ -180,7 +180,8 @@ networks:
   edge: {{external: true, name: {edge}}}
   tail: {{external: true, name: {tail}}}
   inet: {{external: true, name: {inet}}}
-"#
+"#,
+            image = crate::host::IMAGE
         ),
     );
     w.write(
@@ -222,7 +223,7 @@ networks:
             net,
             "--ip",
             &ip,
-            "berth-test/host:1",
+            crate::host::IMAGE,
             "sleep",
             "infinity",
         ]);

@@ -11,7 +11,10 @@ const ADAPTERS: &[(&str, &[&str])] = &[
     ("hyper_util", &["src/docker/", "src/serve/server.rs"]),
     ("hyperlocal", &["src/docker/"]),
     ("gix", &["src/git.rs"]),
-    ("reqwest", &["src/git.rs", "src/github.rs"]),
+    (
+        "reqwest",
+        &["src/git.rs", "src/github.rs", "src/caddy/client.rs"],
+    ),
     ("jsonwebtoken", &["src/github.rs", "src/github/"]),
     ("ring", &["src/github/jwt.rs"]),
     ("rustls", &["src/tls.rs"]),

@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod berthfile;
+pub mod caddy;
 pub mod compose;
 pub mod diag;
 pub mod docker;

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::apply::{self, ApplyError, ApplyEvent, ApplyOptions, ApplyReport};
 use crate::docker::{DockerError, Engine};
 use crate::host::{Host, HostError};
+use crate::model::edge::{ObservedProxy, ProxyAdmin};
 use crate::model::host::ObservedHost;
 use crate::model::{Desired, Observed};
 use crate::plan::{self, Plan, PlanOptions};
@@ -136,6 +137,10 @@ pub async fn reconcile(
     let flow = hooks.planned(&the_plan);
     let to_apply = match mode {
         Mode::Plan => None,
+        // A bad route is left out of Caddy's config and reported; the rest is applied.
+        Mode::Apply if the_plan.errors.iter().all(plan::PlanError::is_contained) => {
+            Some(without_failed_stacks(&the_plan))
+        }
         Mode::Apply => Some(the_plan.clone()),
         Mode::ApplyHealthyStacks => Some(without_failed_stacks(&the_plan)),
     };
@@ -243,7 +248,49 @@ pub async fn observe(
     if opts.prune_volumes && observed.volumes.is_none() {
         observed.volumes = Some(engine.list_volumes().await?);
     }
+    observed.proxy = observe_proxy(desired, &observed).await;
     Ok(observed)
+}
+
+/// How long observing Caddy may take.
+const PROXY_OBSERVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Caddy's running config (`GET /config/`), when the config declares a `kind: Proxy`. An
+/// unreachable Caddy is observed as such (the plan says so and loads the config), not an error
+/// of the pass: the other kinds go on.
+pub async fn observe_proxy(desired: &Desired, observed: &Observed) -> Option<ObservedProxy> {
+    let proxy = desired.edge.proxy.as_ref()?;
+    let url = match &proxy.admin {
+        ProxyAdmin::Url(u) => u.clone(),
+        ProxyAdmin::Service { stack, service } => {
+            let spec = desired.stacks.get(stack)?.services.get(service)?;
+            let name = crate::model::container_name(stack, service, spec, 1);
+            let ip = observed
+                .containers
+                .iter()
+                .find(|c| c.name == name)
+                .and_then(|c| match &proxy.network {
+                    Some(n) => c.addresses.get(n),
+                    None => c.addresses.values().next(),
+                });
+            match ip {
+                Some(ip) => format!("http://{ip}:{}", crate::kinds::route::CONTAINER_ADMIN_PORT),
+                None => {
+                    return Some(ObservedProxy::Unreachable(format!(
+                        "the Caddy container {name} does not run (yet)"
+                    )));
+                }
+            }
+        }
+    };
+    let caddy = match crate::caddy::Caddy::new(PROXY_OBSERVE_TIMEOUT) {
+        Ok(c) => c,
+        Err(e) => return Some(ObservedProxy::Unreachable(e.to_string())),
+    };
+    Some(match caddy.config(&url).await {
+        Ok(v) => ObservedProxy::Config(v),
+        Err(e) => ObservedProxy::Unreachable(e.to_string()),
+    })
 }
 
 /// The stacks a plan error belongs to (`None`: the whole config, e.g. the empty-config guard).
@@ -261,6 +308,8 @@ pub fn error_stack(e: &plan::PlanError) -> Option<&str> {
         | EmptyHost { .. }
         | Lockout { .. }
         | FirewallRefused { .. } => Some(plan::HOST_GROUP),
+        Route { group, .. } => Some(group),
+        Proxy { .. } => Some(plan::EDGE_GROUP),
         EmptyDesired { .. } | Cycle { .. } => None,
     }
 }
@@ -298,5 +347,29 @@ pub fn without_failed_stacks(p: &Plan) -> Plan {
         }
         out.changes.push(c);
     }
+    // The proxy serves every stack: it does not wait for a withheld stack's containers (their
+    // routes keep the containers that run now, or are left out when there is none).
+    let withheld = out.withheld.clone();
+    for c in &mut out.changes {
+        if c.payload.kind() == plan::Kind::Proxy {
+            c.needs.retain(|n| !withheld.contains(&n.addr));
+        }
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_route_withholds_only_its_stack() {
+        let (d, o) = crate::plan::proxy_tests::bad_routes();
+        let p = plan::plan(&d, &o, &PlanOptions::default());
+        let groups: Vec<Option<&str>> = p.errors.iter().map(error_stack).collect();
+        assert_eq!(groups, [Some("other"); 3]);
+        let rest = without_failed_stacks(&p);
+        assert!(rest.change(&crate::kinds::route::addr()).is_some());
+        assert!(rest.errors.is_empty());
+    }
 }

@@ -46,6 +46,18 @@ pub fn change_line(c: &Change) -> String {
         | Payload::Sysctl(_)
         | Payload::Unit(_)
         | Payload::Firewall(_) => host_line(c),
+        Payload::Proxy(p) => {
+            let at = match &p.admin {
+                crate::plan::AdminTarget::Url(u) => u.clone(),
+                crate::plan::AdminTarget::Container { name, .. } => format!("container {name}"),
+            };
+            let n = p.sites.len();
+            format!(
+                "~ {}: load the whole config into Caddy at {at} ({n} route{})",
+                c.addr,
+                if n == 1 { "" } else { "s" }
+            )
+        }
     }
 }
 
@@ -162,6 +174,12 @@ pub fn plan_text(plan: &Plan) -> String {
             }
             let _ = writeln!(out, " up to date.");
         }
+    } else if plan.errors.iter().all(crate::plan::PlanError::is_contained) {
+        let _ = writeln!(
+            out,
+            "Plan: {summary}; {} route(s) cannot be served: they are left out and their stacks are not changed.",
+            plan.errors.len()
+        );
     } else {
         let _ = writeln!(
             out,

@@ -119,6 +119,11 @@ impl<D: Driver, H: HostDriver> Exec<'_, D, H> {
             Op::Replace => {
                 let (stack_spec, spec) = p.service_spec().ok_or_else(|| inconsistent(p))?;
                 let cur = p.current.as_ref().ok_or_else(|| inconsistent(p))?;
+                if let Some(h) = &p.handover {
+                    return self
+                        .replace_handover(stack_spec, service, spec, p.number, &p.name, &cur.id, h)
+                        .await;
+                }
                 self.replace(
                     stack_spec, service, spec, p.number, &p.name, &cur.id, &cur.name,
                 )
@@ -186,7 +191,7 @@ impl<D: Driver, H: HostDriver> Exec<'_, D, H> {
     /// Create, start, and wait until healthy (when it has a healthcheck). A new container that
     /// does not come up is removed again: left in place it would look converged to the next
     /// plan, and its failure would be forgotten.
-    async fn create(
+    pub(super) async fn create(
         &self,
         stack: &StackSpec,
         service: &str,
@@ -414,7 +419,7 @@ impl<D: Driver, H: HostDriver> Exec<'_, D, H> {
     /// `interval` after the start (Docker's default: 30 s), so polling before then only loads the
     /// Engine while other containers are still being created: the first look comes after the
     /// interval (at most 2 s, so an early exit is still noticed soon).
-    async fn wait_healthy(
+    pub(super) async fn wait_healthy(
         &self,
         stack: &str,
         service: &str,

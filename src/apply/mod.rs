@@ -13,6 +13,7 @@ mod events;
 mod firewall;
 mod host;
 pub mod host_driver;
+mod proxy;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -24,6 +25,7 @@ use futures_util::stream::FuturesUnordered;
 pub use driver::Driver;
 pub use events::{ApplyError, ApplyEvent, ApplyReport, Failure, StepError};
 pub use host_driver::{HostDriver, NoHost};
+pub use proxy::{NoProxy, ProxyDriver};
 
 use crate::plan::{Addr, Change, Kind, Op, Payload, Plan, Wait};
 
@@ -83,11 +85,42 @@ enum Status {
     NotAttempted,
 }
 
+/// How long one request to Caddy's admin API may take (a load provisions the whole config).
+pub const PROXY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Carries out `plan`. Refuses (doing nothing) when the plan has errors. Returns the report
-/// when every change succeeded, else [`ApplyError::Failed`] with the same report.
+/// when every change succeeded, else [`ApplyError::Failed`] with the same report. The proxy
+/// changes go to Caddy's admin API through [`crate::caddy::Caddy`].
 pub async fn apply<D: Driver, H: HostDriver>(
     driver: &D,
     host: &H,
+    plan: &Plan,
+    opts: &ApplyOptions,
+    progress: &mut (dyn FnMut(ApplyEvent) + Send),
+) -> Result<ApplyReport, ApplyError> {
+    let proxied = plan.changes.iter().any(|c| match &c.payload {
+        Payload::Proxy(_) => true,
+        Payload::Container(p) => p.handover.is_some(),
+        _ => false,
+    });
+    if !proxied {
+        let none = NoProxy("this plan changes no proxy".into());
+        return apply_with_proxy(driver, host, &none, plan, opts, progress).await;
+    }
+    match crate::caddy::Caddy::new(PROXY_TIMEOUT) {
+        Ok(caddy) => apply_with_proxy(driver, host, &caddy, plan, opts, progress).await,
+        Err(e) => {
+            let none = NoProxy(e.to_string());
+            apply_with_proxy(driver, host, &none, plan, opts, progress).await
+        }
+    }
+}
+
+/// [`apply`] with the proxy driver given (a fake in unit tests).
+pub async fn apply_with_proxy<D: Driver, H: HostDriver>(
+    driver: &D,
+    host: &H,
+    proxy: &dyn ProxyDriver,
     plan: &Plan,
     opts: &ApplyOptions,
     progress: &mut (dyn FnMut(ApplyEvent) + Send),
@@ -104,6 +137,7 @@ pub async fn apply<D: Driver, H: HostDriver>(
     let ex = Exec {
         driver: &throttled,
         host,
+        proxy,
         opts,
         progress: Mutex::new(progress),
     };
@@ -202,9 +236,10 @@ fn count(r: &mut ApplyReport, c: &Change) {
         (Kind::Container, Op::Start) => &mut r.started,
         (Kind::Container, Op::Reload) => &mut r.reloaded,
         (Kind::Container, Op::Delete | Op::Pull | Op::Update | Op::Stop) => &mut r.removed,
-        (Kind::File | Kind::Directory | Kind::Sysctl | Kind::Unit | Kind::Firewall, _) => {
-            &mut r.host
-        }
+        (
+            Kind::File | Kind::Directory | Kind::Sysctl | Kind::Unit | Kind::Firewall | Kind::Proxy,
+            _,
+        ) => &mut r.host,
     };
     *n += 1;
 }
@@ -213,6 +248,7 @@ fn count(r: &mut ApplyReport, c: &Change) {
 struct Exec<'a, D, H> {
     driver: &'a D,
     host: &'a H,
+    proxy: &'a dyn ProxyDriver,
     opts: &'a ApplyOptions,
     progress: Mutex<&'a mut (dyn FnMut(ApplyEvent) + Send)>,
 }
@@ -300,6 +336,7 @@ impl<D: Driver, H: HostDriver> Exec<'_, D, H> {
                 self.host(c).await?
             }
             Payload::Firewall(p) => self.firewall(c, p).await?,
+            Payload::Proxy(p) => self.proxy(c, p).await?,
         }
         Ok(())
     }
@@ -357,5 +394,7 @@ fn service_of(addr: &Addr, c: &Change) -> String {
 
 #[cfg(test)]
 mod host_tests;
+#[cfg(test)]
+mod proxy_tests;
 #[cfg(test)]
 mod tests;

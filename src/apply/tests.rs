@@ -141,10 +141,29 @@ fn engine_err(op: &str) -> DockerError {
 }
 
 impl Fake {
-    fn calls(&self) -> Vec<String> {
+    /// A running container `name`, healthy at once.
+    pub(super) fn running(&self, name: &str) -> String {
+        let id = self.add(name, 0);
+        self.0.lock().unwrap().containers.get_mut(&id).unwrap().1 = ContainerState::Running;
+        id
+    }
+    /// Every container: name and state, by ID.
+    pub(super) fn containers(&self) -> Map<String, (String, ContainerState)> {
+        self.0
+            .lock()
+            .unwrap()
+            .containers
+            .iter()
+            .map(|(id, c)| (id.clone(), (c.0.clone(), c.1.clone())))
+            .collect()
+    }
+    pub(super) fn fail_start(&self, name: &str) {
+        self.0.lock().unwrap().fail_start.push(name.into());
+    }
+    pub(super) fn calls(&self) -> Vec<String> {
         self.0.lock().unwrap().calls.clone()
     }
-    fn log(&self, call: String) {
+    pub(super) fn log(&self, call: String) {
         self.0.lock().unwrap().calls.push(call);
     }
     fn find(&self, id_or_name: &str) -> Option<String> {
@@ -302,6 +321,8 @@ impl Driver for Fake {
             }
         }
         let c = &s.containers[&id];
+        // Every container is on network `edge`, at an address from its ID.
+        let n = id.trim_start_matches('0');
         Ok(ContainerInfo {
             id: id.clone(),
             name: c.0.clone(),
@@ -309,11 +330,12 @@ impl Driver for Fake {
             health: c.2,
             volumes: vec![],
             stop_timeout: None,
+            addresses: [("edge".to_string(), format!("10.0.0.{n}"))].into(),
         })
     }
 }
 
-fn healthy_svc() -> ServiceSpec {
+pub(super) fn healthy_svc() -> ServiceSpec {
     ServiceSpec {
         image: "test/app:1".into(),
         replicas: 1,
@@ -325,7 +347,7 @@ fn healthy_svc() -> ServiceSpec {
     }
 }
 
-fn one_stack(services: Vec<(&str, ServiceSpec)>) -> Desired {
+pub(super) fn one_stack(services: Vec<(&str, ServiceSpec)>) -> Desired {
     let stack = StackSpec {
         name: "s".into(),
         services: services
@@ -340,7 +362,7 @@ fn one_stack(services: Vec<(&str, ServiceSpec)>) -> Desired {
     }
 }
 
-fn present(d: &Desired) -> Observed {
+pub(super) fn present(d: &Desired) -> Observed {
     Observed {
         images: d
             .stacks
@@ -358,7 +380,7 @@ fn present(d: &Desired) -> Observed {
 }
 
 /// What the Engine shows for `s/web` running container `id`, created from `spec`.
-fn running_web(id: &str, spec: &ServiceSpec) -> crate::model::ObservedContainer {
+pub(super) fn running_web(id: &str, spec: &ServiceSpec) -> crate::model::ObservedContainer {
     use crate::model::labels;
     crate::model::ObservedContainer {
         id: id.to_string(),
@@ -378,10 +400,11 @@ fn running_web(id: &str, spec: &ServiceSpec) -> crate::model::ObservedContainer 
         image_id: "sha256:1".into(),
         networks: vec![],
         volumes: vec![],
+        addresses: Default::default(),
     }
 }
 
-fn fast() -> ApplyOptions {
+pub(super) fn fast() -> ApplyOptions {
     ApplyOptions {
         poll_interval: Duration::from_millis(10),
         ..ApplyOptions::default()

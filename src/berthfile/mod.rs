@@ -28,10 +28,13 @@
 
 mod edge;
 mod kinds;
+mod proxy;
 mod read;
 
 #[cfg(test)]
 mod edge_tests;
+#[cfg(test)]
+mod proxy_tests;
 #[cfg(test)]
 mod tests;
 
@@ -42,7 +45,7 @@ use crate::compose::read::{Cx, interpolate_tree, suggest};
 use crate::compose::yaml::{self, Pos, Value};
 use crate::diag::Diagnostic;
 use crate::model::StackSpec;
-use crate::model::edge::{AddressSet, EdgeSpec, FirewallSpec};
+use crate::model::edge::{AddressSet, EdgeSpec, FirewallSpec, ProxySpec, RouteSpec};
 use crate::model::host::{
     DirSpec, FileSpec, HostSpec, Origin, SysctlSpec, UnitSpec, sysctl_conf_path,
 };
@@ -52,6 +55,7 @@ use read::{Map, Source, get, key_pos};
 
 pub use edge::{ADDRESS_SET_KEYS, ALLOW_KEYS, FIREWALL_KEYS, parse_cidr, parse_port_range};
 pub use kinds::{DIRECTORY_KEYS, FILE_KEYS, ON_CHANGE_KEYS, SYSCTL_KEYS, UNIT_KEYS};
+pub use proxy::{PROXY_KEYS, ROUTE_KEYS};
 pub use read::{MAX_SOURCE_BYTES, UNIT_TYPES, unit_name_problem};
 
 /// The kinds berth implements, in the order messages list them.
@@ -62,10 +66,12 @@ pub const KINDS: &[&str] = &[
     "Unit",
     "AddressSet",
     "Firewall",
+    "Route",
+    "Proxy",
 ];
 
 /// Kinds of later issues: known names, refused until they are implemented.
-pub const PLANNED_KINDS: &[&str] = &["Route", "Proxy", "Job", "Backup"];
+pub const PLANNED_KINDS: &[&str] = &["Job", "Backup"];
 
 /// Keys whose texts are never interpolated.
 const LITERAL_KEYS: &[&str] = &["content", "dropins"];
@@ -87,8 +93,7 @@ pub fn load(
     root: &Path,
     env: &BTreeMap<String, String>,
     stacks: &BTreeMap<String, StackSpec>,
-    edge: &mut EdgeSpec,
-) -> (HostSpec, Vec<Diagnostic>) {
+) -> (HostSpec, EdgeSpec, Vec<Diagnostic>) {
     let mut diags = Vec::new();
     let mut files = Vec::new();
     find_manifests(root, root, &mut files, &mut diags);
@@ -98,13 +103,16 @@ pub fn load(
         load_manifest(root, &file, env, &mut decls, &mut set_refs, &mut diags);
     }
     let mut host = HostSpec::default();
+    let mut edge = EdgeSpec::default();
     let mut refs = Vec::new();
     let mut sets = Vec::new();
-    register(decls, &mut host, edge, &mut sets, &mut refs, &mut diags);
+    register(
+        decls, &mut host, &mut edge, &mut sets, &mut refs, &mut diags,
+    );
     edge.address_sets = edge::register_sets(sets, &mut diags);
     edge::check_sets(&set_refs, &edge.address_sets, &mut diags);
     check_services(&refs, stacks, &mut diags);
-    (host, diags)
+    (host, edge, diags)
 }
 
 /// Depth-first, sorted, skipping hidden folders and files (the walk of the stack discovery).
@@ -140,6 +148,8 @@ enum Decl {
     Unit(UnitSpec),
     AddressSet(AddressSet),
     Firewall(FirewallSpec),
+    Route(RouteSpec),
+    Proxy(ProxySpec),
 }
 
 impl Decl {
@@ -151,6 +161,9 @@ impl Decl {
             Decl::Unit(u) => format!("unit:{}", u.name),
             Decl::AddressSet(a) => format!("AddressSet `{}`", a.name),
             Decl::Firewall(_) => "a Firewall (at most one per config)".to_string(),
+            // Two routes on one host and path are the planner's error (on their stacks).
+            Decl::Route(r) => format!("route:{}@{}", r.name(), r.origin),
+            Decl::Proxy(_) => "kind: Proxy".to_string(),
         }
     }
 
@@ -162,6 +175,8 @@ impl Decl {
             Decl::Unit(u) => &u.origin,
             Decl::AddressSet(a) => a.origin.as_ref().expect("declared sets have an origin"),
             Decl::Firewall(f) => &f.origin,
+            Decl::Route(r) => &r.origin,
+            Decl::Proxy(p) => &p.origin,
         }
     }
 
@@ -172,7 +187,7 @@ impl Decl {
             Decl::Dir(d) => vec![d.path.clone()],
             Decl::Sysctl(s) => vec![sysctl_conf_path(&s.key)],
             Decl::Unit(u) => kinds::unit_paths(u),
-            Decl::AddressSet(_) | Decl::Firewall(_) => Vec::new(),
+            Decl::AddressSet(_) | Decl::Firewall(_) | Decl::Route(_) | Decl::Proxy(_) => Vec::new(),
         }
     }
 }
@@ -295,7 +310,9 @@ fn document(
             }
             fw
         }
-        "Route" | "Proxy" | "Job" | "Backup" => {
+        "Route" => proxy::route(cx, &d).map(Decl::Route),
+        "Proxy" => proxy::proxy(cx, &d).map(Decl::Proxy),
+        "Job" | "Backup" => {
             cx.err(
                 kind_node.pos,
                 "",
@@ -388,6 +405,8 @@ fn register(
             }
             Decl::AddressSet(a) => sets.push(a),
             Decl::Firewall(f) => edge.firewall = Some(f),
+            Decl::Route(r) => edge.routes.push(r),
+            Decl::Proxy(p) => edge.proxy = Some(p),
         }
     }
 }

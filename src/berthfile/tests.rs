@@ -586,23 +586,23 @@ fn kinds_unknown_missing_and_unsupported() {
     assert_eq!(
         errs("kind: Fiel\npath: /x\n"),
         [
-            "berth.yaml:1:7: unknown kind `Fiel` (known kinds: File, Directory, Sysctl, Unit, AddressSet, Firewall); did you mean `File`?"
+            "berth.yaml:1:7: unknown kind `Fiel` (known kinds: File, Directory, Sysctl, Unit, AddressSet, Firewall, Route, Proxy); did you mean `File`?"
         ]
     );
     assert_eq!(
         errs("kind: Service\n"),
         [
-            "berth.yaml:1:7: unknown kind `Service` (known kinds: File, Directory, Sysctl, Unit, AddressSet, Firewall)"
+            "berth.yaml:1:7: unknown kind `Service` (known kinds: File, Directory, Sysctl, Unit, AddressSet, Firewall, Route, Proxy)"
         ]
     );
     assert_eq!(
-        errs("kind: Proxy\nrules: []\n"),
-        ["berth.yaml:1:7: kind `Proxy` is not supported yet"]
+        errs("kind: Job\nrules: []\n"),
+        ["berth.yaml:1:7: kind `Job` is not supported yet"]
     );
     assert_eq!(
         errs("path: /x\ncontent: a\n"),
         [
-            "berth.yaml:1:1: missing `kind:` (one of File, Directory, Sysctl, Unit, AddressSet, Firewall)"
+            "berth.yaml:1:1: missing `kind:` (one of File, Directory, Sysctl, Unit, AddressSet, Firewall, Route, Proxy)"
         ]
     );
     assert_eq!(

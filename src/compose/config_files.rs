@@ -73,6 +73,17 @@ pub(super) fn collect(cx: &mut Cx, st: &StackCtx, s: &mut ServiceSpec, pos: Pos,
         }
         match digest(&real) {
             Ok(d) => {
+                if real.is_dir() && real.join("Caddyfile").is_file() && s.caddyfile.is_none() {
+                    s.caddyfile = Some(format!("{}/Caddyfile", m.target.trim_end_matches('/')));
+                } else if real.file_name().is_some_and(|n| n == "Caddyfile") {
+                    cx.note(
+                        pos,
+                        &child(path, "volumes"),
+                        format!(
+                            "{key} is mounted as a single file: a change recreates the container. Mount its folder (e.g. ./caddy:/etc/caddy:ro) to have it validated with `caddy adapt` and reloaded instead"
+                        ),
+                    );
+                }
                 s.config_files.insert(key, d);
             }
             Err(e) => cx.note(
@@ -183,15 +194,41 @@ impl std::io::Write for HashWriter<'_> {
     }
 }
 
-/// The service's `x-berth:` mapping: `on_config_change: {signal: SIGHUP}` or
-/// `{exec: [...]}`. Other keys are errors (it is berth's own extension, so a typo is caught).
-pub(super) fn x_berth(cx: &mut Cx, n: &Node, path: &str) -> Option<ConfigChangeAction> {
-    let m = as_map(cx, n, path)?;
-    own_keys(cx, m, path, "x-berth", &["on_config_change"]);
+/// The keys of a service's `x-berth:`.
+pub const X_BERTH_KEYS: &[&str] = &["on_config_change", "routes", "expose_publicly"];
+
+/// What a service's `x-berth:` says.
+#[derive(Default)]
+pub(super) struct XBerth {
+    pub on_config_change: Option<ConfigChangeAction>,
+    pub routes: Vec<crate::model::edge::RouteSpec>,
+    pub expose_publicly: bool,
+}
+
+/// The service's `x-berth:` mapping: `on_config_change`, `routes` (see [`super::routes`]) and
+/// `expose_publicly`. Other keys are errors (it is berth's own extension, so a typo is caught).
+pub(super) fn x_berth(cx: &mut Cx, n: &Node, path: &str, stack: &str, service: &str) -> XBerth {
+    let mut out = XBerth::default();
+    let Some(m) = as_map(cx, n, path) else {
+        return out;
+    };
+    super::routes::known_keys(cx, m, path, "x-berth", X_BERTH_KEYS);
+    if let Some(r) = get(m, "routes") {
+        out.routes = super::routes::service_routes(cx, r, &child(path, "routes"), stack, service);
+    }
+    if let Some(b) = get(m, "expose_publicly") {
+        out.expose_publicly = boolean(cx, b, &child(path, "expose_publicly")).unwrap_or(false);
+    }
+    out.on_config_change = on_config_change(cx, m, path);
+    out
+}
+
+/// `on_config_change: {signal: SIGHUP}` or `{exec: [...]}`.
+fn on_config_change(cx: &mut Cx, m: &Map, path: &str) -> Option<ConfigChangeAction> {
     let on = get(m, "on_config_change")?;
     let op = child(path, "on_config_change");
     let om = as_map(cx, on, &op)?;
-    own_keys(cx, om, &op, "on_config_change", &["signal", "exec"]);
+    super::routes::known_keys(cx, om, &op, "on_config_change", &["signal", "exec"]);
     match (get(om, "signal"), get(om, "exec")) {
         (Some(_), Some(_)) | (None, None) => {
             cx.err(on.pos, &op, "set exactly one of `signal` and `exec`");
@@ -222,24 +259,6 @@ pub(super) fn x_berth(cx: &mut Cx, n: &Node, path: &str) -> Option<ConfigChangeA
                 return None;
             }
             Some(ConfigChangeAction::Exec(argv))
-        }
-    }
-}
-
-/// berth's own keys: anything else is a typo, reported as such.
-fn own_keys(cx: &mut Cx, m: &Map, path: &str, what: &str, known: &[&str]) {
-    for (k, _) in m {
-        if !known.contains(&k.name.as_str()) {
-            let list: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
-            cx.err(
-                k.pos,
-                path,
-                format!(
-                    "unknown key `{}` ({what} takes {})",
-                    k.name,
-                    list.join(" or ")
-                ),
-            );
         }
     }
 }

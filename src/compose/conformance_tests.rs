@@ -346,7 +346,7 @@ fn x_berth_on_config_change() {
     );
     assert_one_error(
         "services:\n  w:\n    image: x\n    x-berth:\n      on_change: {}\n",
-        "app/compose.yaml:5:7: services.w.x-berth: unknown key `on_change` (x-berth takes `on_config_change`)",
+        "app/compose.yaml:5:7: services.w.x-berth: unknown key `on_change` (x-berth takes `on_config_change`, `routes`, `expose_publicly`)",
     );
     assert_one_error(
         "services:\n  w:\n    image: x\n    x-berth:\n      on_config_change:\n        signal: hup!\n",

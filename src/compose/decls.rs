@@ -35,4 +35,6 @@ pub(super) struct SvcMeta {
     /// Services named in `volumes_from`, with where.
     pub(super) volumes_from: Vec<(String, Pos)>,
     pub(super) uses_default_network: bool,
+    /// `x-berth.routes`: collected onto the stack when the service is deployed.
+    pub(super) routes: Vec<crate::model::edge::RouteSpec>,
 }

@@ -33,6 +33,7 @@ mod networks;
 mod ports;
 pub(crate) mod read;
 mod resources;
+pub(crate) mod routes;
 mod service;
 mod stack;
 pub mod yaml;
@@ -143,11 +144,10 @@ pub fn load_dir(root: &Path, env: &BTreeMap<String, String>) -> Result<Desired, 
         }
     }
     // berth's own manifests (`berth.yaml`): host settings, checked against the stacks.
-    let mut edge = std::mem::take(&mut desired.edge);
-    let (host, mut d) = crate::berthfile::load(&root_abs, env, &desired.stacks, &mut edge);
-    desired.edge = edge;
+    let (host, edge, mut d) = crate::berthfile::load(&root_abs, env, &desired.stacks);
     diags.append(&mut d);
     desired.host = host;
+    desired.edge = edge;
     if diags.is_empty() {
         Ok(desired)
     } else {

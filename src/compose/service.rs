@@ -40,6 +40,7 @@ pub(super) fn service(
         links: Vec::new(),
         volumes_from: Vec::new(),
         uses_default_network: false,
+        routes: Vec::new(),
     };
     let p = |k: &str| child(path, k);
 
@@ -91,7 +92,10 @@ pub(super) fn service(
         path,
     );
     if let Some(n) = get(m, "x-berth") {
-        s.on_config_change = config_files::x_berth(cx, n, &p("x-berth"));
+        let x = config_files::x_berth(cx, n, &p("x-berth"), &st.name, name);
+        s.on_config_change = x.on_config_change;
+        s.expose_publicly = x.expose_publicly;
+        meta.routes = x.routes;
     }
     if let Some(n) = get(m, "device_cgroup_rules") {
         s.device_cgroup_rules = str_list(cx, n, &p("device_cgroup_rules"))

@@ -187,8 +187,9 @@ pub(crate) fn convert_stack(cx: &mut Cx, root: &Node, st: &StackCtx) -> StackSpe
     }
 
     let mut uses_default = false;
-    for (name, (svc, meta)) in active {
+    for (name, (svc, mut meta)) in active {
         uses_default |= meta.uses_default_network;
+        spec.routes.append(&mut meta.routes);
         spec.services.insert(name, svc);
     }
     spec.networks = decls.networks;

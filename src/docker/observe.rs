@@ -79,6 +79,7 @@ impl Engine {
             volumes,
             reloaded: Default::default(),
             host: Default::default(),
+            proxy: None,
         })
     }
 
@@ -195,11 +196,18 @@ fn observed_container(c: ContainerSummary) -> Option<ObservedContainer> {
     let status = c.status.unwrap_or_default();
     let state = parse_state(c.state, &status);
     let health = parse_health(&status);
-    let mut networks: Vec<String> = c
+    let nets = c
         .network_settings
         .and_then(|n| n.networks)
-        .map(|n| n.into_keys().collect())
         .unwrap_or_default();
+    let addresses = nets
+        .iter()
+        .filter_map(|(net, e)| {
+            let ip = e.ip_address.as_deref().filter(|ip| !ip.is_empty())?;
+            Some((net.clone(), ip.to_string()))
+        })
+        .collect();
+    let mut networks: Vec<String> = nets.into_keys().collect();
     networks.sort();
     let mut volumes: Vec<ObservedMount> = c
         .mounts
@@ -223,6 +231,7 @@ fn observed_container(c: ContainerSummary) -> Option<ObservedContainer> {
         image_id: c.image_id.unwrap_or_default(),
         networks,
         volumes,
+        addresses,
     })
 }
 
@@ -411,6 +420,7 @@ mod tests {
                     destination: "/d".into(),
                 })
                 .collect(),
+            addresses: Default::default(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! Operations on networks, volumes and containers (create, start, stop, rename, remove,
 //! inspect).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bollard::models::{
@@ -350,6 +351,13 @@ impl Engine {
                 })
             })
             .collect();
+        let addresses = resp
+            .network_settings
+            .and_then(|n| n.networks)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(net, e)| Some((net, e.ip_address.filter(|ip| !ip.is_empty())?)))
+            .collect();
         Ok(ContainerInfo {
             id: resp.id.unwrap_or_default(),
             name: resp
@@ -360,6 +368,7 @@ impl Engine {
             health,
             volumes,
             stop_timeout: resp.config.and_then(|c| c.stop_timeout),
+            addresses,
         })
     }
 }
@@ -376,6 +385,8 @@ pub struct ContainerInfo {
     pub volumes: Vec<ObservedMount>,
     /// Its own stop timeout in seconds (`stop_grace_period` when it was created).
     pub stop_timeout: Option<i64>,
+    /// Engine-side network name → its IPv4 address there.
+    pub addresses: BTreeMap<String, String>,
 }
 
 impl ContainerInfo {
@@ -504,6 +515,7 @@ mod tests {
             state: ContainerState::Running,
             health: None,
             stop_timeout: None,
+            addresses: Default::default(),
             volumes: vec![
                 ObservedMount {
                     name: anon('a'),

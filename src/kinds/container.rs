@@ -62,6 +62,7 @@ fn delete(c: &ObservedContainer, stack: &str, reason: Reason, grace: Option<i64>
             current_ports: published(c),
             reload: None,
             stop_grace_period: grace,
+            handover: None,
         }),
     }
 }
@@ -170,6 +171,7 @@ fn plan_stack(ctx: &Context, stack_arc: &Arc<StackSpec>, out: &mut Planned) {
                 current_ports: current.map(published).unwrap_or_default(),
                 reload: None,
                 stop_grace_period: None,
+                handover: None,
             })
         };
     // Services being replaced or created, for `restart: true` and `network_mode: service:x`.
@@ -275,7 +277,12 @@ fn plan_stack(ctx: &Context, stack_arc: &Arc<StackSpec>, out: &mut Planned) {
             }
             let cur = Some(current);
             // Only bind-mounted config files changed and the service asks for a reload.
-            if let Some(action) = &spec.on_config_change
+            // The Caddyfile default only when no single config file is mounted beside it
+            // (a reload could not reach that one).
+            let action = spec
+                .config_change_action()
+                .filter(|_| spec.on_config_change.is_some() || config_file_mounts(spec).is_empty());
+            if let Some(action) = &action
                 && !reasons.is_empty()
                 && reasons
                     .iter()
@@ -291,6 +298,17 @@ fn plan_stack(ctx: &Context, stack_arc: &Arc<StackSpec>, out: &mut Planned) {
                     p.reload = Some(Reload {
                         action: action.clone(),
                         digest,
+                    });
+                }
+                let mut reasons = reasons;
+                if spec.on_config_change.is_none()
+                    && let Some(path) = &spec.caddyfile
+                {
+                    reasons.push(Reason::Field {
+                        field: "Caddyfile".into(),
+                        detail: format!(
+                            "{path}: validated with `caddy adapt`, then `caddy reload` (no recreate)"
+                        ),
                     });
                 }
                 out.changes.push(Change {

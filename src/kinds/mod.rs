@@ -15,6 +15,7 @@ pub mod host;
 pub mod image;
 pub mod network;
 mod objects;
+pub mod route;
 pub mod sysctl;
 pub mod unit;
 pub mod volume;

@@ -255,10 +255,23 @@ pub enum Headers {
     Map(BTreeMap<String, String>),
 }
 
+/// What berth sees of Caddy.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ObservedProxy {
+    /// The admin API answered with this config (`null` when Caddy runs without one).
+    Config(serde_json::Value),
+    /// It did not answer (or the Caddy container is not there yet): the reason.
+    Unreachable(String),
+}
+
 /// `kind: Proxy`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProxySpec {
     pub admin: ProxyAdmin,
+    /// `network:`: the Docker network whose addresses Caddy dials for a stack's service (Caddy
+    /// on the host that is attached to one network; with `service:` the network it shares with
+    /// the upstream). `None`: the first network the two share, else the upstream's first.
+    pub network: Option<String>,
     /// The ACME account's email.
     pub email: Option<String>,
     /// Another ACME directory (a local pebble in tests).

@@ -642,6 +642,29 @@ pub struct ServiceSpec {
     /// line, column of its `ports:` entry), for the exposure guard's messages. Not in the hash.
     #[serde(skip)]
     pub ports_at: BTreeMap<String, (u64, u64)>,
+    /// The container path of a `Caddyfile` in a bind-mounted folder of the config repository
+    /// (`./caddy:/etc/caddy:ro`): without `on_config_change`, a change to that folder is
+    /// validated (`caddy adapt`) and reloaded (`caddy reload`) instead of recreating. Not in the
+    /// hash (derived from the mounts, which are).
+    #[serde(skip)]
+    pub caddyfile: Option<String>,
+}
+
+impl ServiceSpec {
+    /// What a change of only its bind-mounted config files does: `on_config_change`, else a
+    /// Caddyfile's validate-and-reload, else `None` (the container is recreated).
+    pub fn config_change_action(&self) -> Option<ConfigChangeAction> {
+        self.on_config_change.clone().or_else(|| {
+            self.caddyfile.as_ref().map(|path| {
+                ConfigChangeAction::Exec(vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "caddy adapt --config \"$0\" --validate >/dev/null && caddy reload --config \"$0\"".into(),
+                    path.clone(),
+                ])
+            })
+        })
+    }
 }
 
 /// How a service takes a changed config file without being replaced.
@@ -702,6 +725,9 @@ pub struct Observed {
     pub reloaded: BTreeMap<String, String>,
     /// The host's files, sysctls and units berth declares or owns, and the inventory.
     pub host: host::ObservedHost,
+    /// Caddy's config as its admin API returns it (`GET /config/`), when the config declares a
+    /// `kind: Proxy`; `None` otherwise.
+    pub proxy: Option<edge::ObservedProxy>,
 }
 
 /// A network or volume on the Engine.
@@ -774,6 +800,8 @@ pub struct ObservedContainer {
     pub networks: Vec<String>,
     /// The volumes it mounts (named and anonymous), with where.
     pub volumes: Vec<ObservedMount>,
+    /// Engine-side network name → its IPv4 address there (what a proxy dials).
+    pub addresses: BTreeMap<String, String>,
 }
 
 /// A volume mounted into an observed container.

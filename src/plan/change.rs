@@ -17,6 +17,7 @@ pub use super::host_change::{
     AfterChange, Bytes, DirPayload, FilePayload, FileState, Record, SysctlPayload, UnitPayload,
     UnitVerb,
 };
+pub use super::proxy_change::{AdminTarget, Dial, PlannedSite, ProxyPayload};
 use super::reason::{PullReason, Reason};
 use crate::model::{NetworkSpec, ServiceSpec, StackSpec, VolumeSpec};
 
@@ -35,6 +36,8 @@ pub enum Kind {
     Unit,
     /// The host's inbound firewall (`firewall:inbound`).
     Firewall,
+    /// The Caddy config: every route at once (`proxy:caddy`).
+    Proxy,
 }
 
 impl Kind {
@@ -49,6 +52,7 @@ impl Kind {
             Kind::Sysctl => "sysctl",
             Kind::Unit => "unit",
             Kind::Firewall => "firewall",
+            Kind::Proxy => "proxy",
         }
     }
 
@@ -253,6 +257,7 @@ pub enum Payload {
     Sysctl(SysctlPayload),
     Unit(UnitPayload),
     Firewall(FirewallPayload),
+    Proxy(Box<ProxyPayload>),
 }
 
 impl Payload {
@@ -267,6 +272,7 @@ impl Payload {
             Payload::Network(_) => Kind::Network,
             Payload::Volume(_) => Kind::Volume,
             Payload::Container(_) => Kind::Container,
+            Payload::Proxy(_) => Kind::Proxy,
         }
     }
 }
@@ -324,6 +330,10 @@ pub struct ContainerPayload {
     /// Seconds to wait after the stop signal before killing (delete).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_grace_period: Option<i64>,
+    /// A replace of a service reached only through routes: the new container starts beside
+    /// the old one, the proxy is switched to it, then the old one goes (zero downtime).
+    #[serde(skip)]
+    pub handover: Option<Box<ProxyPayload>>,
 }
 
 /// A reload: the signal or command that makes the container read its (bind-mounted) config

@@ -10,6 +10,7 @@ mod change;
 pub(crate) mod diff;
 mod firewall_change;
 mod host_change;
+mod proxy_change;
 mod reason;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,10 +19,10 @@ use std::fmt;
 use serde::Serialize;
 
 pub use change::{
-    Addr, AfterChange, Allowed, Bytes, Change, ContainerPayload, Current, DirPayload, FilePayload,
-    FileState, FirewallApplied, FirewallPayload, HOST_GROUP, ImagePayload, Kind, Need,
-    NetworkPayload, Op, Payload, Record, Reload, Scope, SysctlPayload, UnitPayload, UnitVerb,
-    VolumePayload, Wait,
+    Addr, AdminTarget, AfterChange, Allowed, Bytes, Change, ContainerPayload, Current, Dial,
+    DirPayload, FilePayload, FileState, FirewallApplied, FirewallPayload, HOST_GROUP, ImagePayload,
+    Kind, Need, NetworkPayload, Op, Payload, PlannedSite, ProxyPayload, Record, Reload, Scope,
+    SysctlPayload, UnitPayload, UnitVerb, VolumePayload, Wait,
 };
 pub use reason::{PullReason, Reason, short_id};
 
@@ -192,6 +193,26 @@ pub enum PlanError {
     /// The Firewall cannot be applied as declared (the backend is not there, the table cannot
     /// be read).
     FirewallRefused { origin: String, reason: String },
+    /// A route that cannot be served. It is left out of Caddy's config (the other routes are
+    /// loaded) and reported on `group`: the stack of its service, or [`EDGE_GROUP`].
+    Route {
+        group: String,
+        origin: String,
+        route: String,
+        reason: String,
+    },
+    /// `kind: Proxy` cannot be used as declared (its `service:` does not exist).
+    Proxy { origin: String, reason: String },
+}
+
+/// The status group of `kind: Route` and `kind: Proxy` problems.
+pub const EDGE_GROUP: &str = "edge";
+
+impl PlanError {
+    /// A problem confined to what it names (a bad route): the rest of the plan can be applied.
+    pub fn is_contained(&self) -> bool {
+        matches!(self, PlanError::Route { .. })
+    }
 }
 
 impl fmt::Display for PlanError {
@@ -260,6 +281,16 @@ impl fmt::Display for PlanError {
                 origin,
                 reason,
             } => write!(f, "{origin}: {addr}: {reason}"),
+            PlanError::Route {
+                origin,
+                route,
+                reason,
+                ..
+            } => write!(
+                f,
+                "{origin}: route {route}: {reason} (left out of Caddy's config; the other routes are served)"
+            ),
+            PlanError::Proxy { origin, reason } => write!(f, "{origin}: kind: Proxy: {reason}"),
             PlanError::EmptyHost { owned } => write!(
                 f,
                 "the config declares no host setting, which would remove or restore all {owned} host objects berth owns; pass --allow-empty if that is what you want"
@@ -306,6 +337,9 @@ pub struct Summary {
     /// Host settings already as declared.
     #[serde(skip_serializing_if = "is_zero")]
     pub host_unchanged: usize,
+    /// Caddy config loads.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub proxy: usize,
 }
 
 impl Summary {
@@ -323,6 +357,7 @@ impl Summary {
             (Kind::File | Kind::Directory | Kind::Sysctl | Kind::Unit | Kind::Firewall, _) => {
                 self.host += 1
             }
+            (Kind::Proxy, _) => self.proxy += 1,
         }
     }
 }
@@ -331,7 +366,7 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let containers =
             self.created + self.replaced + self.started + self.removed + self.unchanged;
-        if containers > 0 || self.host == 0 {
+        if containers > 0 || (self.host == 0 && self.proxy == 0) {
             write!(
                 f,
                 "{} created, {} replaced, {} started, {} removed, {} unchanged",
@@ -347,6 +382,14 @@ impl fmt::Display for Summary {
             if self.host_unchanged > 0 {
                 write!(f, ", {} host settings unchanged", self.host_unchanged)?;
             }
+        }
+        if self.proxy > 0 {
+            let sep = if containers > 0 || self.host > 0 {
+                "; "
+            } else {
+                ""
+            };
+            write!(f, "{sep}Caddy config loaded")?;
         }
         Ok(())
     }
@@ -424,6 +467,7 @@ pub fn plan(desired: &Desired, observed: &Observed, opts: &PlanOptions) -> Plan 
         kinds::sysctl::plan(&ctx, &mut out);
         kinds::unit::plan(&ctx, &mut out);
     }
+    kinds::route::plan(&ctx, &mut out);
     let Planned {
         mut changes,
         mut plan,
@@ -615,6 +659,7 @@ pub fn order(changes: Vec<Change>) -> Result<Vec<Change>, Vec<String>> {
         (Kind::Directory | Kind::File | Kind::Sysctl, op) if op != Op::Delete => 2,
         (Kind::Container, _) => 3,
         (Kind::Unit, op) if op != Op::Delete => 3,
+        (Kind::Proxy, _) => 3,
         (_, _) => 4,
     };
     let index: BTreeMap<&Addr, usize> = changes
@@ -705,5 +750,7 @@ pub fn dependency_order(stack: &StackSpec) -> Vec<&str> {
 mod firewall_tests;
 #[cfg(test)]
 mod host_tests;
+#[cfg(test)]
+pub(crate) mod proxy_tests;
 #[cfg(test)]
 mod tests;

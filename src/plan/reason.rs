@@ -113,6 +113,17 @@ pub enum Reason {
     FirewallDrift {
         detail: String,
     },
+    /// A route added, changed or removed: `+ route app1.example.org → apps/app:3000 (public)`.
+    Route {
+        line: String,
+    },
+    /// Caddy runs another config than berth's (a hand edit through the admin API, a restart
+    /// that loaded its Caddyfile): the whole config is loaded again.
+    ProxyDrift,
+    /// Caddy's admin API did not answer when observed.
+    ProxyUnreachable {
+        message: String,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -156,6 +167,11 @@ impl fmt::Display for Reason {
                 "content differs from the file there now (not shown: berth does not own it yet)",
             ),
             Reason::HandEdited => f.write_str("changed on the host since berth wrote it (drift)"),
+            Reason::Route { line } => f.write_str(line),
+            Reason::ProxyDrift => f.write_str(
+                "Caddy runs another config than berth's (changed by hand or by a restart: drift); loading berth's again",
+            ),
+            Reason::ProxyUnreachable { message } => write!(f, "{message}"),
             Reason::Mode { from, to } => write!(f, "mode {from} → {to}"),
             Reason::Owner { from, to } => write!(f, "owner {from} → {to}"),
             Reason::Value { key, from, to } => {

@@ -201,6 +201,7 @@ fn container(
         image_id: image_id(&crate::model::normalize_image_ref(&spec.image)),
         networks: vec![],
         volumes: vec![],
+        addresses: Default::default(),
     }
 }
 

@@ -140,3 +140,92 @@ fn on_config_change_with_a_single_mounted_file_is_refused() {
     );
     assert!(w.containers().is_empty());
 }
+
+fn caddy_site(stack: &str) -> String {
+    // The test-host image has Debian's Caddy 2.6 (no registry here for the official image).
+    format!(
+        r#"name: {stack}
+services:
+  caddy:
+    image: {image}
+    command: ["caddy", "run", "--config", "/etc/caddy/Caddyfile"]
+    stop_grace_period: 1s
+    volumes:
+      - ./caddy:/etc/caddy:ro
+"#,
+        image = crate::host::IMAGE
+    )
+}
+
+fn caddyfile(text: &str) -> String {
+    format!(":8080 {{\n\trespond \"{text}\"\n}}\n")
+}
+
+fn caddy_says(container: &str) -> Option<String> {
+    let out = std::process::Command::new("docker")
+        .args([
+            "exec",
+            container,
+            "curl",
+            "-s",
+            "--max-time",
+            "2",
+            "http://127.0.0.1:8080/",
+        ])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A Caddyfile in a mounted folder, no `on_config_change`: a change is validated with
+/// `caddy adapt` and reloaded in the same container; an invalid one is refused and the
+/// running config keeps serving.
+#[test]
+fn a_changed_caddyfile_is_validated_and_reloaded() {
+    let w = World::new("cfg-caddyfile");
+    let stack = w.stack("edge");
+    w.write("edge/compose.yaml", &caddy_site(&stack));
+    w.write("edge/caddy/Caddyfile", &caddyfile("one"));
+    w.berth(&["apply"]).expect(0);
+    let c = format!("{stack}-caddy-1");
+    let id = inspect(&c, "{{.Id}}");
+    assert!(crate::host::poll(
+        std::time::Duration::from_secs(15),
+        || { caddy_says(&c).as_deref() == Some("one") }
+    ));
+
+    let tmp = w.write("edge/caddy/.Caddyfile.new", &caddyfile("two"));
+    std::fs::rename(tmp, w.path().join("edge/caddy/Caddyfile")).unwrap();
+    let plan = w.berth(&["plan"]).expect(2);
+    assert!(
+        plan.stdout.contains("reload container")
+            && plan.stdout.contains(
+                "Caddyfile /etc/caddy/Caddyfile: validated with `caddy adapt`, then `caddy reload`"
+            ),
+        "{}",
+        plan.stdout
+    );
+    w.berth(&["apply"]).expect(0);
+    assert_eq!(inspect(&c, "{{.Id}}"), id, "reloaded, not recreated");
+    assert_eq!(caddy_says(&c).as_deref(), Some("two"));
+    w.berth(&["plan"]).expect(0);
+
+    // An invalid Caddyfile: `caddy adapt` refuses it, the apply fails, "two" keeps serving.
+    let tmp = w.write(
+        "edge/caddy/.Caddyfile.new",
+        ":8080 {\n\tresponnd \"three\"\n}\n",
+    );
+    std::fs::rename(tmp, w.path().join("edge/caddy/Caddyfile")).unwrap();
+    let bad = w.berth(&["apply"]);
+    assert_ne!(bad.code, 0, "{}", bad.stdout);
+    assert!(
+        format!("{}{}", bad.stdout, bad.stderr).contains("responnd"),
+        "the adapt error is reported:\n{}{}",
+        bad.stdout,
+        bad.stderr
+    );
+    assert_eq!(caddy_says(&c).as_deref(), Some("two"));
+    assert_eq!(inspect(&c, "{{.Id}}"), id);
+}

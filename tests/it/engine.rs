@@ -118,6 +118,7 @@ fn container(
             current_ports: vec![],
             reload: None,
             stop_grace_period: None,
+            handover: None,
         }),
     }
 }
@@ -169,6 +170,7 @@ fn existing(
             current_ports: vec![],
             reload: None,
             stop_grace_period: None,
+            handover: None,
         }),
     }
 }

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::support::{Run, World, docker, git};
 
-const IMAGE: &str = "berth-test/host:2";
+pub const IMAGE: &str = "berth-test/host:2";
 const UNIT: &str = include_str!("../../dist/berth.service");
 
 /// One booted test host; the container is removed on drop.

@@ -12,6 +12,8 @@ mod github;
 mod github_fake;
 mod host;
 mod host_kinds;
+mod proxy;
+mod proxy_container;
 mod serve;
 mod serve_cli;
 mod slow_clients;

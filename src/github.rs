@@ -24,6 +24,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 mod jwt;
 
+pub use jwt::install as install_jwt_provider;
+
 use backon::{ExponentialBuilder, Retryable};
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, Url};

@@ -20,8 +20,9 @@ static PROVIDER: CryptoProvider = CryptoProvider {
     key_utils: KeyUtils::new_unimplemented(),
 };
 
-/// Makes ring jsonwebtoken's provider for this process. Idempotent.
-pub(super) fn install() {
+/// Makes ring jsonwebtoken's provider for this process. Idempotent. Public for the tests' fake
+/// GitHub, which verifies the JWTs berth signs.
+pub fn install() {
     // Err only means it is installed already (this is the only provider berth has).
     let _ = PROVIDER.install_default();
 }

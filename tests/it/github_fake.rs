@@ -1188,6 +1188,9 @@ fn authenticate(g: &Inner, bearer: &str, want_jwt: bool) -> Result<Caller, Reply
                 "A JSON web token could not be decoded (no App registered with the fake)",
             ));
         };
+        // The process-wide provider berth itself uses: installed here too, so that a test run
+        // that starts with this one (a filter) does not depend on another test installing it.
+        berth::github::install_jwt_provider();
         let key = jsonwebtoken::DecodingKey::from_rsa_pem(public.as_bytes()).expect("public key");
         let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
         v.set_required_spec_claims(&["exp", "iat", "iss"]);

@@ -352,7 +352,8 @@ fn nftables_firewall_governs_host_and_published_ports() {
 #[test]
 fn exposure_guard_refuses_a_database_published_on_all_addresses() {
     let lan = Lan::new("exp", 42);
-    let host = TestHost::boot_inner_docker("fw-exp", &lan.nets()[..1]);
+    let host = TestHost::boot_inner_docker("fw-exp", &lan.nets());
+    let (tail_ip, inet_ip) = (host.ip_on(&lan.tail_net), host.ip_on(&lan.inet_net));
     let cfg = Cfg::new(&host, "fwexp");
     cfg.write("firewall.berth.yaml", REFERENCE);
     cfg.write(
@@ -377,6 +378,25 @@ fn exposure_guard_refuses_a_database_published_on_all_addresses() {
         "services:\n  db:\n    image: berth-test/app:1\n    pull_policy: never\n    ports:\n      - \"127.0.0.1:5432:8080\"\n",
     );
     code(&cfg.berth("apply"), 0);
+    // The override: published on all addresses on purpose. The plan goes through, and the
+    // port is reachable exactly as the Firewall says (from the tailnet, not from the internet).
+    cfg.write(
+        "firewall.berth.yaml",
+        &format!("{REFERENCE}  - ports: [5432/tcp]\n    from: tailnet\n"),
+    );
+    cfg.write(
+        "data/compose.yaml",
+        "services:\n  db:\n    image: berth-test/app:1\n    pull_policy: never\n    ports:\n      - \"5432:8080\"\n    x-berth:\n      expose_publicly: true\n",
+    );
+    let over = cfg.berth("apply");
+    code(&over, 0);
+    assert!(
+        poll(Duration::from_secs(20), || reach(&lan.tail, &tail_ip, 5432)),
+        "5432 from the tailnet with the override: {}{}",
+        over.stdout,
+        over.stderr
+    );
+    assert!(!reach(&lan.inet, &inet_ip, 5432), "5432 from the internet");
     // Without a Firewall the same port is a warning, not an error.
     cfg.remove("firewall.berth.yaml");
     cfg.write(

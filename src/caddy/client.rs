@@ -54,6 +54,8 @@ impl Caddy {
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             // The admin API is local: never through a proxy from the environment.
             .no_proxy()
+            // Nor anywhere else: an answer that redirects is not Caddy's admin API.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| CaddyError::Client(e.to_string()))?;
         Ok(Caddy { http })

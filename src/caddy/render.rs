@@ -80,6 +80,17 @@ pub fn render(settings: &Settings, sites: &[Site]) -> Value {
     for s in sites {
         by_host.entry(&s.host).or_default().push(s);
     }
+    // Exact hosts before wildcards, and a narrower wildcard before a wider one: the host routes
+    // are terminal, so `*.example.org` first would take every site under it.
+    let mut by_host: Vec<(&str, Vec<&Site>)> = by_host.into_iter().collect();
+    by_host.sort_by_key(|(h, _)| {
+        let wild = h.contains('*');
+        (
+            wild,
+            std::cmp::Reverse(h.matches('.').count()),
+            h.to_string(),
+        )
+    });
     let mut routes = Vec::new();
     for (host, mut paths) in by_host {
         // Longest path first; the whole host (no path) last.
@@ -93,12 +104,19 @@ pub fn render(settings: &Settings, sites: &[Site]) -> Value {
                 .iter()
                 .map(|(k, v)| (k.clone(), json!([v])))
                 .collect();
-            inner.push(json!({"handle": [{"handler": "headers", "response": {"set": set}}]}));
+            // Deferred: set when the response is written, after the upstream's own headers
+            // are copied, so a header is replaced instead of sent twice.
+            inner.push(json!({"handle": [{"handler": "headers", "response": {"set": set, "deferred": true}}]}));
         }
         for s in paths {
             let mut m = serde_json::Map::new();
             if let Some(p) = &s.path {
-                m.insert("path".into(), json!([p]));
+                // `/admin/*` does not match `/admin` itself in Caddy: the route (and its access
+                // rule) covers both, so the bare path is not left to the host's other routes.
+                match p.strip_suffix("/*") {
+                    Some(base) if !base.is_empty() => m.insert("path".into(), json!([p, base])),
+                    _ => m.insert("path".into(), json!([p])),
+                };
             }
             if let Some(allow) = &s.allow {
                 let ranges: Vec<String> = allow.iter().map(ToString::to_string).collect();
@@ -281,6 +299,39 @@ mod tests {
     fn the_whole_config() {
         let cfg = render(&settings(), &sites());
         insta::assert_snapshot!(serde_json::to_string_pretty(&cfg).unwrap());
+    }
+
+    #[test]
+    fn exact_hosts_before_wildcards_narrow_before_wide() {
+        let site = |host: &str| Site {
+            host: host.into(),
+            path: None,
+            dial: "127.0.0.1:1".into(),
+            allow: None,
+        };
+        let sites = [
+            site("*.example.org"),
+            site("*.a.example.org"),
+            site("b.example.org"),
+            site("0.example.org"),
+        ];
+        let cfg = render(&settings(), &sites);
+        let hosts: Vec<&str> = cfg
+            .pointer("/apps/http/servers/srv443/routes")
+            .and_then(Value::as_array)
+            .unwrap()
+            .iter()
+            .filter_map(|r| r.pointer("/match/0/host/0").and_then(Value::as_str))
+            .collect();
+        assert_eq!(
+            hosts,
+            [
+                "0.example.org",
+                "b.example.org",
+                "*.a.example.org",
+                "*.example.org"
+            ]
+        );
     }
 
     #[test]

@@ -156,6 +156,7 @@ fn declared(
         rules: Vec::new(),
         allowed: allowed.clone(),
         confirm_timeout: 0,
+        allow_no_ssh: fw.allow_no_ssh,
         zone: None,
         zone_record: None,
         record: Record::default(),
@@ -275,6 +276,7 @@ fn declared(
             rules,
             allowed,
             confirm_timeout: fw.confirm_timeout.as_secs(),
+            allow_no_ssh: fw.allow_no_ssh,
             zone,
             zone_record,
             record: Record {
@@ -315,6 +317,7 @@ fn removed(e: &Entry, out: &mut Planned) {
             rules: Vec::new(),
             allowed: Vec::new(),
             confirm_timeout: 0,
+            allow_no_ssh: true,
             zone: None,
             zone_record,
             record: Record {

@@ -33,6 +33,9 @@ pub struct FirewallPayload {
     pub allowed: Vec<Allowed>,
     /// Seconds the change may stay unconfirmed before the previous ruleset is restored.
     pub confirm_timeout: u64,
+    /// `allow_no_ssh: true`: the confirm step does not ask that sshd stays reachable.
+    #[serde(skip)]
+    pub allow_no_ssh: bool,
     /// firewalld backend: what the default zone must hold (`None`: nftables only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub zone: Option<ZoneWanted>,

@@ -480,6 +480,22 @@ fn a_change_that_cuts_ssh_is_reverted_within_the_timeout() {
     );
     assert!(revert < Duration::from_secs(15), "{revert:?}");
     assert!(reach(&lan.tail, &tail_ip, 22));
+
+    // `allow_no_ssh: true` means it: the same cut is confirmed and stays, with the real `ss`.
+    host.ok("rm /tmp/fakebin/ss");
+    cfg.write(
+        "firewall.berth.yaml",
+        "kind: Firewall\nbackend: nftables\nallow_no_ssh: true\nallow:\n  - ports: [80/tcp]\n",
+    );
+    let meant = cfg.berth("apply");
+    code(&meant, 0);
+    assert!(
+        !reach(&lan.tail, &tail_ip, 22),
+        "22 is closed as declared: {}{}",
+        meant.stdout,
+        meant.stderr
+    );
+    assert!(reach(&lan.tail, &tail_ip, 80));
 }
 
 /// The firewalld backend (`backend: auto` with firewalld running): the default zone gets the

@@ -147,7 +147,9 @@ fn host_path(c: &Change) -> Option<&Path> {
 /// - a unit needs the files and directories its unit files name, and the files whose
 ///   `on_change` acts on it (whose action is then dropped when the unit restarts anyway);
 /// - a container create/replace/start needs the host files and folders it bind-mounts, and a
-///   file's `restart_service` is dropped when the service's containers are recreated anyway.
+///   file's `restart_service` is dropped when the service's containers are recreated anyway;
+/// - a container create/replace/start that publishes ports needs the firewall change that puts
+///   rules in place, so no port is open before the firewall governs it.
 pub fn link(changes: &mut [Change]) {
     struct Written {
         i: usize,
@@ -183,6 +185,10 @@ pub fn link(changes: &mut [Change]) {
             _ => None,
         })
         .collect();
+    // A firewall change that puts rules in place (not its removal).
+    let firewall = changes
+        .iter()
+        .position(|c| matches!(c.payload, Payload::Firewall(_)) && c.op != Op::Delete);
     let mut extra: Vec<Vec<usize>> = vec![Vec::new(); changes.len()];
     for (i, c) in changes.iter().enumerate() {
         match &c.payload {
@@ -222,6 +228,10 @@ pub fn link(changes: &mut [Change]) {
                 let Some((_, spec)) = p.service_spec() else {
                     continue;
                 };
+                // A published port opens only once the firewall governs it.
+                if let Some(f) = firewall.filter(|_| !spec.ports.is_empty()) {
+                    extra[i].push(f);
+                }
                 let sources: Vec<&Path> = spec
                     .mounts
                     .iter()

@@ -343,3 +343,37 @@ fn firewalld_running_with_auto_configures_its_zone() {
         [PlanError::FirewallRefused { .. }]
     ));
 }
+
+#[test]
+fn a_published_port_opens_only_after_the_firewall_is_applied() {
+    let mut d = db(Some("127.0.0.1"), false);
+    d.stacks
+        .get_mut("data")
+        .unwrap()
+        .services
+        .insert("worker".into(), svc("worker:1"));
+    let o = Observed {
+        images: super::tests::images_for(&d),
+        ..Default::default()
+    };
+    let p = plan(&d, &o, &PlanOptions::default());
+    assert!(p.errors.is_empty(), "{:?}", p.errors);
+    let fw = p
+        .changes
+        .iter()
+        .find(|c| c.payload.kind() == Kind::Firewall)
+        .expect("the firewall is created")
+        .addr
+        .clone();
+    let waits = |service: &str| {
+        p.changes
+            .iter()
+            .find(|c| matches!(&c.payload, Payload::Container(x) if x.service == service))
+            .unwrap_or_else(|| panic!("{service} is created"))
+            .needs
+            .iter()
+            .any(|n| n.addr == fw)
+    };
+    assert!(waits("db") && waits("web"), "publishing containers wait");
+    assert!(!waits("worker"), "a container without ports does not");
+}

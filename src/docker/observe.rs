@@ -9,6 +9,7 @@ use bollard::query_parameters::{
 };
 
 use super::{DockerError, Engine, normalize_image_ref};
+use crate::model::edge::Upstream;
 use crate::model::{
     ContainerState, Desired, Health, Observed, ObservedContainer, ObservedMount, ObservedObject,
     labels,
@@ -18,8 +19,10 @@ impl Engine {
     /// What runs on the Engine. Requests: 2 (berth's containers, images); plus 1 to look up, by
     /// exact name, containers that might hold a name berth is about to create; plus 1 network
     /// list and/or 1 volume list only when the container list cannot prove that every desired
-    /// network / volume exists, or when a stack berth owns left the config. Never mutates. A
-    /// no-op reconcile is exactly the first 2.
+    /// network / volume exists, or when a stack berth owns left the config; plus 1 image
+    /// inspect per image of a routed service whose Compose file does not expose the route's
+    /// port (its `EXPOSE` decides). Never mutates. A no-op reconcile without such routes is
+    /// exactly the first 2.
     pub async fn observe(&self, desired: &Desired) -> Result<Observed, DockerError> {
         // Only berth's containers (any instance's: another instance holding a name is a
         // conflict too). The Engine's cost grows with every container it lists, so a host full
@@ -61,6 +64,7 @@ impl Engine {
             }
         }
 
+        let image_ports = self.image_ports(desired, &image_map).await?;
         let (need_networks, need_volumes) = needs_listing(desired, &containers, &self.instance);
         let networks = if need_networks {
             Some(self.list_networks().await?)
@@ -75,6 +79,7 @@ impl Engine {
         Ok(Observed {
             containers,
             images: image_map,
+            image_ports,
             networks,
             volumes,
             reloaded: Default::default(),
@@ -84,6 +89,59 @@ impl Engine {
     }
 
     /// Containers whose name is exactly one of `names`. Requests: 1.
+    /// The TCP ports the images of routed services expose, for the routes whose port the
+    /// Compose file does not name: one inspect per such image on the Engine.
+    async fn image_ports(
+        &self,
+        desired: &Desired,
+        images: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, BTreeSet<u16>>, DockerError> {
+        let mut ids = BTreeSet::new();
+        for r in desired.routes() {
+            let Upstream::Service {
+                stack,
+                service,
+                port,
+            } = &r.to
+            else {
+                continue;
+            };
+            let Some(sv) = desired
+                .stacks
+                .get(stack)
+                .and_then(|s| s.services.get(service))
+            else {
+                continue;
+            };
+            if !sv.exposes(*port)
+                && let Some(id) = images.get(&normalize_image_ref(&sv.image))
+            {
+                ids.insert(id.clone());
+            }
+        }
+        let mut out = BTreeMap::new();
+        for id in ids {
+            let img = self
+                .docker
+                .inspect_image(&id)
+                .await
+                .map_err(|e| self.err("inspect image", e))?;
+            let ports = img
+                .config
+                .and_then(|c| c.exposed_ports)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|p| match p.split_once('/') {
+                    Some((n, "tcp")) => n.parse().ok(),
+                    Some(_) => None,
+                    None => p.parse().ok(),
+                })
+                .collect();
+            out.insert(id, ports);
+        }
+        Ok(out)
+    }
+
     async fn containers_named(
         &self,
         names: &[String],

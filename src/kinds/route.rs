@@ -413,9 +413,9 @@ fn check(ctx: &Context, caddy: &Caddy, r: &RouteSpec) -> Result<PlannedSite, Str
                 .services
                 .get(service)
                 .ok_or_else(|| format!("stack `{stack}` has no deployed service `{service}`"))?;
-            if !exposes(sv, *port) {
+            if !exposes(ctx, sv, *port) {
                 return Err(format!(
-                    "{stack}/{service} does not expose port {port}: add it to the service's `expose:` (or `ports:`)"
+                    "{stack}/{service} does not expose port {port} (neither its image nor its Compose file): add it to the service's `expose:` (or `ports:`)"
                 ));
             }
             if sv.network_mode.is_some() {
@@ -466,19 +466,25 @@ fn check(ctx: &Context, caddy: &Caddy, r: &RouteSpec) -> Result<PlannedSite, Str
     })
 }
 
-/// Whether the container port is published or exposed (`3000`, `3000/tcp`, `3000-3005`).
-fn exposes(sv: &ServiceSpec, port: u16) -> bool {
-    sv.ports.iter().any(|p| p.target == port)
-        || sv.expose.iter().any(|e| {
-            let e = e.split('/').next().unwrap_or(e);
-            match e.split_once('-') {
-                Some((a, b)) => match (a.parse::<u16>(), b.parse::<u16>()) {
-                    (Ok(a), Ok(b)) => a <= port && port <= b,
-                    _ => false,
-                },
-                None => e.parse::<u16>() == Ok(port),
-            }
-        })
+/// Whether the container port is published or exposed: by the Compose file, or by the image
+/// (`EXPOSE`). An image that is not on the Engine yet (pulled by this plan) cannot say: the
+/// port is taken as written, and an upstream that does not answer fails the container's
+/// health check or Caddy's dial, not the other sites.
+fn exposes(ctx: &Context, sv: &ServiceSpec, port: u16) -> bool {
+    if sv.exposes(port) {
+        return true;
+    }
+    let Some(id) = ctx
+        .observed
+        .images
+        .get(&crate::model::normalize_image_ref(&sv.image))
+    else {
+        return true;
+    };
+    match ctx.observed.image_ports.get(id) {
+        Some(ports) => ports.contains(&port),
+        None => true,
+    }
 }
 
 /// Why Caddy in this container would not see clients' real addresses, if it would not.

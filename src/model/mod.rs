@@ -7,7 +7,7 @@
 //! stores in the container's `io.berth.spec` label so that the next plan can say *which* field
 //! changed. Secret values never appear in that JSON: [`Secret`] serialises as a digest.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::PathBuf;
 
@@ -691,6 +691,23 @@ impl ServiceSpec {
         sha256_hex(self.canonical_json().as_bytes())
     }
 
+    /// Whether the Compose file publishes or exposes this container port (`ports:` targets,
+    /// `expose: [3000, 3000/tcp, 3000-3005]`). The image's own `EXPOSE` is
+    /// [`Observed::image_ports`].
+    pub fn exposes(&self, port: u16) -> bool {
+        self.ports.iter().any(|p| p.target == port)
+            || self.expose.iter().any(|e| {
+                let e = e.split('/').next().unwrap_or(e);
+                match e.split_once('-') {
+                    Some((a, b)) => match (a.parse::<u16>(), b.parse::<u16>()) {
+                        (Ok(a), Ok(b)) => a <= port && port <= b,
+                        _ => false,
+                    },
+                    None => e.parse::<u16>() == Ok(port),
+                }
+            })
+    }
+
     /// One digest for all of [`ServiceSpec::config_files`]: what a reload brought the
     /// container to.
     pub fn config_digest(&self) -> String {
@@ -715,6 +732,9 @@ pub struct Observed {
     pub containers: Vec<ObservedContainer>,
     /// Image reference (as in `RepoTags`, e.g. `test/app:1`) → image ID (`sha256:...`).
     pub images: BTreeMap<String, String>,
+    /// Image ID → the TCP ports its config exposes (`EXPOSE 3000`). Inspected only for the
+    /// images of routed services whose Compose file does not expose the route's port.
+    pub image_ports: BTreeMap<String, BTreeSet<u16>>,
     /// Network name → whether berth owns it. `None` when not listed (not needed for this plan).
     pub networks: Option<BTreeMap<String, ObservedObject>>,
     /// Volume name → whether berth owns it. `None` when not listed.

@@ -217,7 +217,10 @@ pub(crate) fn bad_routes() -> (Desired, Observed) {
         access: Source::Cidrs(vec!["100.64.0.0/10".parse().unwrap()]),
         origin: origin("proxy/berth.yaml", 12),
     });
-    let o = observed(&d, serde_json::Value::Null);
+    let mut o = observed(&d, serde_json::Value::Null);
+    // What observe inspects for other/web's 8080: its image exposes nothing.
+    let id = o.images["test/app:1"].clone();
+    o.image_ports.insert(id, Default::default());
     (d, o)
 }
 
@@ -342,4 +345,46 @@ fn caddy_in_a_container_must_see_real_client_addresses() {
         .insert("proxy".into(), stack("proxy", &[("caddy", caddy)]));
     let p = plan(&d, &o, &PlanOptions::default());
     assert!(p.errors.is_empty(), "{:?}", p.errors);
+}
+
+#[test]
+fn a_route_port_is_exposed_by_the_compose_file_or_by_the_image() {
+    let mut d = desired("test/app:1");
+    d.stacks
+        .get_mut("apps")
+        .unwrap()
+        .services
+        .get_mut("app")
+        .unwrap()
+        .expose = Vec::new();
+    let route_errors = |o: &Observed| -> Vec<String> {
+        plan(&d, o, &PlanOptions::default())
+            .errors
+            .iter()
+            .filter(|e| matches!(e, PlanError::Route { .. }))
+            .map(ToString::to_string)
+            .collect()
+    };
+    let mut o = observed(&d, serde_json::Value::Null);
+    let id = o.images["test/app:1"].clone();
+    // The image says `EXPOSE 3000`: the example, without `expose:`, is served.
+    o.image_ports.insert(id.clone(), [3000].into());
+    assert!(route_errors(&o).is_empty(), "{:?}", route_errors(&o));
+    // It exposes another port: both routes are refused, naming the fix.
+    o.image_ports.insert(id, [8080].into());
+    let e = route_errors(&o);
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e[0].contains(
+            "apps/app does not expose port 3000 (neither its image nor its Compose file)"
+        ),
+        "{e:?}"
+    );
+    // Not on the Engine yet (pulled by this plan): taken as written.
+    let o = Observed {
+        images: Default::default(),
+        proxy: Some(ObservedProxy::Config(serde_json::Value::Null)),
+        ..Default::default()
+    };
+    assert!(route_errors(&o).is_empty(), "{:?}", route_errors(&o));
 }

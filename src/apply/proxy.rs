@@ -4,7 +4,9 @@
 //! change's error. Also the handover of a zero-downtime replace ([`Exec::replace_handover`]).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 
@@ -139,8 +141,15 @@ impl<D: Driver, H: HostDriver> Exec<'_, D, H> {
             }
         }
         let config = render::render(&p.settings, &sites);
-        self.proxy
-            .load(&admin, &config)
+        // A Caddy that was just started (by this apply, or a moment ago) does not answer at
+        // once: an unreachable admin API is tried again for about 10 s. A refusal is final.
+        let patience = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(2))
+            .with_max_times(8);
+        (|| self.proxy.load(&admin, &config))
+            .retry(patience)
+            .when(|e| matches!(e, CaddyError::Unreachable { .. }))
             .await
             .map_err(|e| fail(e.to_string(), e.is_transient()))?;
         Ok(sites.len())

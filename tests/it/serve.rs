@@ -1110,6 +1110,10 @@ fn a_preview_during_a_remote_outage_reports_an_error_and_recovers() {
             .iter()
             .any(|x| x.context == "berth/it/preview" && x.state == "success")
     });
+    // The comment is posted after the status, by the same write-back task.
+    s.wait_until("the preview comment", Duration::from_secs(30), || {
+        !fake.comments(3).is_empty()
+    });
     assert_eq!(fake.comments(3).len(), 1);
     fake.assert_no_violations();
 }

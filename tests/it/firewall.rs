@@ -284,7 +284,7 @@ fn nftables_firewall_governs_host_and_published_ports() {
     );
     host.write(
         "/etc/fail2ban/jail.d/90-test.local",
-        "[DEFAULT]\nbackend = systemd\nbanaction = berth-nftables\nbanaction_allports = berth-nftables\nignoreip = 127.0.0.1/8\n\n[sshd]\nenabled = true\n",
+        "[DEFAULT]\nbackend = systemd\nbanaction = berth-nftables\nbanaction_allports = berth-nftables\nignoreip = 127.0.0.1/8\n\n[sshd]\nenabled = true\n\n[sshd-forever]\nenabled = true\nfilter = sshd\nbantime = -1\n",
     );
     host.ok("systemctl start fail2ban");
     let client_tail_ip = docker(&[
@@ -314,17 +314,39 @@ fn nftables_firewall_governs_host_and_published_ports() {
         !reach(&lan.tail, &tail_ip, 22),
         "a banned address still reaches ssh"
     );
+    // A permanent ban (`bantime = -1`): an element without a timeout.
+    let forever = "198.51.100.7";
+    host.ok(&format!("fail2ban-client set sshd-forever banip {forever}"));
+    let quoted = format!("\"{forever}\"");
+    let permanent = poll(Duration::from_secs(20), || {
+        host.ok("nft -j list set inet berth banned4")
+            .contains(&quoted)
+    });
+    assert!(
+        permanent,
+        "the permanent ban did not reach banned4: {}",
+        host.ok("nft list set inet berth banned4")
+    );
     code(&cfg.berth("plan"), 0);
     cfg.write(
         "firewall.berth.yaml",
         &format!("{REFERENCE}  - ports: [5432/tcp, 6000/tcp]\n    from: tailnet\n"),
     );
     code(&cfg.berth("apply"), 0);
+    let set = host.ok("nft list set inet berth banned4");
     assert!(
-        host.ok("nft list set inet berth banned4")
-            .contains(&client_tail_ip),
+        set.contains(&client_tail_ip),
         "the ban did not survive the replace"
     );
+    assert!(
+        set.contains(forever)
+            && !set.contains(&format!("{forever} timeout"))
+            && !set.contains(&format!("{forever} expires")),
+        "the permanent ban did not survive the replace as permanent: {set}"
+    );
+    host.ok(&format!(
+        "fail2ban-client set sshd-forever unbanip {forever}"
+    ));
     host.ok(&format!(
         "fail2ban-client set sshd unbanip {client_tail_ip}"
     ));

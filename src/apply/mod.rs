@@ -55,9 +55,29 @@ pub struct FirewallConfirm {
     /// berth serve's own listen address: it must still answer (checked from the host itself;
     /// an unspecified address is checked on loopback).
     pub listen: Option<std::net::SocketAddr>,
-    /// The git remote (URL): its host must answer a TCP connect (`file://` is not checked).
-    pub remote: Option<String>,
+    /// The git remote: it must answer a ref listing through the git layer (`None` for a local
+    /// `file://` or path remote, which no firewall stands between).
+    pub remote: Option<RemoteProbe>,
 }
+
+/// Asks the git remote to list a ref (blocking, bounded by the git layer's deadline; the
+/// confirm step bounds it again).
+#[derive(Clone)]
+pub struct RemoteProbe(pub std::sync::Arc<dyn Fn() -> Result<(), String> + Send + Sync>);
+
+impl std::fmt::Debug for RemoteProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RemoteProbe")
+    }
+}
+
+impl PartialEq for RemoteProbe {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for RemoteProbe {}
 
 impl Default for ApplyOptions {
     fn default() -> Self {

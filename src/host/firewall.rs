@@ -7,7 +7,8 @@
 //! (`berth-firewall-rollback-<instance>`, `systemd-run --on-active=<confirm_timeout>`) is armed
 //! to load it, so the host goes back even when berth dies; then the new table is loaded, and
 //! confirmed: every port sshd listens on (`ss -Htlnp`) is allowed from somewhere by the new
-//! rules, berth's own HTTP port answers locally, the git remote's host answers a TCP connect.
+//! rules, berth's own HTTP port answers locally, the git remote answers a ref listing (through
+//! the git layer, bounded; a local `file://` remote is not checked).
 //! On success the timer is stopped; on failure the previous ruleset is loaded at once.
 //!
 //! Fail2Ban's bans (elements of `banned4`/`banned6`) are read before a replace and re-added in
@@ -26,6 +27,7 @@ use crate::plan::{FirewallApplied, FirewallPayload};
 
 const NFT_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const REMOTE_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn unit(instance: &str) -> String {
     format!("berth-firewall-rollback-{instance}")
@@ -111,11 +113,13 @@ impl Host {
         use super::firewalld;
         let dir = self.state_dir();
         // firewalld: what to change in the zone, and how to undo it.
+        // The zone as it was before berth is in the inventory already (the planner's record,
+        // written before this runs); the host only carries the change out.
         let (zone_cmds, zone_record, zone_undo) = match (&p.zone, &p.zone_record, remove) {
-            (Some(want), prev, false) => {
+            (Some(want), rec, false) => {
                 let now = firewalld::read_zone().await?;
-                let (c, r, u) = firewalld::diff(want, &now, prev.as_ref());
-                (c, Some(r), u)
+                let (c, u) = firewalld::diff(want, &now);
+                (c, rec.clone(), u)
             }
             (_, Some(rec), true) => {
                 let now = firewalld::read_zone().await?;
@@ -433,14 +437,27 @@ async fn check(p: &FirewallPayload, confirm: &FirewallConfirm) -> Result<(), Str
             .await
             .map_err(|e| format!("berth's own HTTP port {listen} does not answer: {e}"))?;
     }
-    if let Some(remote) = &confirm.remote
-        && let Some(hp) = remote_host_port(remote)
-    {
-        connect(&hp)
-            .await
-            .map_err(|e| format!("the git remote's host {hp} does not answer: {e}"))?;
+    if let Some(remote) = &confirm.remote {
+        probe_remote(remote, REMOTE_TIMEOUT).await?;
     }
     Ok(())
+}
+
+/// The git remote answers a ref listing within `within` (the git layer has its own deadline;
+/// this one keeps the confirmation well inside the rollback timer).
+async fn probe_remote(remote: &crate::apply::RemoteProbe, within: Duration) -> Result<(), String> {
+    let probe = remote.0.clone();
+    match tokio::time::timeout(within, tokio::task::spawn_blocking(move || probe())).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(e))) => Err(format!("the git remote does not answer: {e}")),
+        Ok(Err(e)) => Err(format!("the git remote check failed: {e}")),
+        Err(_) => Err(format!("the git remote does not answer within {within:?}")),
+    }
+}
+
+/// A remote no firewall stands between (`file://`, a path): the confirm step skips it.
+pub(crate) fn remote_is_local(url: &str) -> bool {
+    remote_host_port(url).is_none()
 }
 
 async fn connect(addr: &str) -> Result<(), String> {
@@ -475,7 +492,7 @@ pub(crate) fn parse_ss(text: &str) -> Vec<u16> {
     ports
 }
 
-/// `host:port` of a git remote to connect to (`None`: a local remote, nothing to check).
+/// `host:port` of a git remote (`None`: a local remote, nothing to check).
 pub(crate) fn remote_host_port(url: &str) -> Option<String> {
     let (default, rest) = if let Some(r) = url.strip_prefix("https://") {
         (443, r)
@@ -555,5 +572,79 @@ mod tests {
             "add element inet berth banned4 { 1.2.3.4 timeout 599s }\n"
         );
         assert_eq!(ban_lines(&b), "");
+    }
+
+    #[test]
+    fn permanent_bans_are_kept_without_a_timeout() {
+        // A permanent ban (Fail2Ban `bantime = -1`): an element without timeout/expires, in
+        // either JSON form nft prints.
+        let t: Value = serde_json::from_str(r#"{"nftables":[{"set":{"family":"inet","name":"banned4","table":"berth","type":"ipv4_addr","flags":["timeout"],"elem":["5.6.7.8",{"elem":{"val":"9.9.9.9"}},{"elem":{"val":"1.2.3.4","timeout":600,"expires":30}}]}}]}"#).unwrap();
+        assert_eq!(
+            ban_lines(&t),
+            "add element inet berth banned4 { 5.6.7.8 }\n\
+             add element inet berth banned4 { 9.9.9.9 }\n\
+             add element inet berth banned4 { 1.2.3.4 timeout 30s }\n"
+        );
+    }
+
+    /// The Fail2Ban action in manifests/ run by a shell (as Fail2Ban does) with a stand-in
+    /// `nft`: a permanent ban adds the address without a timeout, never `timeout -1s`.
+    #[test]
+    fn fail2ban_action_handles_permanent_bans() {
+        let conf = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/manifests/host/fail2ban-berth-action.conf"
+        ))
+        .unwrap();
+        let ban = conf
+            .lines()
+            .find_map(|l| l.strip_prefix("actionban = "))
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let nft = dir.path().join("nft");
+        std::fs::write(&nft, "#!/bin/sh\necho \"$@\"\n").unwrap();
+        std::fs::set_permissions(&nft, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let run = |bantime: &str| {
+            let cmd = ban
+                .replace("<set>", "banned4")
+                .replace("<ip>", "1.2.3.4")
+                .replace("<bantime>", bantime);
+            let out = std::process::Command::new("sh")
+                .args(["-c", &cmd])
+                .env("PATH", format!("{}:/usr/bin:/bin", dir.path().display()))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8(out.stdout).unwrap()
+        };
+        assert_eq!(run("-1"), "add element inet berth banned4 { 1.2.3.4 }\n");
+        assert_eq!(
+            run("3600"),
+            "add element inet berth banned4 { 1.2.3.4 timeout 3600s }\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn remote_probe_failures_and_timeouts_fail_the_confirmation() {
+        use crate::apply::RemoteProbe;
+        use std::sync::Arc;
+        let ok = RemoteProbe(Arc::new(|| Ok(())));
+        assert_eq!(probe_remote(&ok, Duration::from_secs(5)).await, Ok(()));
+        let refused = RemoteProbe(Arc::new(|| Err("connection refused".into())));
+        assert_eq!(
+            probe_remote(&refused, Duration::from_secs(5)).await,
+            Err("the git remote does not answer: connection refused".into())
+        );
+        let hangs = RemoteProbe(Arc::new(|| {
+            std::thread::sleep(Duration::from_secs(3));
+            Ok(())
+        }));
+        assert_eq!(
+            probe_remote(&hangs, Duration::from_millis(200)).await,
+            Err("the git remote does not answer within 200ms".into())
+        );
+        assert!(remote_is_local("file:///srv/repo.git") && remote_is_local("/srv/repo.git"));
+        assert!(!remote_is_local("https://github.com/a/b.git"));
     }
 }

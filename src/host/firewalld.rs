@@ -1,14 +1,16 @@
 //! The firewalld backend's zone part, through `firewall-cmd`: read the default zone (runtime and
-//! permanent), change it permanently and `--reload` (so runtime = permanent), touching only
-//! what berth adds: the target, ports and rich rules the zone did not have. The undo commands
-//! of a change are what the rollback timer and a failed confirmation run.
+//! permanent, `--list-all`), change it permanently and `--reload` (so runtime = permanent).
+//! berth takes the zone over: its target and allowances become exactly the manifest's (the
+//! services, ports, rich rules and sources it had before are removed, after the planner
+//! recorded them in the inventory), and removing the Firewall puts the recorded zone back.
+//! The undo commands of a change are what the rollback timer and a failed confirmation run.
 
 use std::path::Path;
 use std::time::Duration;
 
 use super::HostError;
 use super::command::{output_tail, run};
-use crate::model::edge::{ZoneRecord, ZoneState, ZoneWanted};
+use crate::model::edge::{ZoneAllow, ZoneRecord, ZoneState, ZoneWanted};
 
 const FIREWALL_CMD: &str = "firewall-cmd";
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -31,16 +33,32 @@ pub(super) async fn cmd(args: &[String]) -> Result<String, HostError> {
     }
 }
 
-fn words(s: &str) -> Vec<String> {
-    s.split_whitespace().map(String::from).collect()
-}
-
-fn lines(s: &str) -> Vec<String> {
-    s.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect()
+/// Parses `firewall-cmd --list-all`: `key: values` lines, rich rules one per line after
+/// `rich rules:`. Returns the target (when listed) and the allowances.
+pub(super) fn parse_list_all(text: &str) -> (Option<String>, ZoneAllow) {
+    let mut a = ZoneAllow::default();
+    let mut target = None;
+    let words = |v: &str| v.split_whitespace().map(String::from).collect::<Vec<_>>();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if line.starts_with("rule ") {
+            a.rich.push(line.to_string());
+            continue;
+        }
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        match key.trim() {
+            "target" => target = Some(value.trim().to_string()),
+            "services" => a.services = words(value),
+            "ports" => a.ports = words(value),
+            "protocols" => a.protocols = words(value),
+            "source-ports" => a.source_ports = words(value),
+            "sources" => a.sources = words(value),
+            "rich rules" if !value.trim().is_empty() => a.rich.push(value.trim().to_string()),
+            _ => {}
+        }
+    }
+    (target, a)
 }
 
 /// The default zone, runtime and permanent.
@@ -50,135 +68,90 @@ pub(super) async fn read_zone() -> Result<ZoneState, HostError> {
         .trim()
         .to_string();
     let z = format!("--zone={name}");
-    let p = "--permanent".to_string();
-    let ports = cmd(&[z.clone(), "--list-ports".into()]).await?;
-    let ports_permanent = cmd(&[p.clone(), z.clone(), "--list-ports".into()]).await?;
-    let rich = cmd(&[z.clone(), "--list-rich-rules".into()]).await?;
-    let rich_permanent = cmd(&[p.clone(), z.clone(), "--list-rich-rules".into()]).await?;
-    let target = cmd(&[p, z, "--get-target".into()]).await?;
+    let (_, runtime) = parse_list_all(&cmd(&[z.clone(), "--list-all".into()]).await?);
+    let (target, permanent) =
+        parse_list_all(&cmd(&["--permanent".into(), z.clone(), "--list-all".into()]).await?);
+    let target = match target {
+        Some(t) => t,
+        None => cmd(&["--permanent".into(), z, "--get-target".into()])
+            .await?
+            .trim()
+            .to_string(),
+    };
     Ok(ZoneState {
         name,
-        target: target.trim().to_string(),
-        ports: words(&ports),
-        ports_permanent: words(&ports_permanent),
-        rich: lines(&rich),
-        rich_permanent: lines(&rich_permanent),
+        target,
+        runtime,
+        permanent,
     })
 }
 
-/// The permanent changes that take the zone from `now` to `want` (berth's earlier additions
-/// in `prev`), the record afterwards, and the commands that undo them.
-pub(super) fn diff(
-    want: &ZoneWanted,
-    now: &ZoneState,
-    prev: Option<&ZoneRecord>,
-) -> (Vec<Vec<String>>, ZoneRecord, Vec<Vec<String>>) {
-    let prev = prev.cloned().unwrap_or_else(|| ZoneRecord {
-        zone: want.zone.clone(),
-        target_before: now.target.clone(),
-        ..ZoneRecord::default()
-    });
-    let z = format!("--zone={}", want.zone);
-    let base = || vec!["--permanent".to_string(), z.clone()];
-    let (mut change, mut undo) = (Vec::new(), Vec::new());
-    if now.target != want.target {
-        let mut c = base();
-        c.push(format!("--set-target={}", want.target));
-        change.push(c);
-        let mut u = base();
-        u.push(format!("--set-target={}", now.target));
-        undo.push(u);
-    }
-    let mut record = ZoneRecord {
-        zone: want.zone.clone(),
-        target_before: prev.target_before.clone(),
-        ports: Vec::new(),
-        rich: Vec::new(),
-    };
-    let (mut c, mut u) = (base(), base());
-    for p in &want.ports {
-        if !now.ports_permanent.contains(p) {
-            c.push(format!("--add-port={p}"));
-            u.push(format!("--remove-port={p}"));
-            record.ports.push(p.clone());
-        } else if prev.ports.contains(p) {
-            record.ports.push(p.clone());
-        }
-    }
-    for p in prev.ports.iter().filter(|p| !want.ports.contains(p)) {
-        if now.ports_permanent.contains(p) {
-            c.push(format!("--remove-port={p}"));
-            u.push(format!("--add-port={p}"));
-        }
-    }
-    for r in &want.rich {
-        if !now.rich_permanent.contains(r) {
-            c.push(format!("--add-rich-rule={r}"));
-            u.push(format!("--remove-rich-rule={r}"));
-            record.rich.push(r.clone());
-        } else if prev.rich.contains(r) {
-            record.rich.push(r.clone());
-        }
-    }
-    for r in prev.rich.iter().filter(|r| !want.rich.contains(r)) {
-        if now.rich_permanent.contains(r) {
-            c.push(format!("--remove-rich-rule={r}"));
-            u.push(format!("--add-rich-rule={r}"));
-        }
-    }
-    change.extend(grouped(&base(), &c[2..]));
-    undo.extend(grouped(&base(), &u[2..]));
-    (change, record, undo)
-}
-
-/// The commands that take berth's additions out again and put the target back.
-pub(super) fn removal(rec: &ZoneRecord, now: &ZoneState) -> Vec<Vec<String>> {
-    let z = format!("--zone={}", rec.zone);
+/// The permanent commands that take the zone from `now` (target `now_target`) to exactly
+/// `want` (target `want_target`).
+fn towards(
+    zone: &str,
+    now_target: &str,
+    now: &ZoneAllow,
+    want_target: &str,
+    want: &ZoneAllow,
+) -> Vec<Vec<String>> {
+    let z = format!("--zone={zone}");
+    let base = vec!["--permanent".to_string(), z];
     let mut out = Vec::new();
-    if now.target != rec.target_before {
-        out.push(vec![
-            "--permanent".into(),
-            z.clone(),
-            format!("--set-target={}", rec.target_before),
-        ]);
+    if now_target != want_target {
+        let mut c = base.clone();
+        c.push(format!("--set-target={want_target}"));
+        out.push(c);
     }
-    let mut c = vec!["--permanent".to_string(), z];
-    c.extend(
-        rec.ports
-            .iter()
-            .filter(|p| now.ports_permanent.contains(p))
-            .map(|p| format!("--remove-port={p}")),
-    );
-    c.extend(
-        rec.rich
-            .iter()
-            .filter(|r| now.rich_permanent.contains(r))
-            .map(|r| format!("--remove-rich-rule={r}")),
-    );
-    let base = c[..2].to_vec();
-    out.extend(grouped(&base, &c[2..]));
+    let mut opts = Vec::new();
+    for (stem, _, v) in now.minus(want) {
+        opts.push(format!("--remove-{stem}={v}"));
+    }
+    for (stem, _, v) in want.minus(now) {
+        opts.push(format!("--add-{stem}={v}"));
+    }
+    out.extend(grouped(&base, &opts));
     out
 }
 
-/// firewall-cmd refuses to mix `--add-port` and `--add-rich-rule` (and the removals) in one
-/// call: one call per kind of option.
+/// The permanent changes that make the zone exactly `want` (everything else it allowed is
+/// removed), and the commands that undo them.
+pub(super) fn diff(want: &ZoneWanted, now: &ZoneState) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
+    let w = want.allow();
+    (
+        towards(&want.zone, &now.target, &now.permanent, &want.target, &w),
+        towards(&want.zone, &want.target, &w, &now.target, &now.permanent),
+    )
+}
+
+/// The commands that put the zone back as it was before berth took it over.
+pub(super) fn removal(rec: &ZoneRecord, now: &ZoneState) -> Vec<Vec<String>> {
+    towards(
+        &rec.zone,
+        &now.target,
+        &now.permanent,
+        &rec.target_before,
+        &rec.original,
+    )
+}
+
+/// firewall-cmd refuses to mix kinds of options (`--add-port` with `--add-rich-rule`, a
+/// removal with an addition) in one call: one call per kind, removals first.
 fn grouped(base: &[String], opts: &[String]) -> Vec<Vec<String>> {
     let mut out: Vec<Vec<String>> = Vec::new();
-    for kind in [
-        "--add-port=",
-        "--remove-port=",
-        "--add-rich-rule=",
-        "--remove-rich-rule=",
-    ] {
-        let these: Vec<String> = opts
-            .iter()
-            .filter(|o| o.starts_with(kind))
-            .cloned()
-            .collect();
-        if !these.is_empty() {
-            let mut c = base.to_vec();
-            c.extend(these);
-            out.push(c);
+    for verb in ["--remove-", "--add-"] {
+        for (stem, _, _) in ZoneAllow::default().kinds() {
+            let kind = format!("{verb}{stem}=");
+            let these: Vec<String> = opts
+                .iter()
+                .filter(|o| o.starts_with(&kind))
+                .cloned()
+                .collect();
+            if !these.is_empty() {
+                let mut c = base.to_vec();
+                c.extend(these);
+                out.push(c);
+            }
         }
     }
     out
@@ -208,4 +181,70 @@ pub(super) fn script(cmds: &[Vec<String>]) -> String {
     }
     s.push_str(&format!("{FIREWALL_CMD} --reload\n"));
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIST_ALL: &str = "public (active)\n  target: default\n  icmp-block-inversion: no\n  interfaces: eth0\n  sources: 10.9.0.0/16\n  services: dhcpv6-client ssh\n  ports: 7777/tcp\n  protocols: \n  forward: yes\n  masquerade: no\n  forward-ports: \n  source-ports: \n  icmp-blocks: \n  rich rules: \n\trule family=\"ipv4\" source address=\"1.2.3.4\" accept\n";
+
+    #[test]
+    fn parses_list_all_and_takes_the_zone_over_exactly() {
+        let (target, a) = parse_list_all(LIST_ALL);
+        assert_eq!(target.as_deref(), Some("default"));
+        assert_eq!(a.services, ["dhcpv6-client", "ssh"]);
+        assert_eq!(a.ports, ["7777/tcp"]);
+        assert_eq!(a.sources, ["10.9.0.0/16"]);
+        assert_eq!(
+            a.rich,
+            [r#"rule family="ipv4" source address="1.2.3.4" accept"#]
+        );
+        let now = ZoneState {
+            name: "public".into(),
+            target: "default".into(),
+            runtime: a.clone(),
+            permanent: a.clone(),
+        };
+        let want = ZoneWanted {
+            zone: "public".into(),
+            target: "DROP".into(),
+            ports: vec!["80/tcp".into()],
+            rich: Vec::new(),
+        };
+        let (change, undo) = diff(&want, &now);
+        let flat: Vec<String> = change.iter().map(|c| c.join(" ")).collect();
+        assert_eq!(
+            flat,
+            [
+                "--permanent --zone=public --set-target=DROP",
+                "--permanent --zone=public --remove-service=dhcpv6-client --remove-service=ssh",
+                "--permanent --zone=public --remove-port=7777/tcp",
+                r#"--permanent --zone=public --remove-rich-rule=rule family="ipv4" source address="1.2.3.4" accept"#,
+                "--permanent --zone=public --remove-source=10.9.0.0/16",
+                "--permanent --zone=public --add-port=80/tcp",
+            ]
+        );
+        assert!(undo.iter().any(|c| {
+            c.join(" ")
+                .ends_with("--add-service=dhcpv6-client --add-service=ssh")
+        }));
+        // Removal from the taken-over zone puts every original allowance back.
+        let after = ZoneState {
+            name: "public".into(),
+            target: "DROP".into(),
+            runtime: want.allow(),
+            permanent: want.allow(),
+        };
+        let rec = ZoneRecord {
+            zone: "public".into(),
+            target_before: "default".into(),
+            original: a,
+        };
+        let back: Vec<String> = removal(&rec, &after).iter().map(|c| c.join(" ")).collect();
+        assert_eq!(back[0], "--permanent --zone=public --set-target=default");
+        assert!(back.contains(&"--permanent --zone=public --remove-port=80/tcp".to_string()));
+        assert!(back.contains(&"--permanent --zone=public --add-port=7777/tcp".to_string()));
+        assert!(back.contains(&"--permanent --zone=public --add-source=10.9.0.0/16".to_string()));
+    }
 }

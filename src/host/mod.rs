@@ -9,6 +9,7 @@ mod command;
 mod error;
 mod firewall;
 mod firewalld;
+pub(crate) use firewall::remote_is_local;
 mod fs;
 mod inventory;
 mod observe;

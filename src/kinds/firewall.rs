@@ -15,7 +15,7 @@ use super::firewall_render::{
     nft_delete_script, nft_script, nft_script_beside_firewalld, rule_lines, zone_wanted,
 };
 use super::{Context, Planned};
-use crate::model::edge::{Backend, EdgeSpec, FirewallSpec, Proto, Source};
+use crate::model::edge::{Backend, EdgeSpec, FirewallSpec, Proto, Source, ZoneAllow, ZoneRecord};
 use crate::model::host::{Before, Entry};
 use crate::plan::{
     Addr, Allowed, Change, FirewallPayload, Kind, Op, Payload, PlanError, PlanWarning, Reason,
@@ -190,26 +190,62 @@ fn declared(
         }) => (Some(rules.clone()), live.clone(), zone.clone()),
         _ => (None, None, None),
     };
+    // berth takes the zone over: recorded (as it was before berth) before the first change.
+    let zone_record = match (&zone, zone_record, &observed.zone) {
+        (Some(w), None, Some(now)) => Some(ZoneRecord {
+            zone: w.zone.clone(),
+            target_before: now.target.clone(),
+            original: now.permanent.clone(),
+        }),
+        (_, rec, _) => rec,
+    };
+    // What the zone allows beyond the manifest (runtime or permanent): removed.
+    let extras: Vec<String> = match (&zone, &observed.zone) {
+        (Some(w), Some(now)) => {
+            let want = w.allow();
+            let mut v: Vec<String> = Vec::new();
+            for a in [&now.permanent, &now.runtime] {
+                for (_, noun, val) in a.minus(&want) {
+                    let line = format!("{noun} {val} (firewalld, not in the manifest)");
+                    if !v.contains(&line) {
+                        v.push(line);
+                    }
+                }
+            }
+            v
+        }
+        _ => Vec::new(),
+    };
     let zone_lost = match (&zone, &observed.zone) {
         (Some(w), Some(now)) => {
-            let missing = w
-                .ports
-                .iter()
-                .filter(|p| !now.ports.contains(p) || !now.ports_permanent.contains(p))
-                .count()
-                + w.rich
-                    .iter()
-                    .filter(|r| !now.rich.contains(r) || !now.rich_permanent.contains(r))
-                    .count();
-            (missing > 0 || now.target != w.target).then(|| {
+            let want = w.allow();
+            let missing = want
+                .minus(&now.runtime)
+                .len()
+                .max(want.minus(&now.permanent).len());
+            let mut parts = Vec::new();
+            if missing > 0 {
+                parts.push(format!("lost {missing} of berth's ports and rich rules"));
+            }
+            if !extras.is_empty() {
+                parts.push(format!(
+                    "allows {} not in the manifest ({})",
+                    extras.len(),
+                    extras
+                        .iter()
+                        .map(|e| e.trim_end_matches(" (firewalld, not in the manifest)"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            if now.target != w.target {
+                parts.push(format!("has target {} instead of {}", now.target, w.target));
+            }
+            (!parts.is_empty()).then(|| {
                 format!(
-                    "firewalld zone {} lost {missing} of berth's ports and rich rules{} (a hand edit or `--reload` of unsaved rules); they are put back",
+                    "firewalld zone {} {} (a hand edit or `--reload` of unsaved rules); the zone is made the manifest's again",
                     w.zone,
-                    if now.target != w.target {
-                        format!(", and its target is {} instead of {}", now.target, w.target)
-                    } else {
-                        String::new()
-                    }
+                    parts.join(", ")
                 )
             })
         }
@@ -221,7 +257,7 @@ fn declared(
         (None, _) => {
             reasons.push(Reason::Rules {
                 added: rules.clone(),
-                removed: Vec::new(),
+                removed: extras.clone(),
             });
             Op::Create
         }
@@ -235,6 +271,7 @@ fn declared(
                 .iter()
                 .filter(|r| !rules.contains(r))
                 .cloned()
+                .chain(extras.iter().cloned())
                 .collect();
             reasons.push(Reason::Rules { added, removed });
             Op::Update
@@ -287,6 +324,19 @@ fn declared(
     });
 }
 
+/// The lines a removal shows for the firewalld zone it puts back as it was before berth.
+fn restored(rec: Option<&ZoneRecord>) -> Vec<String> {
+    let Some(rec) = rec else { return Vec::new() };
+    let mut out = vec![format!(
+        "zone {} target {} (firewalld, as before berth)",
+        rec.zone, rec.target_before
+    )];
+    for (_, noun, v) in rec.original.minus(&ZoneAllow::default()) {
+        out.push(format!("{noun} {v} (firewalld, as before berth)"));
+    }
+    out
+}
+
 /// The Firewall left the config: berth's table goes (there was none before berth).
 fn removed(e: &Entry, out: &mut Planned) {
     let (backend, last, zone_record) = match &e.before {
@@ -305,7 +355,7 @@ fn removed(e: &Entry, out: &mut Planned) {
         reasons: vec![
             Reason::HostRemoved { restore: false },
             Reason::Rules {
-                added: Vec::new(),
+                added: restored(zone_record.as_ref()),
                 removed: last,
             },
         ],

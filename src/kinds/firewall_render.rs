@@ -6,7 +6,8 @@
 //! - `input` (hook input, priority filter - 10, policy drop): established/related, loopback,
 //!   Docker's bridges (containers reach the host, and published ports through docker-proxy),
 //!   ICMP and ICMPv6 (IPv6 neighbour discovery needs it), DHCP replies, then the allow rules;
-//!   `inbound: reject` ends with a reject instead of the silent drop.
+//!   `inbound: reject` ends with a reject (TCP reset, ICMP port unreachable) instead of the
+//!   silent drop.
 //! - `forward` (hook forward, priority filter - 10, before Docker's own filter chains): every
 //!   DNATed connection (`ct status dnat`: a Docker-published port) goes through `published`,
 //!   which applies the same allow rules keyed on the *original* destination port
@@ -283,7 +284,11 @@ fn script(fw: &FirewallSpec, edge: &EdgeSpec, input: bool) -> String {
     }
     let end = match fw.inbound {
         Inbound::Drop => "drop",
-        Inbound::Reject => "reject with icmpx type admin-prohibited",
+        // A TCP reset (the client sees "Connection refused" at once), ICMP port unreachable
+        // for the rest: what a closed port answers.
+        Inbound::Reject => {
+            "meta l4proto tcp reject with tcp reset\n    reject with icmpx type port-unreachable"
+        }
     };
     let _ = writeln!(s, "  chain input {{");
     if !input {

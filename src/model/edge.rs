@@ -296,29 +296,71 @@ pub struct ObservedFirewall {
     pub zone: Option<ZoneState>,
 }
 
-/// A firewalld zone as `firewall-cmd` lists it, runtime and permanent.
+/// A firewalld zone as `firewall-cmd --list-all` shows it, runtime and permanent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ZoneState {
     pub name: String,
     /// The permanent target (`default`, `DROP`, `%%REJECT%%`, `ACCEPT`).
     pub target: String,
-    pub ports: Vec<String>,
-    pub ports_permanent: Vec<String>,
-    pub rich: Vec<String>,
-    pub rich_permanent: Vec<String>,
+    pub runtime: ZoneAllow,
+    pub permanent: ZoneAllow,
 }
 
-/// What berth changed in a firewalld zone: only this is undone when the Firewall goes.
+/// What a firewalld zone lets in: the allowances berth governs (services, ports, protocols,
+/// source ports, rich rules, sources). Interfaces, ICMP blocks, masquerade and forward ports
+/// are not allowances and are left alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ZoneAllow {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub protocols: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_ports: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rich: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
+}
+
+impl ZoneAllow {
+    /// `(firewall-cmd option stem, plan noun, the values)` for each kind of allowance.
+    pub fn kinds(&self) -> [(&'static str, &'static str, &Vec<String>); 6] {
+        [
+            ("service", "service", &self.services),
+            ("port", "port", &self.ports),
+            ("protocol", "protocol", &self.protocols),
+            ("source-port", "source port", &self.source_ports),
+            ("rich-rule", "rich rule", &self.rich),
+            ("source", "source", &self.sources),
+        ]
+    }
+
+    /// What `self` has that `other` has not, as `(option stem, plan noun, value)`.
+    pub fn minus(&self, other: &ZoneAllow) -> Vec<(&'static str, &'static str, String)> {
+        let mut out = Vec::new();
+        for ((stem, noun, mine), (_, _, theirs)) in self.kinds().into_iter().zip(other.kinds()) {
+            for v in mine.iter().filter(|v| !theirs.contains(v)) {
+                out.push((stem, noun, v.clone()));
+            }
+        }
+        out
+    }
+}
+
+/// berth's takeover of a firewalld zone: the zone as it was before berth (target and
+/// allowances, permanent), recorded before berth changed it; removing the Firewall puts it
+/// back exactly.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ZoneRecord {
     pub zone: String,
     /// The zone's permanent target before berth set it.
     pub target_before: String,
-    /// Ports and rich rules berth added (what the zone had already is not berth's).
+    /// The zone's permanent allowances before berth took it over.
     #[serde(default)]
-    pub ports: Vec<String>,
-    #[serde(default)]
-    pub rich: Vec<String>,
+    pub original: ZoneAllow,
 }
 
 /// What berth wants in the firewalld zone.
@@ -328,6 +370,17 @@ pub struct ZoneWanted {
     pub target: String,
     pub ports: Vec<String>,
     pub rich: Vec<String>,
+}
+
+impl ZoneWanted {
+    /// The zone's allowances berth wants: exactly the manifest's.
+    pub fn allow(&self) -> ZoneAllow {
+        ZoneAllow {
+            ports: self.ports.clone(),
+            rich: self.rich.clone(),
+            ..ZoneAllow::default()
+        }
+    }
 }
 
 /// The names of the timeout sets Fail2Ban bans into (dropped on input and forward).

@@ -324,6 +324,8 @@ pub struct Entry {
 /// The state berth found before it took an object over.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+// The firewalld zone record makes `Firewall` the largest variant; there is one such entry.
+#[allow(clippy::large_enum_variant)]
 pub enum Before {
     /// Nothing: berth created it, and removes it.
     Absent,
@@ -369,7 +371,7 @@ pub enum Before {
         /// e.g. berth died mid-apply): anything else on the host is drift.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         live: Option<String>,
-        /// firewalld backend: what berth changed in the zone (and its target before).
+        /// firewalld backend: the default zone as it was before berth took it over.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         zone: Option<super::edge::ZoneRecord>,
     },

@@ -39,7 +39,8 @@ pub struct FirewallPayload {
     /// firewalld backend: what the default zone must hold (`None`: nftables only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub zone: Option<ZoneWanted>,
-    /// What berth changed in the zone so far (from the inventory): a removal undoes it.
+    /// The zone as it was before berth took it over (recorded before the first change): a
+    /// removal puts it back.
     #[serde(skip)]
     pub zone_record: Option<ZoneRecord>,
     pub record: Record,
@@ -50,7 +51,7 @@ pub struct FirewallPayload {
 pub struct FirewallApplied {
     /// The live table's digest (`None`: removed).
     pub live: Option<String>,
-    /// What berth changed in the firewalld zone.
+    /// The record of the zone before berth (unchanged by the apply).
     pub zone: Option<ZoneRecord>,
 }
 

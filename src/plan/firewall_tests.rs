@@ -310,12 +310,19 @@ fn firewalld_running_with_auto_configures_its_zone() {
     let mut o = fresh();
     let f = o.host.firewall.as_mut().unwrap();
     f.firewalld_running = true;
+    // firewalld's stock public zone: ssh and dhcpv6-client, open to everyone.
+    let stock = ZoneAllow {
+        services: vec!["ssh".into(), "dhcpv6-client".into()],
+        ..Default::default()
+    };
     f.zone = Some(ZoneState {
         name: "public".into(),
         target: "default".into(),
-        ..Default::default()
+        runtime: stock.clone(),
+        permanent: stock.clone(),
     });
     let p = check("firewall_firewalld_running", &d, &o, PlanOptions::default());
+    takes_the_zone_over_and_gives_it_back(&d, &o, &p, &stock);
     let Payload::Firewall(fw) = &p.changes[0].payload else {
         panic!("a firewall change")
     };
@@ -376,4 +383,58 @@ fn a_published_port_opens_only_after_the_firewall_is_applied() {
     };
     assert!(waits("db") && waits("web"), "publishing containers wait");
     assert!(!waits("worker"), "a container without ports does not");
+}
+
+/// The zone is recorded as it was before berth in the entry written before the apply; after
+/// the apply (the zone = the manifest) a second plan is empty; a service added by hand is
+/// drift; removing the Firewall shows the zone coming back.
+fn takes_the_zone_over_and_gives_it_back(d: &Desired, o: &Observed, p: &Plan, stock: &ZoneAllow) {
+    let Payload::Firewall(fw) = &p.changes[0].payload else {
+        panic!("a firewall change")
+    };
+    let rec = fw.zone_record.clone().expect("the takeover record");
+    assert_eq!(rec.target_before, "default");
+    assert_eq!(&rec.original, stock);
+    let after = fw.record.after.clone().unwrap();
+    assert!(matches!(&after.before, Before::Firewall { zone: Some(r), .. } if *r == rec));
+    // The apply: inventory entry with the live digest, the zone exactly the manifest's.
+    let want = fw.zone.clone().unwrap();
+    let mut o2 = o.clone();
+    let mut entry = after;
+    if let Before::Firewall { live, .. } = &mut entry.before {
+        *live = Some("live-1".into());
+    }
+    o2.host
+        .inventory
+        .entries
+        .insert("firewall:inbound".into(), entry);
+    let f = o2.host.firewall.as_mut().unwrap();
+    f.table = Some("live-1".into());
+    let z = f.zone.as_mut().unwrap();
+    z.target = want.target.clone();
+    z.runtime = want.allow();
+    z.permanent = want.allow();
+    let again = plan(d, &o2, &PlanOptions::default());
+    assert!(again.changes.is_empty(), "{:?}", again.changes);
+    // A service added by hand later is drift: removed again.
+    let mut o3 = o2.clone();
+    let z = o3.host.firewall.as_mut().unwrap().zone.as_mut().unwrap();
+    z.runtime.services.push("http".into());
+    check(
+        "firewall_firewalld_extra_service",
+        d,
+        &o3,
+        PlanOptions::default(),
+    );
+    // The Firewall goes: the zone as before berth comes back.
+    let p = check(
+        "firewall_firewalld_removed",
+        &with_fw(None),
+        &o2,
+        PlanOptions::default(),
+    );
+    let Payload::Firewall(fw) = &p.changes[0].payload else {
+        panic!("a firewall change")
+    };
+    assert_eq!(fw.zone_record.as_ref(), Some(&rec));
 }

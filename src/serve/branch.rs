@@ -266,13 +266,24 @@ impl Daemon {
         if !desired.host.is_empty() || desired.edge.firewall.is_some() {
             stacks.push(crate::plan::HOST_GROUP.to_string());
         }
+        // A firewall change must leave this server's own HTTP port and its git remote
+        // answering, or it is rolled back: the remote is asked for a ref through the mirror's
+        // own transport (auth, proxies, timeouts), the real test of "berth can still pull".
+        // A local remote (`file://`, a path) has no firewall in between: not checked.
+        let remote = if crate::host::remote_is_local(&self.config.repo) {
+            None
+        } else {
+            let m = self.mirror().await?;
+            let branch = format!("refs/heads/{}", self.config.branch);
+            Some(crate::apply::RemoteProbe(std::sync::Arc::new(move || {
+                m.remote_ref(&branch).map(drop).map_err(|e| e.to_string())
+            })))
+        };
         let apply_opts = ApplyOptions {
             health_timeout: self.config.health_timeout,
-            // A firewall change must leave this server's own HTTP port and its git remote
-            // reachable, or it is rolled back.
             firewall_confirm: crate::apply::FirewallConfirm {
                 listen: Some(self.config.listen),
-                remote: Some(self.config.repo.clone()),
+                remote,
             },
             ..ApplyOptions::default()
         };

@@ -284,7 +284,7 @@ fn nftables_firewall_governs_host_and_published_ports() {
     );
     host.write(
         "/etc/fail2ban/jail.d/90-test.local",
-        "[DEFAULT]\nbackend = systemd\nbanaction = berth-nftables\nbanaction_allports = berth-nftables\nignoreip = 127.0.0.1/8\n\n[sshd]\nenabled = true\n",
+        "[DEFAULT]\nbackend = systemd\nbanaction = berth-nftables\nbanaction_allports = berth-nftables\nignoreip = 127.0.0.1/8\n\n[sshd]\nenabled = true\n\n[sshd-forever]\nenabled = true\nfilter = sshd\nbantime = -1\n",
     );
     host.ok("systemctl start fail2ban");
     let client_tail_ip = docker(&[
@@ -314,17 +314,39 @@ fn nftables_firewall_governs_host_and_published_ports() {
         !reach(&lan.tail, &tail_ip, 22),
         "a banned address still reaches ssh"
     );
+    // A permanent ban (`bantime = -1`): an element without a timeout.
+    let forever = "198.51.100.7";
+    host.ok(&format!("fail2ban-client set sshd-forever banip {forever}"));
+    let quoted = format!("\"{forever}\"");
+    let permanent = poll(Duration::from_secs(20), || {
+        host.ok("nft -j list set inet berth banned4")
+            .contains(&quoted)
+    });
+    assert!(
+        permanent,
+        "the permanent ban did not reach banned4: {}",
+        host.ok("nft list set inet berth banned4")
+    );
     code(&cfg.berth("plan"), 0);
     cfg.write(
         "firewall.berth.yaml",
         &format!("{REFERENCE}  - ports: [5432/tcp, 6000/tcp]\n    from: tailnet\n"),
     );
     code(&cfg.berth("apply"), 0);
+    let set = host.ok("nft list set inet berth banned4");
     assert!(
-        host.ok("nft list set inet berth banned4")
-            .contains(&client_tail_ip),
+        set.contains(&client_tail_ip),
         "the ban did not survive the replace"
     );
+    assert!(
+        set.contains(forever)
+            && !set.contains(&format!("{forever} timeout"))
+            && !set.contains(&format!("{forever} expires")),
+        "the permanent ban did not survive the replace as permanent: {set}"
+    );
+    host.ok(&format!(
+        "fail2ban-client set sshd-forever unbanip {forever}"
+    ));
     host.ok(&format!(
         "fail2ban-client set sshd unbanip {client_tail_ip}"
     ));
@@ -422,9 +444,35 @@ fn a_change_that_cuts_ssh_is_reverted_within_the_timeout() {
     let (tail_ip, inet_ip) = (host.ip_on(&lan.tail_net), host.ip_on(&lan.inet_net));
     listeners(&host);
     let cfg = Cfg::new(&host, "fwssh");
-    cfg.write("firewall.berth.yaml", REFERENCE);
+    cfg.write(
+        "firewall.berth.yaml",
+        &REFERENCE.replace("inbound: drop", "inbound: reject"),
+    );
     code(&cfg.berth("apply"), 0);
     let before = host.ok("nft list table inet berth");
+    // `inbound: reject`: a port not allowed from the internet answers at once with a reset.
+    let t = Instant::now();
+    // (bash's connect() error names the reset; curl 8 says only "Couldn't connect".)
+    let refused = std::process::Command::new("docker")
+        .args([
+            "exec",
+            &lan.inet,
+            "timeout",
+            "5",
+            "bash",
+            "-c",
+            &format!("exec 3<>/dev/tcp/{inet_ip}/9090"),
+        ])
+        .output()
+        .expect("docker exec");
+    let took = t.elapsed();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("Connection refused"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(2), "rejected port took {took:?}");
+    eprintln!("inbound: reject: 9090 from the internet refused in {took:?}");
 
     cfg.write(
         "firewall.berth.yaml",
@@ -502,7 +550,9 @@ fn a_change_that_cuts_ssh_is_reverted_within_the_timeout() {
 /// target, the public ports and one rich rule per sourced port (permanent and runtime), berth's
 /// table keeps governing published ports; `firewall-cmd --reload` is no drift (firewalld
 /// recreates only its own table); a removed rich rule or a deleted `inet berth` is drift,
-/// repaired; removing the document takes out only what berth added and puts the target back.
+/// repaired. berth takes the zone over (the stock `ssh` service and what else it allowed
+/// go, so SSH is reachable only from the tailnet); berth killed before confirming is undone
+/// by the rollback timer; removing the document gives the zone back exactly as it was.
 #[test]
 fn firewalld_backend_configures_the_zone_and_survives_a_reload() {
     let lan = Lan::new("fwd", 44);
@@ -519,26 +569,54 @@ fn firewalld_backend_configures_the_zone_and_survives_a_reload() {
         "firewalld did not start: {}",
         host.journal("firewalld.service")
     );
-    // A port the zone had before berth: never berth's, kept when the Firewall goes.
-    host.ok("firewall-cmd --permanent --add-port=7777/tcp && firewall-cmd --reload");
-    let cfg = Cfg::new(&host, "fwfwd");
-    cfg.write(
-        "firewall.berth.yaml",
-        &format!(
-            "{}  - ports: [5432/tcp]\n    from: tailnet\n",
-            REFERENCE.replace("backend: nftables", "backend: auto")
-        ),
+    // The stock default zone (public: ssh and dhcpv6-client for everyone), and a port and a
+    // source added before berth: berth takes the zone over, and gives it back as it was.
+    host.ok("firewall-cmd --permanent --add-port=7777/tcp && firewall-cmd --permanent --add-source=10.99.0.0/16 && firewall-cmd --reload");
+    let stock = host.ok("firewall-cmd --list-all");
+    let stock_permanent = host.ok("firewall-cmd --permanent --list-all");
+    assert!(
+        stock.contains("ssh")
+            && stock.contains("dhcpv6-client")
+            && stock.contains("target: default"),
+        "{stock}"
     );
+    assert!(
+        reach(&lan.inet, &inet_ip, 22),
+        "the stock zone lets SSH in from anywhere"
+    );
+    let cfg = Cfg::new(&host, "fwfwd");
+    let manifest = format!(
+        "{}  - ports: [5432/tcp]\n    from: tailnet\n",
+        REFERENCE.replace("backend: nftables", "backend: auto\nconfirm_timeout: 10s")
+    );
+    cfg.write("firewall.berth.yaml", &manifest);
     let plan = cfg.berth("plan");
     code(&plan, 2);
     assert!(
-        plan.stdout.contains("(firewalld, confirmed within 60s"),
+        plan.stdout.contains("(firewalld, confirmed within 10s"),
         "{}",
         plan.stdout
     );
+    for line in [
+        "- service ssh (firewalld, not in the manifest)",
+        "- service dhcpv6-client (firewalld, not in the manifest)",
+        "- port 7777/tcp (firewalld, not in the manifest)",
+        "- source 10.99.0.0/16 (firewalld, not in the manifest)",
+    ] {
+        assert!(plan.stdout.contains(line), "{line}\n{}", plan.stdout);
+    }
     code(&cfg.berth("apply"), 0);
-    code(&cfg.berth("plan"), 0);
+    let second = cfg.berth("plan");
+    code(&second, 0);
     let zone = host.ok("firewall-cmd --list-all");
+    assert!(
+        zone.contains("services: \n") || zone.contains("services:\n"),
+        "the zone's services are gone: {zone}"
+    );
+    assert!(
+        reach(&lan.tail, &tail_ip, 22) && !reach(&lan.inet, &inet_ip, 22),
+        "SSH only from the tailnet: {zone}"
+    );
     assert!(
         zone.contains("target: DROP") && zone.contains("80/tcp"),
         "{zone}"
@@ -609,22 +687,72 @@ fn firewalld_backend_configures_the_zone_and_survives_a_reload() {
     code(&cfg.berth("apply"), 0);
     check("table repaired");
 
+    // berth dies between the zone change and its confirmation (its `ss` hangs; kill -9): the
+    // rollback timer puts the table and the zone back after confirm_timeout.
+    let zone_before = host.ok("firewall-cmd --list-all");
+    let zone_before_permanent = host.ok("firewall-cmd --permanent --list-all");
+    let table_before = host.ok("nft list table inet berth");
+    cfg.write(
+        "firewall.berth.yaml",
+        &format!("{manifest}  - ports: [8088/tcp]\n"),
+    );
+    host.write("/tmp/fakebin/ss", "#!/bin/sh\nexec sleep 600\n");
+    host.ok("chmod +x /tmp/fakebin/ss");
+    let root = host.dir().join("config");
+    host.ok(&format!(
+        "systemd-run --unit=berth-dies --setenv=PATH=/tmp/fakebin:/usr/sbin:/usr/bin:/sbin:/bin /usr/bin/berth --instance {} apply {}",
+        cfg.world.instance,
+        root.display()
+    ));
+    let loaded = poll(Duration::from_secs(30), || {
+        host.ok("firewall-cmd --list-ports").contains("8088/tcp")
+    });
+    assert!(loaded, "the new zone was not loaded");
+    let t0 = Instant::now();
+    host.ok("systemctl kill --signal=KILL berth-dies.service");
+    let back = poll(Duration::from_secs(30), || {
+        host.ok("firewall-cmd --list-all") == zone_before
+            && host.ok("nft list table inet berth") == table_before
+    });
+    let revert = t0.elapsed();
+    assert!(
+        back,
+        "the rollback timer did not restore the zone: {}",
+        host.ok("firewall-cmd --list-all")
+    );
+    eprintln!(
+        "firewalld: berth killed before confirming, zone and table back {revert:?} after the kill"
+    );
+    assert_eq!(
+        host.ok("firewall-cmd --permanent --list-all"),
+        zone_before_permanent
+    );
+    host.ok("rm /tmp/fakebin/ss");
+
     cfg.remove("firewall.berth.yaml");
     cfg.write(
         "keep.berth.yaml",
         "kind: Sysctl\nkey: net.ipv4.ip_forward\nvalue: 1\n",
     );
+    let removal = cfg.berth("plan");
+    assert!(
+        removal
+            .stdout
+            .contains("+ service ssh (firewalld, as before berth)"),
+        "{}",
+        removal.stdout
+    );
     code(&cfg.berth("apply"), 0);
-    let zone = host.ok("firewall-cmd --permanent --list-all");
-    assert!(zone.contains("target: default"), "{zone}");
-    assert!(
-        zone.contains("7777/tcp") && !zone.contains("80/tcp"),
-        "{zone}"
+    assert_eq!(
+        host.ok("firewall-cmd --list-all"),
+        stock,
+        "runtime zone as before berth"
     );
-    assert!(
-        host.ok("firewall-cmd --permanent --list-rich-rules")
-            .is_empty(),
-        "{zone}"
+    assert_eq!(
+        host.ok("firewall-cmd --permanent --list-all"),
+        stock_permanent,
+        "permanent zone as before berth"
     );
+    assert!(reach(&lan.inet, &inet_ip, 22));
     assert!(!host.sh("nft list table inet berth").status.success());
 }

@@ -86,18 +86,24 @@ impl Host {
         } else {
             None
         };
+        let applied = self
+            .state_dir()
+            .join(format!("firewall-{}.nft", self.instance()));
+        let boot = self.firewall_boot_problem(&self.instance(), &applied).await;
         match self.nft_table().await {
             Ok(t) => ObservedFirewall {
                 table: t.as_ref().map(digest),
                 firewalld_running,
                 error: None,
                 zone,
+                boot,
             },
             Err(e) => ObservedFirewall {
                 table: None,
                 firewalld_running,
                 error: Some(e.to_string()),
                 zone,
+                boot,
             },
         }
     }
@@ -239,26 +245,26 @@ impl Host {
         if armed {
             self.disarm(&unit).await;
         }
-        let (np, ap) = (new_path, applied_path);
-        blocking(move || {
-            if remove {
-                let _ = std::fs::remove_file(&np);
-                let _ = std::fs::remove_file(&ap);
-                Ok(())
-            } else {
-                std::fs::write(
-                    &ap,
-                    strip_bans(&std::fs::read_to_string(&np).unwrap_or_default()),
-                )
-                .and_then(|()| std::fs::remove_file(&np))
-                .map_err(|source| HostError::Io {
-                    op: "write",
-                    path: ap.clone(),
-                    source,
-                })
-            }
+        // Confirmed (or removed): the boot copy and its unit follow (firewall_boot.rs).
+        let loaded = if remove {
+            None
+        } else {
+            let np = new_path.clone();
+            Some(blocking(move || read(&np)).await.map(|s| strip_bans(&s))?)
+        };
+        self.persist_firewall(&instance, &applied_path, loaded)
+            .await
+            .map_err(|e| HostError::Firewall {
+                message: format!(
+                    "the new firewall is live, but it is not kept for boot ({e}); the next apply tries again"
+                ),
+            })?;
+        let np = new_path;
+        let _ = blocking(move || {
+            let _ = std::fs::remove_file(&np);
+            Ok(())
         })
-        .await?;
+        .await;
         Ok(FirewallApplied {
             live: self.nft_table().await?.as_ref().map(digest),
             zone: zone_record,
@@ -298,6 +304,14 @@ fn run_error(command: &str, e: RunError) -> HostError {
             output: String::new(),
         },
     }
+}
+
+fn read(path: &Path) -> Result<String, HostError> {
+    std::fs::read_to_string(path).map_err(|source| HostError::Io {
+        op: "read",
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn write(path: &Path, text: &str) -> Result<(), HostError> {

@@ -8,6 +8,7 @@
 mod command;
 mod error;
 mod firewall;
+mod firewall_boot;
 mod firewalld;
 pub(crate) use firewall::remote_is_local;
 mod fs;
@@ -44,6 +45,8 @@ pub struct Host {
     systemctl: PathBuf,
     journalctl: PathBuf,
     nft: PathBuf,
+    /// Where berth's own boot unit goes ([`crate::model::host::UNIT_DIR`]).
+    unit_dir: PathBuf,
 }
 
 impl Host {
@@ -57,6 +60,7 @@ impl Host {
             systemctl: PathBuf::from("systemctl"),
             journalctl: PathBuf::from("journalctl"),
             nft: PathBuf::from("nft"),
+            unit_dir: PathBuf::from(crate::model::host::UNIT_DIR),
         }
     }
 

@@ -279,10 +279,14 @@ fn declared(
         (Some(_), true) => {
             let detail = match (&observed.table, &live) {
                 _ if zone_lost.is_some() => zone_lost.clone().unwrap_or_default(),
-                (a, b) if a.is_some() && a == b => {
+                (a, b) if a.is_some() && a == b && observed.boot.is_none() => {
                     out.plan.unchanged_host.push(addr());
                     return;
                 }
+                (a, b) if a.is_some() && a == b => format!(
+                    "{}; the confirmed ruleset is applied again and kept for boot",
+                    observed.boot.clone().unwrap_or_default()
+                ),
                 (None, _) => "table inet berth is gone (a firewall reload, a reboot or `nft flush ruleset`); it is put back".to_string(),
                 (Some(_), None) => "berth's last apply was not confirmed; it is applied again".to_string(),
                 (Some(_), Some(_)) => "table inet berth was changed on the host since berth applied it; berth's rules are put back".to_string(),

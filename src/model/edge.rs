@@ -294,6 +294,10 @@ pub struct ObservedFirewall {
     pub error: Option<String>,
     /// firewalld's default zone now, when firewalld runs.
     pub zone: Option<ZoneState>,
+    /// Why berth's confirmed ruleset would not be loaded at boot (its copy or the unit
+    /// `berth-firewall-<instance>.service` missing, changed or disabled); `None`: it would,
+    /// or berth has none.
+    pub boot: Option<String>,
 }
 
 /// A firewalld zone as `firewall-cmd --list-all` shows it, runtime and permanent.

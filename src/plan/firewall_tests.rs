@@ -182,6 +182,20 @@ fn drift_a_missing_or_changed_table_is_put_back() {
     );
 }
 
+/// The live table is berth's, but the boot unit is gone (a host upgraded from a berth that did
+/// not keep the ruleset for boot, or a hand `systemctl disable`): applied again, which keeps it.
+#[test]
+fn drift_a_ruleset_not_kept_for_boot_is_applied_again() {
+    let d = with_fw(Some(reference()));
+    let mut o = applied(&d, Some("live-1"));
+    o.host.firewall.as_mut().unwrap().boot = Some(
+        "/etc/systemd/system/berth-firewall-default.service is missing, so the table would not come back at boot".into(),
+    );
+    let p = check("firewall_drift_boot", &d, &o, PlanOptions::default());
+    assert_eq!(p.changes.len(), 1);
+    assert!(p.unchanged_host.is_empty());
+}
+
 fn db(host_ip: Option<&str>, expose: bool) -> Desired {
     let mut s = svc("postgres:16");
     s.ports = vec![PortSpec {

@@ -10,16 +10,16 @@ use crate::host::{TestHost, poll};
 use crate::support::{Run, World, docker};
 
 /// The two outer networks and their clients; removed on drop.
-struct Lan {
-    tail_net: String,
-    inet_net: String,
-    tail: String,
-    inet: String,
+pub(crate) struct Lan {
+    pub(crate) tail_net: String,
+    pub(crate) inet_net: String,
+    pub(crate) tail: String,
+    pub(crate) inet: String,
 }
 
 impl Lan {
     /// `n` keeps the subnets of tests that run side by side apart (1..=250).
-    fn new(test: &str, n: u8) -> Lan {
+    pub(crate) fn new(test: &str, n: u8) -> Lan {
         let pid = std::process::id();
         let tail_net = format!("berth-fw-tail-{test}-{pid}");
         let inet_net = format!("berth-fw-inet-{test}-{pid}");
@@ -70,7 +70,7 @@ impl Lan {
         }
     }
 
-    fn nets(&self) -> [&str; 2] {
+    pub(crate) fn nets(&self) -> [&str; 2] {
         [&self.tail_net, &self.inet_net]
     }
 }
@@ -91,7 +91,7 @@ impl Drop for Lan {
 }
 
 /// Whether `client` gets a TCP connection to `ip:port` within 2 s.
-fn reach(client: &str, ip: &str, port: u16) -> bool {
+pub(crate) fn reach(client: &str, ip: &str, port: u16) -> bool {
     let script = format!("exec 3<>/dev/tcp/{ip}/{port}");
     std::process::Command::new("docker")
         .args(["exec", client, "timeout", "2", "bash", "-c", &script])
@@ -102,30 +102,30 @@ fn reach(client: &str, ip: &str, port: u16) -> bool {
 }
 
 /// The config folder on the host, written from outside, and berth run on it.
-struct Cfg<'h> {
+pub(crate) struct Cfg<'h> {
     host: &'h TestHost,
-    world: World,
+    pub(crate) world: World,
 }
 
 impl<'h> Cfg<'h> {
-    fn new(host: &'h TestHost, test: &str) -> Cfg<'h> {
+    pub(crate) fn new(host: &'h TestHost, test: &str) -> Cfg<'h> {
         Cfg {
             host,
             world: World::new(test),
         }
     }
 
-    fn write(&self, rel: &str, text: &str) {
+    pub(crate) fn write(&self, rel: &str, text: &str) {
         let p = self.host.dir().join("config").join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, text).unwrap();
     }
 
-    fn remove(&self, rel: &str) {
+    pub(crate) fn remove(&self, rel: &str) {
         std::fs::remove_file(self.host.dir().join("config").join(rel)).unwrap();
     }
 
-    fn berth(&self, cmd: &str) -> Run {
+    pub(crate) fn berth(&self, cmd: &str) -> Run {
         let root = self.host.dir().join("config");
         self.host.berth(&[
             "--instance",
@@ -137,7 +137,7 @@ impl<'h> Cfg<'h> {
 }
 
 #[track_caller]
-fn code(r: &Run, want: i32) {
+pub(crate) fn code(r: &Run, want: i32) {
     assert_eq!(
         r.code, want,
         "exit code {} (want {want})\nstdout:\n{}\nstderr:\n{}",
@@ -145,10 +145,10 @@ fn code(r: &Run, want: i32) {
     );
 }
 
-const REFERENCE: &str = "kind: Firewall\nbackend: nftables\ninbound: drop\nallow:\n  - ports: [80/tcp, 443/tcp, 443/udp]\n  - ports: [41641/udp]\n  - ports: [22/tcp, 9090/tcp]\n    from: tailnet\n";
+pub(crate) const REFERENCE: &str = "kind: Firewall\nbackend: nftables\ninbound: drop\nallow:\n  - ports: [80/tcp, 443/tcp, 443/udp]\n  - ports: [41641/udp]\n  - ports: [22/tcp, 9090/tcp]\n    from: tailnet\n";
 
 /// Listeners on the host: a web server on 80 and an admin page on 9090, sshd on 22.
-fn listeners(host: &TestHost) {
+pub(crate) fn listeners(host: &TestHost) {
     host.ok("mkdir -p /srv/www && echo hello > /srv/www/index.html && \
          systemd-run --unit=web80 busybox httpd -f -p 80 -h /srv/www && \
          systemd-run --unit=admin9090 busybox httpd -f -p 9090 -h /srv/www && \

@@ -46,6 +46,13 @@ impl TestHost {
             host.name,
             host.journal("docker.service")
         );
+        host.load_app_image();
+        host
+    }
+
+    /// `berth-test/app:1` into the inner Engine (`docker save | docker load`).
+    pub fn load_app_image(&self) {
+        let host = self;
         crate::support::test_images();
         let mut save = Command::new("docker")
             .args(["save", "berth-test/app:1"])
@@ -63,7 +70,6 @@ impl TestHost {
             "docker save | docker load: {}",
             String::from_utf8_lossy(&load.stderr)
         );
-        host
     }
 
     /// The host's address on an outer Docker network.

@@ -7,6 +7,7 @@ mod config_files;
 mod defects;
 mod engine;
 mod firewall;
+mod firewall_boot;
 mod git;
 mod github;
 mod github_fake;

@@ -101,6 +101,12 @@ async fn a_refused_load_is_the_changes_error() {
     let mut o = present(&d);
     o.containers
         .push(running_web(&id, &d.stacks["s"].services["web"]));
+    // Observed on its network (at another address than it has now).
+    o.containers
+        .last_mut()
+        .unwrap()
+        .addresses
+        .insert("edge".into(), "10.0.0.9".into());
     o.proxy = Some(crate::model::edge::ObservedProxy::Config(Value::Null));
     let p = plan(&d, &o, &PlanOptions::default());
     assert_eq!(p.changes.len(), 1, "{p:?}");

@@ -111,7 +111,15 @@ pub(super) fn proxy(cx: &mut Cx, d: &Doc) -> Option<ProxySpec> {
                 let hp = r.trim_end_matches('/');
                 !hp.is_empty() && !hp.contains('/') && hp.contains(':')
             });
-            if ok {
+            if u.contains('@') {
+                // Not echoed: it holds a password.
+                cx.err(
+                    n.pos,
+                    "admin",
+                    "the admin URL must not carry a user or password (it would be printed in every plan; Caddy's admin API belongs on loopback)",
+                );
+                None
+            } else if ok {
                 Some(ProxyAdmin::Url(u.trim_end_matches('/').to_string()))
             } else {
                 cx.err(

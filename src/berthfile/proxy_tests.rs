@@ -147,3 +147,42 @@ to: localhost
         ["berth.yaml:4:1: `kind: Proxy` is already declared at berth.yaml:1:1"]
     );
 }
+
+#[test]
+fn access_with_host_bits_and_an_admin_url_with_a_password_are_refused() {
+    let errs = load(&[(
+        "apps/compose.yaml",
+        "services:
+  app:
+    image: x
+    expose: [3000]
+    x-berth:
+      routes:
+        - host: a.example.org
+          port: 3000
+          access: 100.64.1.2/10
+        - host: b.example.org
+          port: 3000
+          access: [10.0.0.0/8, 192.168.1.1/16]
+",
+    )])
+    .unwrap_err();
+    assert_eq!(
+        errs,
+        [
+            "apps/compose.yaml:9:19: services.app.x-berth.routes[0].access: \"100.64.1.2/10\" has host bits set; did you mean `100.64.0.0/10`?",
+            "apps/compose.yaml:12:32: services.app.x-berth.routes[1].access[1]: \"192.168.1.1/16\" has host bits set; did you mean `192.168.0.0/16`?",
+        ]
+    );
+    let errs = load(&[(
+        "berth.yaml",
+        "kind: Proxy\nadmin: http://admin:secret@127.0.0.1:2019\n",
+    )])
+    .unwrap_err();
+    assert_eq!(
+        errs,
+        [
+            "berth.yaml:2:8: admin: the admin URL must not carry a user or password (it would be printed in every plan; Caddy's admin API belongs on loopback)"
+        ]
+    );
+}

@@ -166,7 +166,11 @@ pub(crate) fn access(cx: &mut Cx, n: &Node, path: &str) -> Option<Source> {
             for (i, it) in items.iter().enumerate() {
                 let s = string(cx, it, &idx(path, i))?;
                 match cidr(&s) {
-                    Some(c) => nets.push(c),
+                    Some(Ok(c)) => nets.push(c),
+                    Some(Err(e)) => {
+                        cx.err(it.pos, &idx(path, i), e);
+                        return None;
+                    }
                     None => {
                         cx.err(
                             it.pos,
@@ -192,8 +196,13 @@ pub(crate) fn access(cx: &mut Cx, n: &Node, path: &str) -> Option<Source> {
             if s == "public" {
                 return Some(Source::Anywhere);
             }
-            if let Some(c) = cidr(&s) {
-                return Some(Source::Cidrs(vec![c]));
+            match cidr(&s) {
+                Some(Ok(c)) => return Some(Source::Cidrs(vec![c])),
+                Some(Err(e)) => {
+                    cx.err(n.pos, path, e);
+                    return None;
+                }
+                None => {}
             }
             let name_ok = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
                 && s.chars()
@@ -211,10 +220,19 @@ pub(crate) fn access(cx: &mut Cx, n: &Node, path: &str) -> Option<Source> {
     }
 }
 
-/// `100.64.0.0/10`, or a bare address (`/32`, `/128`).
-fn cidr(s: &str) -> Option<IpNet> {
-    s.parse::<IpNet>()
-        .ok()
-        .map(|n| n.trunc())
-        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+/// `100.64.0.0/10`, or a bare address (`/32`, `/128`); `None` when it is neither. Host bits
+/// (`100.64.1.2/10`) are refused, as in a Firewall's `from:`: a typo must not widen access.
+fn cidr(s: &str) -> Option<Result<IpNet, String>> {
+    if let Ok(ip) = s.parse::<std::net::IpAddr>() {
+        return Some(Ok(IpNet::from(ip)));
+    }
+    let net = s.parse::<IpNet>().ok()?;
+    Some(if net.trunc() == net {
+        Ok(net)
+    } else {
+        Err(format!(
+            "{s:?} has host bits set; did you mean `{}`?",
+            net.trunc()
+        ))
+    })
 }

@@ -27,8 +27,8 @@ use crate::model::edge::{
 };
 use crate::model::{ServiceSpec, StackSpec, container_name};
 use crate::plan::{
-    Addr, AdminTarget, Change, Dial, EDGE_GROUP, Kind, Need, Op, Payload, PlanError, PlannedSite,
-    ProxyPayload, Reason, Wait,
+    Addr, AdminTarget, Change, Dial, EDGE_GROUP, Kind, Need, Op, Payload, PlanError, PlanWarning,
+    PlannedSite, ProxyPayload, Reason, Wait,
 };
 
 /// The proxy's address: `proxy:caddy`.
@@ -108,6 +108,22 @@ pub fn plan(ctx: &Context, out: &mut Planned) {
             }
         }
     }
+
+    // A route whose container neither runs (no address) nor is (re)started by this plan cannot
+    // be dialled: the executor leaves it out, so the wanted config does too — else every plan
+    // would load Caddy again.
+    sites.retain(|s| match &s.dial {
+        Dial::Container { name, .. }
+            if !changing.contains_key(name) && observed_dial(ctx, &s.dial).is_none() =>
+        {
+            out.plan.warnings.push(PlanWarning::RouteDown {
+                route: format!("{}{}", s.host, s.path.as_deref().unwrap_or("")),
+                upstream: s.upstream.clone(),
+            });
+            false
+        }
+        _ => true,
+    });
 
     let settings = Settings {
         admin_listen: caddy.listen.clone(),
@@ -398,7 +414,18 @@ fn check(ctx: &Context, caddy: &Caddy, r: &RouteSpec) -> Result<PlannedSite, Str
         ));
     }
     let (dial, stack) = match &r.to {
-        Upstream::Address(a) => (Dial::Fixed(a.clone()), None),
+        Upstream::Address(a) => {
+            // Caddy in a container (not on the host's network) dials its own loopback.
+            let in_container = caddy
+                .service
+                .is_some_and(|(_, sv)| sv.network_mode.as_deref() != Some("host"));
+            if in_container && is_loopback(a) {
+                return Err(format!(
+                    "to: {a} is the Caddy container itself, not the host: Caddy runs in a container; use an address it can reach (the host's address on a Docker network, e.g. the bridge gateway), or run Caddy on the host (`admin:`) or with network_mode: host"
+                ));
+            }
+            (Dial::Fixed(a.clone()), None)
+        }
         Upstream::Service {
             stack,
             service,
@@ -518,6 +545,19 @@ fn client_address_problem(st: &StackSpec, sv: &ServiceSpec) -> Option<String> {
         ));
     }
     None
+}
+
+/// Whether `host:port` names the loopback (`127.0.0.1:8000`, `[::1]:8000`, `localhost:8000`).
+fn is_loopback(addr: &str) -> bool {
+    let host = addr
+        .rsplit_once(':')
+        .map_or(addr, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<core::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A container upstream's address from the observation.

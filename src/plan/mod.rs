@@ -88,6 +88,9 @@ pub enum PlanWarning {
         port: String,
         origin: String,
     },
+    /// A route whose container neither runs nor is started by this plan: it is left out of
+    /// Caddy's config (the executor could not dial it), not loaded again on every plan.
+    RouteDown { route: String, upstream: String },
 }
 
 impl fmt::Display for PlanWarning {
@@ -101,6 +104,10 @@ impl fmt::Display for PlanWarning {
             } => write!(
                 f,
                 "{origin}: {stack}/{service} publishes {port} on all addresses and no Firewall is declared: it is reachable from everywhere; bind it to 127.0.0.1, or declare a Firewall"
+            ),
+            PlanWarning::RouteDown { route, upstream } => write!(
+                f,
+                "route {route} → {upstream} is left out of Caddy's config: its container is not running and this plan does not start it"
             ),
         }
     }

@@ -388,3 +388,75 @@ fn a_route_port_is_exposed_by_the_compose_file_or_by_the_image() {
     };
     assert!(route_errors(&o).is_empty(), "{:?}", route_errors(&o));
 }
+
+#[test]
+fn a_route_whose_container_cannot_be_dialled_is_left_out_not_loaded_every_time() {
+    let d = desired("test/app:1");
+    // apps/app runs, but not on the network Caddy dials it on (no address there).
+    let mut o = converged(&d);
+    o.proxy = Some(ObservedProxy::Config(serde_json::Value::Null));
+    let p = plan(&d, &o, &PlanOptions::default());
+    let down: Vec<String> = p
+        .warnings
+        .iter()
+        .filter(|w| matches!(w, PlanWarning::RouteDown { .. }))
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(down.len(), 2, "{down:?}");
+    assert!(
+        down[0].ends_with("is left out of Caddy's config: its container is not running and this plan does not start it"),
+        "{down:?}"
+    );
+    let Payload::Proxy(pp) = &p.change(&crate::kinds::route::addr()).unwrap().payload else {
+        unreachable!()
+    };
+    assert!(pp.sites.is_empty());
+    // What the executor loads for it is what the next plan wants: nothing to do.
+    o.proxy = Some(ObservedProxy::Config(render::render(&pp.settings, &[])));
+    assert!(!plan(&d, &o, &PlanOptions::default()).has_changes());
+}
+
+#[test]
+fn a_route_to_loopback_is_refused_when_caddy_runs_in_a_container() {
+    let mut d = desired("test/app:1");
+    let mut caddy = svc("caddy:2.6");
+    caddy.networks.insert("edge".into(), Default::default());
+    d.stacks
+        .insert("proxy".into(), stack("proxy", &[("caddy", caddy.clone())]));
+    let p = d.edge.proxy.as_mut().unwrap();
+    p.admin = ProxyAdmin::Service {
+        stack: "proxy".into(),
+        service: "caddy".into(),
+    };
+    d.edge.routes.push(RouteSpec {
+        host: "coolify.example.org".into(),
+        path: None,
+        to: Upstream::Address("127.0.0.1:8000".into()),
+        access: Source::Anywhere,
+        origin: origin("berth.yaml", 3),
+    });
+    let errors = |d: &Desired| -> Vec<String> {
+        let o = observed(d, serde_json::Value::Null);
+        plan(d, &o, &PlanOptions::default())
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    let e = errors(&d);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("berth.yaml:3:9: route coolify.example.org: to: 127.0.0.1:8000 is the Caddy container itself"),
+        "{e:?}"
+    );
+    // On the host's network, loopback is the host's.
+    caddy.network_mode = Some("host".into());
+    caddy.networks.clear();
+    d.stacks
+        .insert("proxy".into(), stack("proxy", &[("caddy", caddy)]));
+    assert!(
+        errors(&d).iter().all(|e| !e.contains("coolify")),
+        "{:?}",
+        errors(&d)
+    );
+}

@@ -55,26 +55,46 @@ pub fn plan(ctx: &Context, out: &mut Planned) {
         return;
     };
 
-    let mut seen: BTreeMap<(String, Option<String>), &RouteSpec> = BTreeMap::new();
-    let mut sites = Vec::new();
+    // What Caddy serves now, by route id → upstream address: of two routes claiming one
+    // host+path, the one Caddy serves keeps it, so a newcomer cannot take a live site over.
+    let live_dials: BTreeMap<String, String> = match &ctx.observed.proxy {
+        Some(ObservedProxy::Config(v)) => render::live_sites(v)
+            .into_iter()
+            .map(|(id, (dial, _))| (id, dial))
+            .collect(),
+        _ => BTreeMap::new(),
+    };
+    let serves_now = |s: &PlannedSite| {
+        let id = render::route_id(&s.host, s.path.as_deref());
+        matches!((live_dials.get(&id), observed_dial(ctx, &s.dial)), (Some(l), Some(d)) if *l == d)
+    };
+    let mut seen: BTreeMap<(String, Option<String>), (&RouteSpec, usize)> = BTreeMap::new();
+    let mut sites: Vec<PlannedSite> = Vec::new();
     for r in &routes {
         match check(ctx, &caddy, r) {
             Err(reason) => out.plan.errors.push(route_error(r, reason)),
             Ok(site) => {
                 let key = (r.host.clone(), r.path.clone());
-                if let Some(first) = seen.get(&key) {
+                if let Some(&(first, at)) = seen.get(&key) {
+                    let (keeper, loser) = if serves_now(&site) && !serves_now(&sites[at]) {
+                        sites[at] = site;
+                        seen.insert(key, (r, at));
+                        (*r, first)
+                    } else {
+                        (first, *r)
+                    };
                     out.plan.errors.push(route_error(
-                        r,
+                        loser,
                         format!(
                             "{} is already routed by {} (to {})",
-                            r.name(),
-                            first.origin,
-                            first.to
+                            loser.name(),
+                            keeper.origin,
+                            keeper.to
                         ),
                     ));
                     continue;
                 }
-                seen.insert(key, r);
+                seen.insert(key, (r, sites.len()));
                 sites.push(site);
             }
         }

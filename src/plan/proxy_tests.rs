@@ -460,3 +460,53 @@ fn a_route_to_loopback_is_refused_when_caddy_runs_in_a_container() {
         errors(&d)
     );
 }
+
+#[test]
+fn a_newcomer_cannot_take_a_live_site_over() {
+    let before = desired("test/app:1");
+    let live = loaded(&before);
+    // A new stack `aaa` (sorted first) claims the host apps/app is served on.
+    let mut d = before.clone();
+    let mut aaa = stack("aaa", &[("x", app("test/app:1"))]);
+    aaa.routes = vec![RouteSpec {
+        host: "app1.example.org".into(),
+        path: None,
+        to: Upstream::Service {
+            stack: "aaa".into(),
+            service: "x".into(),
+            port: 3000,
+        },
+        access: Source::Anywhere,
+        origin: origin("aaa/compose.yaml", 7),
+    }];
+    d.stacks.insert("aaa".into(), aaa);
+    let mut o = observed(&d, live);
+    for c in &mut o.containers {
+        if c.name.starts_with("aaa-") {
+            c.addresses.insert("edge".into(), "172.18.0.6".into());
+        }
+    }
+    let p = plan(&d, &o, &PlanOptions::default());
+    let routes: Vec<&PlanError> = p
+        .errors
+        .iter()
+        .filter(|e| matches!(e, PlanError::Route { .. }))
+        .collect();
+    assert_eq!(routes.len(), 1, "{routes:?}");
+    assert!(
+        matches!(routes[0], PlanError::Route { group, .. } if group == "aaa"),
+        "the newcomer is refused: {routes:?}"
+    );
+    assert!(
+        routes[0].to_string().contains(
+            "app1.example.org is already routed by apps/compose.yaml:7:9 (to apps/app:3000)"
+        ),
+        "{routes:?}"
+    );
+    // The live site is untouched: nothing to load.
+    assert!(
+        p.change(&crate::kinds::route::addr()).is_none(),
+        "{:?}",
+        p.changes
+    );
+}

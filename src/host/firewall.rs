@@ -224,7 +224,14 @@ impl Host {
                 ),
             });
         }
-        if armed && let Err(why) = check(p, confirm).await {
+        // The checks must finish before the timer fires, or a success could be reported (and
+        // recorded) for rules the timer has just taken back: they get the timeout minus a margin.
+        let checked = if armed {
+            confirm_within(p, confirm).await
+        } else {
+            Ok(())
+        };
+        if let Err(why) = checked {
             let zone_back = if zone_undo.is_empty() {
                 Ok(())
             } else {
@@ -422,6 +429,24 @@ pub(crate) fn ban_lines(table: &Value) -> String {
         }
     }
     out
+}
+
+/// Time kept between the end of the confirm checks and the rollback timer.
+const CONFIRM_MARGIN: Duration = Duration::from_secs(3);
+
+/// [`check`] within `confirm_timeout` less [`CONFIRM_MARGIN`] (at least 1 s).
+async fn confirm_within(p: &FirewallPayload, confirm: &FirewallConfirm) -> Result<(), String> {
+    let budget = Duration::from_secs(p.confirm_timeout)
+        .saturating_sub(CONFIRM_MARGIN)
+        .max(Duration::from_secs(1));
+    match tokio::time::timeout(budget, check(p, confirm)).await {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "the checks did not finish within {}s, before the {}s confirm timeout",
+            budget.as_secs(),
+            p.confirm_timeout
+        )),
+    }
 }
 
 /// The confirm checks; `Err` says what failed.

@@ -207,11 +207,13 @@ impl Edge {
         (code.trim().to_string(), body.to_string())
     }
 
-    /// Poll until `client` gets `code` for `name` (a new certificate takes a moment).
+    /// Poll until `client` gets `code` for `name`. A new certificate takes a moment, and when
+    /// Caddy's first ACME attempt fails (pebble validating while a load switches the servers)
+    /// Caddy tries again after a minute: 90 s covers one retry.
     #[track_caller]
     fn wait_for(&self, client: &str, name: &str, code: &str) {
         let mut last = (String::new(), String::new());
-        let ok = poll(Duration::from_secs(30), || {
+        let ok = poll(Duration::from_secs(90), || {
             last = self.get(client, name, "/");
             last.0 == code
         });

@@ -104,9 +104,7 @@ pub fn render(settings: &Settings, sites: &[Site]) -> Value {
                 .iter()
                 .map(|(k, v)| (k.clone(), json!([v])))
                 .collect();
-            // Deferred: set when the response is written, after the upstream's own headers
-            // are copied, so a header is replaced instead of sent twice.
-            inner.push(json!({"handle": [{"handler": "headers", "response": {"set": set, "deferred": true}}]}));
+            inner.push(json!({"handle": [{"handler": "headers", "response": {"set": set}}]}));
         }
         for s in paths {
             let mut m = serde_json::Map::new();

@@ -397,6 +397,16 @@ fn routes_are_served_with_https_access_sets_and_headers() {
         "{}",
         bad.stdout
     );
+    // Readiness: Caddy has the new host's certificate (tight TLS polling while it is being
+    // obtained was seen to keep failing on a loaded machine), then it must be served.
+    let issued = poll(Duration::from_secs(90), || {
+        host.ok("journalctl -u caddy --no-pager -o cat")
+            .lines()
+            .any(|l| {
+                l.contains("certificate obtained successfully") && l.contains("app2.example.org")
+            })
+    });
+    assert!(issued, "{}", host.journal("caddy.service"));
     e.wait_for(&e.inet, "app2.example.org", "200");
     e.wait_for(&e.inet, "app1.example.org", "200");
     assert_ne!(e.get(&e.inet, "bad.example.org", "/").0, "200");

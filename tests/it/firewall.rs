@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use crate::host::{TestHost, poll};
-use crate::support::{Run, World, docker};
+use crate::support::{Run, World, docker, network_on_free_subnet};
 
 /// The two outer networks and their clients; removed on drop.
 pub(crate) struct Lan {
@@ -18,28 +18,13 @@ pub(crate) struct Lan {
 }
 
 impl Lan {
-    /// `n` keeps the subnets of tests that run side by side apart (1..=250).
-    pub(crate) fn new(test: &str, n: u8) -> Lan {
+    /// Each network gets a free subnet (`network_on_free_subnet`), so tests run side by side.
+    pub(crate) fn new(test: &str) -> Lan {
         let pid = std::process::id();
         let tail_net = format!("berth-fw-tail-{test}-{pid}");
         let inet_net = format!("berth-fw-inet-{test}-{pid}");
-        for (net, subnet) in [
-            (&tail_net, format!("100.64.{n}.0/24")),
-            (&inet_net, format!("198.18.{n}.0/24")),
-        ] {
-            let _ = std::process::Command::new("docker")
-                .args(["network", "rm", net])
-                .output();
-            docker(&[
-                "network",
-                "create",
-                "--label",
-                "io.berth.test=1",
-                "--subnet",
-                &subnet,
-                net,
-            ]);
-        }
+        network_on_free_subnet(&tail_net, "100.64");
+        network_on_free_subnet(&inet_net, "198.18");
         let client = |net: &str, name: String| {
             let _ = std::process::Command::new("docker")
                 .args(["rm", "-f", &name])
@@ -167,7 +152,7 @@ pub(crate) fn listeners(host: &TestHost) {
 /// a published port, never touching Docker's tables, and removal.
 #[test]
 fn nftables_firewall_governs_host_and_published_ports() {
-    let lan = Lan::new("gov", 41);
+    let lan = Lan::new("gov");
     let host = TestHost::boot_inner_docker("fw-gov", &lan.nets());
     let (tail_ip, inet_ip) = (host.ip_on(&lan.tail_net), host.ip_on(&lan.inet_net));
     listeners(&host);
@@ -373,7 +358,7 @@ fn nftables_firewall_governs_host_and_published_ports() {
 /// to 127.0.0.1 it plans.
 #[test]
 fn exposure_guard_refuses_a_database_published_on_all_addresses() {
-    let lan = Lan::new("exp", 42);
+    let lan = Lan::new("exp");
     let host = TestHost::boot_inner_docker("fw-exp", &lan.nets());
     let (tail_ip, inet_ip) = (host.ip_on(&lan.tail_net), host.ip_on(&lan.inet_net));
     let cfg = Cfg::new(&host, "fwexp");
@@ -439,7 +424,7 @@ fn exposure_guard_refuses_a_database_published_on_all_addresses() {
 /// confirm, the systemd timer puts it back after `confirm_timeout`.
 #[test]
 fn a_change_that_cuts_ssh_is_reverted_within_the_timeout() {
-    let lan = Lan::new("ssh", 43);
+    let lan = Lan::new("ssh");
     let host = TestHost::boot_inner_docker("fw-ssh", &lan.nets());
     let (tail_ip, inet_ip) = (host.ip_on(&lan.tail_net), host.ip_on(&lan.inet_net));
     listeners(&host);
@@ -555,7 +540,7 @@ fn a_change_that_cuts_ssh_is_reverted_within_the_timeout() {
 /// by the rollback timer; removing the document gives the zone back exactly as it was.
 #[test]
 fn firewalld_backend_configures_the_zone_and_survives_a_reload() {
-    let lan = Lan::new("fwd", 44);
+    let lan = Lan::new("fwd");
     let host = TestHost::boot_inner_docker("fw-fwd", &lan.nets());
     let (tail_ip, inet_ip) = (host.ip_on(&lan.tail_net), host.ip_on(&lan.inet_net));
     listeners(&host);

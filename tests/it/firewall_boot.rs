@@ -18,7 +18,7 @@ fn monotonic(host: &TestHost, unit: &str, prop: &str) -> u64 {
 
 #[test]
 fn the_confirmed_ruleset_is_loaded_at_boot_before_docker() {
-    let lan = Lan::new("boot", 51);
+    let lan = Lan::new("boot");
     let host = TestHost::boot_inner_docker("fw-boot", &lan.nets());
     let (tail_ip, inet_ip) = (host.ip_on(&lan.tail_net), host.ip_on(&lan.inet_net));
     listeners(&host);

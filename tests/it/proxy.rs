@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::host::{TestHost, poll};
-use crate::support::{Run, World, docker};
+use crate::support::{Run, World, docker, network_on_free_subnet};
 
 /// The outer networks and client containers of one test; removed on drop (after the host,
 /// which must be declared after this so that it goes first).
@@ -48,10 +48,9 @@ const HOSTS: &[&str] = &[
     "bad.example.org",
 ];
 
-/// Networks, clients, pebble and Caddy for `host`; `n` picks the subnets (unique per test).
-fn edge(host: &TestHost, test: &str, n: u8) -> Edge {
+/// Networks (on free subnets), clients, pebble and Caddy for `host`.
+fn edge(host: &TestHost, test: &str) -> Edge {
     let pid = std::process::id();
-    let x = (pid % 100) as u8 + n;
     let edge = format!("berth-px-edge-{test}-{pid}");
     let tailnet = format!("berth-px-tail-{test}-{pid}");
     let internet = format!("berth-px-inet-{test}-{pid}");
@@ -61,24 +60,12 @@ fn edge(host: &TestHost, test: &str, n: u8) -> Edge {
     };
     docker(&["network", "create", &edge]);
     lab.networks.push(edge.clone());
-    docker(&[
-        "network",
-        "create",
-        "--subnet",
-        &format!("100.64.{x}.0/24"),
-        &tailnet,
-    ]);
+    let t = network_on_free_subnet(&tailnet, "100.64");
     lab.networks.push(tailnet.clone());
-    docker(&[
-        "network",
-        "create",
-        "--subnet",
-        &format!("10.251.{x}.0/24"),
-        &internet,
-    ]);
+    let i = network_on_free_subnet(&internet, "10.251");
     lab.networks.push(internet.clone());
-    let host_tail = format!("100.64.{x}.2");
-    let host_inet = format!("10.251.{x}.2");
+    let host_tail = format!("{t}.2");
+    let host_inet = format!("{i}.2");
     docker(&["network", "connect", &edge, host.name()]);
     docker(&[
         "network",
@@ -117,8 +104,8 @@ fn edge(host: &TestHost, test: &str, n: u8) -> Edge {
         lab.clients.push(name.clone());
         name
     };
-    let tail = client(&tailnet, format!("100.64.{x}.10"), "tail");
-    let inet = client(&internet, format!("10.251.{x}.10"), "inet");
+    let tail = client(&tailnet, format!("{t}.10"), "tail");
+    let inet = client(&internet, format!("{i}.10"), "inet");
 
     // pebble: its own TLS certificate (for 127.0.0.1), names through /etc/hosts, validations
     // on Caddy's ports 80/443.
@@ -294,7 +281,7 @@ const ROUTES: &str = "        - host: app1.example.org
 #[test]
 fn routes_are_served_with_https_access_sets_and_headers() {
     let host = TestHost::boot("px-routes");
-    let e = edge(&host, "routes", 0);
+    let e = edge(&host, "routes");
     let c = Config {
         host: &host,
         world: World::new("pxroutes"),
@@ -434,7 +421,7 @@ fn routes_are_served_with_https_access_sets_and_headers() {
 #[test]
 fn a_route_only_service_is_replaced_without_a_failed_request() {
     let host = TestHost::boot("px-zero");
-    let e = edge(&host, "zero", 50);
+    let e = edge(&host, "zero");
     let c = Config {
         host: &host,
         world: World::new("pxzero"),

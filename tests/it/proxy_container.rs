@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::host::poll;
-use crate::support::{World, docker};
+use crate::support::{World, docker, network_on_free_subnet};
 
 struct Nets(Vec<String>);
 
@@ -47,39 +47,20 @@ fn curl(client: &str, ip: &str, name: &str) -> String {
 #[test]
 fn caddy_as_a_stack_service_serves_routes_by_access_set() {
     let pid = std::process::id();
-    let x = (pid % 100) as u8 + 120;
     let edge = format!("berth-pxc-edge-{pid}");
     let tail = format!("berth-pxc-tail-{pid}");
     let inet = format!("berth-pxc-inet-{pid}");
-    docker(&[
-        "network",
-        "create",
-        "--subnet",
-        &format!("10.253.{x}.0/24"),
-        &edge,
-    ]);
+    let e = network_on_free_subnet(&edge, "10.253");
     let mut nets = Nets(vec![edge.clone()]);
-    docker(&[
-        "network",
-        "create",
-        "--subnet",
-        &format!("100.64.{x}.0/24"),
-        &tail,
-    ]);
+    let t = network_on_free_subnet(&tail, "100.64");
     nets.0.push(tail.clone());
-    docker(&[
-        "network",
-        "create",
-        "--subnet",
-        &format!("10.252.{x}.0/24"),
-        &inet,
-    ]);
+    let i = network_on_free_subnet(&inet, "10.252");
     nets.0.push(inet.clone());
     // World after the networks: its containers go first.
     let w = World::new("pxcont");
-    let caddy_edge = format!("10.253.{x}.200");
-    let caddy_tail = format!("100.64.{x}.200");
-    let caddy_inet = format!("10.252.{x}.200");
+    let caddy_edge = format!("{e}.200");
+    let caddy_tail = format!("{t}.200");
+    let caddy_inet = format!("{i}.200");
 
     // pebble in a container on the edge network, with its own certificate.
     let dir = w.path().join("proxy/bootstrap");
@@ -230,8 +211,8 @@ networks:
         w.adopt(&name);
         name
     };
-    let t = client(&tail, format!("100.64.{x}.10"), "tail");
-    let i = client(&inet, format!("10.252.{x}.10"), "inet");
+    let t = client(&tail, format!("{t}.10"), "tail");
+    let i = client(&inet, format!("{i}.10"), "inet");
     let wait = |c: &str, ip: &str, name: &str, code: &str| {
         let mut last = String::new();
         let ok = poll(Duration::from_secs(30), || {

@@ -205,6 +205,37 @@ pub fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// Create the Docker network `name` (labelled `io.berth.test=1`) on a free /24 under
+/// `prefix` (two octets, e.g. "100.64"); returns the subnet's first three octets. Tests
+/// running side by side, or networks left on the Engine by anything else, never collide: a
+/// taken subnet makes the Engine answer "Pool overlaps", and the next one is tried.
+pub fn network_on_free_subnet(name: &str, prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let _ = Command::new("docker")
+        .args(["network", "rm", name])
+        .output();
+    let start = std::process::id();
+    for _ in 0..254 {
+        let third = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % 254 + 1;
+        let base = format!("{prefix}.{third}");
+        let out = Command::new("docker")
+            .args(["network", "create", "--label", "io.berth.test=1"])
+            .args(["--subnet", &format!("{base}.0/24"), name])
+            .output()
+            .expect("run docker");
+        if out.status.success() {
+            return base;
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("overlaps"),
+            "docker network create {name} on {base}.0/24 failed: {err}"
+        );
+    }
+    panic!("no free /24 under {prefix} for {name}");
+}
+
 /// `docker inspect -f <format> <name>`.
 pub fn inspect(name: &str, format: &str) -> String {
     docker(&["inspect", "-f", format, name]).trim().to_string()

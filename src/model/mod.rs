@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 pub mod edge;
 pub mod host;
+pub mod jobs;
 
 /// Label keys berth writes on every object it creates. The ownership label is the only thing
 /// that lets berth remove an object.
@@ -54,6 +55,8 @@ pub struct Desired {
     /// The network edge (`berth.yaml` documents): address sets, firewall, `kind: Route`, proxy.
     /// Routes of services live on their stack ([`StackSpec::routes`]); see [`Desired::routes`].
     pub edge: edge::EdgeSpec,
+    /// Scheduled work (`berth.yaml` documents): jobs, backups, prunes, and the service defaults.
+    pub jobs: jobs::JobsSpec,
 }
 
 impl Desired {

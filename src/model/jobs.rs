@@ -1,0 +1,327 @@
+//! Scheduled work as berth kinds: `kind: Job`, `kind: Backup` (restic), `kind: Prune` and the
+//! `kind: Defaults` that services without their own `logging` get. Plain data: the loader is
+//! `crate::berthfile::jobs`, schedules are computed by `crate::jobs::schedule`, runs are made
+//! by `crate::jobs` (and `crate::restic` for backups).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::host::Origin;
+use super::{Logging, Secret};
+
+/// Every scheduled thing the config declares, by job name (a Backup is a job; its weekly
+/// check is the job `<backup>/check`), and the defaults for services.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobsSpec {
+    pub jobs: BTreeMap<String, JobSpec>,
+    /// `kind: Defaults` (at most one document).
+    pub defaults: Option<Defaults>,
+}
+
+impl JobsSpec {
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty() && self.defaults.is_none()
+    }
+
+    /// The backups, by name.
+    pub fn backups(&self) -> impl Iterator<Item = (&str, &BackupSpec)> {
+        self.jobs.iter().filter_map(|(n, j)| match &j.task {
+            Task::Backup(b) => Some((n.as_str(), &**b)),
+            _ => None,
+        })
+    }
+}
+
+/// One job: when it runs and what it does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobSpec {
+    /// Unique among jobs (`vacuum`, `nightly`, `nightly/check`).
+    pub name: String,
+    /// The schedule as written: 5-field cron or `@hourly` / `@daily` / `@weekly` / `@monthly`
+    /// / `@yearly` (checked by the loader with `crate::jobs::schedule`).
+    pub schedule: String,
+    /// An IANA zone (`Europe/Paris`); `None`: the host's zone.
+    pub timezone: Option<String>,
+    pub task: Task,
+    pub concurrency: Concurrency,
+    /// A run longer than this is stopped and failed.
+    pub timeout: Duration,
+    /// Further attempts after a failed one (same scheduled slot).
+    pub retries: u32,
+    pub missed: Missed,
+    /// How far back a missed run still counts for `missed: run_once`.
+    pub catch_up: Duration,
+    /// Runs kept in the history.
+    pub history: usize,
+    pub origin: Origin,
+}
+
+/// Defaults of a job's keys.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+pub const DEFAULT_CATCH_UP: Duration = Duration::from_secs(6 * 3600);
+pub const DEFAULT_HISTORY: usize = 10;
+
+/// What a job does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Task {
+    /// A command in a running container of a stack's service (`docker exec`).
+    Exec(ExecTask),
+    /// A one-off container, removed afterwards.
+    Container(ContainerTask),
+    /// A restic backup run.
+    Backup(Box<BackupSpec>),
+    /// `restic check` of a Backup's repository (the job `<backup>/check`).
+    Check {
+        backup: String,
+        read_data_subset: Option<String>,
+    },
+    /// Remove images no container uses and no recent commit references.
+    Prune(PruneSpec),
+}
+
+impl Task {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Task::Exec(_) => "exec",
+            Task::Container(_) => "container",
+            Task::Backup(_) => "backup",
+            Task::Check { .. } => "check",
+            Task::Prune(_) => "prune",
+        }
+    }
+}
+
+/// A stack's service, written `STACK/SERVICE`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct ServiceRef {
+    pub stack: String,
+    pub service: String,
+}
+
+impl std::fmt::Display for ServiceRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.stack, self.service)
+    }
+}
+
+/// A stack's named volume, written `STACK/VOLUME` (the key under the stack's `volumes:`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct VolumeRef {
+    pub stack: String,
+    pub volume: String,
+    /// The volume's name on the Engine (`<stack>_<volume>` unless `name:` says otherwise),
+    /// resolved by the loader.
+    pub engine_name: String,
+}
+
+impl std::fmt::Display for VolumeRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.stack, self.volume)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecTask {
+    pub service: ServiceRef,
+    pub command: Vec<String>,
+}
+
+/// `run: {container: ...}`: the Compose service keys a one-off run needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerTask {
+    pub image: String,
+    pub command: Vec<String>,
+    /// `SOURCE:TARGET[:ro]`: SOURCE a host path, or `STACK/VOLUME` (resolved to its Engine name).
+    pub volumes: Vec<Mount>,
+    pub environment: BTreeMap<String, Secret>,
+    /// Engine network names (`STACK/NETWORK` resolved, or an external name).
+    pub networks: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub source: MountSource,
+    pub target: String,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountSource {
+    Volume(VolumeRef),
+    Host(PathBuf),
+}
+
+/// `kind: Backup`: a restic run over volumes, host paths and streamed dumps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackupSpec {
+    pub name: String,
+    /// A host path (mounted into the restic container) or a restic URL (`rest:`, `s3:`, `sftp:`,
+    /// `b2:` ...). May hold credentials: shown only through [`BackupSpec::repository_display`].
+    pub repository: Secret,
+    pub password: Secret,
+    /// Extra environment for restic (credentials): never printed.
+    pub environment: BTreeMap<String, Secret>,
+    pub volumes: Vec<VolumeRef>,
+    /// Absolute host paths.
+    pub paths: Vec<PathBuf>,
+    pub dumps: Vec<Dump>,
+    /// Stopped during the backup and always started again.
+    pub stop: Vec<ServiceRef>,
+    pub retention: Retention,
+    pub check: Option<CheckSpec>,
+    /// The image that runs restic.
+    pub image: String,
+    /// A snapshot smaller than this fraction of the previous one's size fails the run.
+    pub min_size_ratio: f64,
+}
+
+/// The default `min_size_ratio`.
+pub const DEFAULT_MIN_SIZE_RATIO: f64 = 0.5;
+
+impl BackupSpec {
+    /// The repository with any `user:password@` taken out: what plans and logs may show.
+    pub fn repository_display(&self) -> String {
+        redact_userinfo(self.repository.expose())
+    }
+
+    /// Whether the repository is a host path (mounted into the restic container).
+    pub fn repository_is_path(&self) -> bool {
+        self.repository.expose().starts_with('/')
+    }
+}
+
+/// `scheme://user:pass@host/...` → `scheme://***@host/...`; anything else as it is.
+pub fn redact_userinfo(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[start..];
+    let end = rest.find('/').unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..start], &rest[at..]),
+        None => url.to_string(),
+    }
+}
+
+/// A command in a running service whose standard output is streamed into restic as `file`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dump {
+    pub service: ServiceRef,
+    pub command: Vec<String>,
+    /// The file name in the snapshot (unique within the backup).
+    pub file: String,
+}
+
+/// restic `forget --keep-*` (counts; 0: that rule is not used).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Retention {
+    pub last: u32,
+    pub hourly: u32,
+    pub daily: u32,
+    pub weekly: u32,
+    pub monthly: u32,
+    pub yearly: u32,
+}
+
+impl Retention {
+    pub fn is_empty(&self) -> bool {
+        *self == Retention::default()
+    }
+
+    /// The `forget` flags (`--keep-daily 7 ...`), rules with a count only.
+    pub fn flags(&self) -> Vec<String> {
+        [
+            ("--keep-last", self.last),
+            ("--keep-hourly", self.hourly),
+            ("--keep-daily", self.daily),
+            ("--keep-weekly", self.weekly),
+            ("--keep-monthly", self.monthly),
+            ("--keep-yearly", self.yearly),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .flat_map(|(f, n)| [f.to_string(), n.to_string()])
+        .collect()
+    }
+}
+
+/// `check: {schedule, read_data_subset}`: the job `<backup>/check`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckSpec {
+    pub schedule: String,
+    /// restic's `--read-data-subset` (`5%`, `1/7`, `100M`).
+    pub read_data_subset: Option<String>,
+}
+
+/// `kind: Prune`: unused images.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PruneSpec {
+    /// Images referenced by the current commit or the last `keep_commits` applied ones stay.
+    pub keep_commits: usize,
+}
+
+pub const DEFAULT_KEEP_COMMITS: usize = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Concurrency {
+    /// A run due while one is running is skipped (and recorded so).
+    #[default]
+    Forbid,
+    /// The running one is stopped and the new one starts.
+    Replace,
+    /// Both run.
+    Allow,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Missed {
+    /// After downtime, one run if a scheduled time was missed within `catch_up`.
+    #[default]
+    RunOnce,
+    Skip,
+}
+
+/// `kind: Defaults`: what services get when they say nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Defaults {
+    /// `logging:` for services that set none (Compose's `logging` keys).
+    pub logging: Option<Logging>,
+    pub origin: Origin,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn userinfo_is_redacted() {
+        assert_eq!(
+            redact_userinfo("rest:https://u:p@backup.example:8000/x"),
+            "rest:https://***@backup.example:8000/x"
+        );
+        assert_eq!(redact_userinfo("/srv/restic"), "/srv/restic");
+        assert_eq!(
+            redact_userinfo("s3:https://s3.example/bucket"),
+            "s3:https://s3.example/bucket"
+        );
+    }
+
+    #[test]
+    fn retention_flags_skip_unused_rules() {
+        let r = Retention {
+            daily: 7,
+            weekly: 4,
+            monthly: 6,
+            ..Retention::default()
+        };
+        assert_eq!(
+            r.flags().join(" "),
+            "--keep-daily 7 --keep-weekly 4 --keep-monthly 6"
+        );
+    }
+}

@@ -294,6 +294,66 @@ pub struct Defaults {
     pub origin: Origin,
 }
 
+/// How one run of a job ended: what `berth jobs`, the history, the metrics and the commit
+/// statuses report. Stored in the state dir.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct RunOutcome {
+    pub result: RunResult,
+    /// The command's (or restic's) exit code, when there was one.
+    pub exit_code: Option<i64>,
+    /// Why it failed, one line (`restic exit 3: some files could not be read`, `dump blog.sql
+    /// wrote 0 bytes`); `None` on success.
+    pub reason: Option<String>,
+    /// The last lines of its output, secrets replaced by `***`.
+    pub log_tail: String,
+    /// A backup's snapshots, one per source.
+    pub snapshots: Vec<SnapshotRecord>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunResult {
+    Succeeded,
+    Failed,
+    TimedOut,
+    /// Not started: `concurrency: forbid` and a run was still going.
+    Skipped,
+    /// A scheduled time passed while berth was not running.
+    Missed,
+    /// berth stopped (or was killed) while it ran.
+    Interrupted,
+}
+
+impl RunResult {
+    pub fn is_success(self) -> bool {
+        self == RunResult::Succeeded
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunResult::Succeeded => "succeeded",
+            RunResult::Failed => "failed",
+            RunResult::TimedOut => "timed_out",
+            RunResult::Skipped => "skipped",
+            RunResult::Missed => "missed",
+            RunResult::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// One restic snapshot a backup run made.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct SnapshotRecord {
+    /// restic's snapshot id (full).
+    pub id: String,
+    /// What it holds: `volume:apps/dbdata`, `path:/etc/berth`, `dump:blog.sql`.
+    pub source: String,
+    /// Bytes processed (restic's `total_bytes_processed`): what the size check compares.
+    pub bytes: u64,
+    /// Bytes added to the repository.
+    pub added: u64,
+    pub files: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,9 @@
 # command, so `docker stop` takes ms instead of 10s (PID 1 ignores SIGTERM).
 # Every image carries the label io.berth.test=1 (and io.berth.test.recipe=N).
 #
+# Then hack/test-backup-images.sh: berth-test/restic:0.14 and berth-test/postgres:15 for the
+# backup tests (and restic + rclone on this machine); its own recipe and fast path.
+#
 # Usage: hack/test-images.sh [--force]
 #   Idempotent: exits at once when all images exist with the current recipe.
 #   --force (or BERTH_TEST_IMAGES_FORCE=1) rebuilds anyway.
@@ -50,7 +53,7 @@ if [[ $force != 1 ]]; then
   if [[ $all_ok == 1 ]]; then
     echo "test-images: up to date (recipe $RECIPE): $(for i in "${IMAGES[@]}"; do
       printf '%s=%s ' "$i" "$(docker image inspect --format '{{.Id}}' "$i" | cut -c8-19)"; done)"
-    exit 0
+    exec bash "$(dirname "$0")/test-backup-images.sh" ${1:+"$1"}
   fi
 fi
 
@@ -184,3 +187,4 @@ done
 
 echo "test-images: built in $(( $(date +%s) - start ))s (recipe $RECIPE, docker $server): $(for i in "${IMAGES[@]}"; do
   printf '%s=%s ' "$i" "$(docker image inspect --format '{{.Id}}' "$i" | cut -c8-19)"; done)"
+exec bash "$(dirname "$0")/test-backup-images.sh" ${1:+"$1"}

@@ -14,6 +14,7 @@ pub mod model;
 pub mod pipeline;
 pub mod plan;
 pub mod render;
+pub mod restic;
 pub mod serve;
 pub mod tls;
 

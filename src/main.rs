@@ -66,6 +66,10 @@ enum Command {
         #[arg(long, env = "BERTH_PARALLEL", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
         parallel: u16,
     },
+    /// Restore a source of a Backup from a restic snapshot (a volume, a host path, a dump).
+    Restore(berth::restic::cli::RestoreArgs),
+    /// List a Backup's restic snapshots (time, id, source, size).
+    Backups(berth::restic::cli::BackupsArgs),
     /// Run the GitOps loop: follow a git branch, take GitHub webhooks, apply, report back.
     Serve(Box<berth::serve::config::ServeArgs>),
 }
@@ -168,6 +172,8 @@ async fn run(command: Command, instance: &str) -> Result<u8> {
             berth::serve::run(config, rx).await?;
             Ok(0)
         }
+        Command::Restore(args) => Ok(berth::restic::cli::restore_command(&args, instance).await),
+        Command::Backups(args) => Ok(berth::restic::cli::backups_command(&args, instance).await),
         Command::Validate { dir } => {
             let desired = match load(&dir) {
                 Ok(d) => d,

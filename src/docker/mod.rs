@@ -7,13 +7,16 @@
 //!
 //! Layout: `client` (connect, `/_ping`, request accounting), `error` ([`DockerError`]),
 //! `observe` (list and parse what runs), `pull`, `ops` (network/volume/container operations),
-//! `create` (the request bodies, pure), `archive` (files copied into a container).
+//! `create` (the request bodies, pure), `archive` (files copied into a container), `exec`
+//! (commands in a service's running container), `oneoff` (one-off containers: restic runs).
 
 mod archive;
 mod client;
 mod create;
 mod error;
+mod exec;
 mod observe;
+mod oneoff;
 mod ops;
 mod pull;
 mod reload;
@@ -28,7 +31,9 @@ pub use create::{
     volume_create_request,
 };
 pub use error::DockerError;
+pub use exec::{ExecOutput, ExecStream, STDERR_TAIL, ServiceContainer};
 pub use observe::{parse_health, parse_state};
+pub use oneoff::{Chunk, ONEOFF_LABEL, OneOff, OneOffMount, OneOffRun};
 pub use ops::ContainerInfo;
 pub use pull::PullFailure;
 

@@ -1,0 +1,243 @@
+//! `berth restore` and `berth backups`: the commands, with their arguments; main.rs only
+//! dispatches. The Backup is taken from the config folder (`--config DIR`, loaded as `plan`
+//! loads it).
+//!
+//! Exit codes: 0 done; 1 failed (no such backup, snapshot or source, restic or the Engine
+//! failed); 64 usage.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::restore::{self, Target};
+use super::{Context, TAG_COMMIT, TAG_SOURCE};
+use crate::docker::Engine;
+use crate::model::jobs::BackupSpec;
+
+#[derive(Args, Debug, Clone)]
+pub struct BackupRef {
+    /// The Backup's name (`kind: Backup`, `name:`).
+    pub backup: String,
+    /// The config folder that declares it.
+    #[arg(long, value_name = "DIR")]
+    pub config: PathBuf,
+}
+
+/// `berth restore`.
+#[derive(Args, Debug, Clone)]
+#[command(group = clap::ArgGroup::new("what").required(true).args(["volume", "path", "dump"]))]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub backup: BackupRef,
+    /// `latest`, or a snapshot id (or its prefix) from `berth backups`.
+    #[arg(long, default_value = "latest")]
+    pub snapshot: String,
+    /// A volume of the Backup, `STACK/VOLUME`: its users are stopped, its content replaced by
+    /// the snapshot's, its users started again.
+    #[arg(long, value_name = "STACK/VOLUME")]
+    pub volume: Option<String>,
+    /// A host path of the Backup: restored in place.
+    #[arg(long, value_name = "/ABS/PATH")]
+    pub path: Option<PathBuf>,
+    /// A dump of the Backup (its `file:`), written to `--to`.
+    #[arg(long, value_name = "NAME", requires = "to")]
+    pub dump: Option<String>,
+    #[arg(long, value_name = "FILE")]
+    pub to: Option<PathBuf>,
+}
+
+/// `berth backups`.
+#[derive(Args, Debug, Clone)]
+pub struct BackupsArgs {
+    #[command(flatten)]
+    pub backup: BackupRef,
+    /// Print the list as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The Backup `name` of the config folder, or the exit code (problems printed).
+fn load(r: &BackupRef) -> Result<BackupSpec, u8> {
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let desired = crate::compose::load_dir(&r.config, &env).map_err(|diags| {
+        for d in &diags.0 {
+            eprintln!("{d}");
+        }
+        eprintln!(
+            "{} problem(s) found in {}.",
+            diags.0.len(),
+            r.config.display()
+        );
+        1u8
+    })?;
+    let found = desired
+        .jobs
+        .backups()
+        .find(|(n, _)| *n == r.backup)
+        .map(|(_, b)| b.clone());
+    found.ok_or_else(|| {
+        let names: Vec<&str> = desired.jobs.backups().map(|(n, _)| n).collect();
+        eprintln!(
+            "error: {} declares no Backup {:?} (backups: {})",
+            r.config.display(),
+            r.backup,
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        );
+        1
+    })
+}
+
+async fn context(instance: &str) -> Result<Context, u8> {
+    match Engine::connect().await {
+        Ok(e) => Ok(Context::new(e.with_instance(instance))),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(1)
+        }
+    }
+}
+
+/// `berth restore`: exit code.
+pub async fn restore_command(args: &RestoreArgs, instance: &str) -> u8 {
+    let spec = match load(&args.backup) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let target = match target(&spec, args) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    let cx = match context(instance).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let started = std::time::Instant::now();
+    match restore::restore(&cx, &spec, &args.snapshot, &target).await {
+        Ok(snap) => {
+            let to = match &target {
+                Target::Volume(v) => format!("volume {v}"),
+                Target::Path(p) => p.display().to_string(),
+                Target::Dump { to, .. } => to.display().to_string(),
+            };
+            println!(
+                "Restored {} from snapshot {} ({}) into {to} in {:.1}s.",
+                target.source(),
+                snap.short_id,
+                snap.time,
+                started.elapsed().as_secs_f64()
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("error: restore failed: {e}");
+            1
+        }
+    }
+}
+
+fn target(spec: &BackupSpec, args: &RestoreArgs) -> Result<Target, String> {
+    if let Some(v) = &args.volume {
+        return spec
+            .volumes
+            .iter()
+            .find(|r| r.to_string() == *v)
+            .map(|r| Target::Volume(r.clone()))
+            .ok_or_else(|| format!("Backup {} does not back up volume {v}", spec.name));
+    }
+    if let Some(p) = &args.path {
+        return spec
+            .paths
+            .iter()
+            .find(|q| *q == p)
+            .map(|q| Target::Path(q.clone()))
+            .ok_or_else(|| format!("Backup {} does not back up path {}", spec.name, p.display()));
+    }
+    if let (Some(d), Some(to)) = (&args.dump, &args.to) {
+        return spec
+            .dumps
+            .iter()
+            .find(|x| x.file == *d)
+            .map(|x| Target::Dump {
+                file: x.file.clone(),
+                to: to.clone(),
+            })
+            .ok_or_else(|| format!("Backup {} has no dump {d}", spec.name));
+    }
+    Err("say what to restore: --volume, --path or --dump with --to".into())
+}
+
+#[derive(serde::Serialize)]
+struct Row<'a> {
+    time: &'a str,
+    id: &'a str,
+    short_id: &'a str,
+    source: &'a str,
+    commit: Option<&'a str>,
+    /// Bytes of the source (restic ≥ 0.17 reports them with the snapshot).
+    bytes: Option<u64>,
+}
+
+/// `berth backups`: exit code.
+pub async fn backups_command(args: &BackupsArgs, instance: &str) -> u8 {
+    let spec = match load(&args.backup) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let cx = match context(instance).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let list = match restore::snapshots(&cx, &spec).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot list the snapshots of {}: {e}", spec.name);
+            return 1;
+        }
+    };
+    let rows: Vec<Row> = list
+        .iter()
+        .map(|s| Row {
+            time: &s.time,
+            id: &s.id,
+            short_id: &s.short_id,
+            source: s.tag(TAG_SOURCE).unwrap_or("?"),
+            commit: s.tag(TAG_COMMIT),
+            bytes: s.summary.as_ref().map(|x| x.total_bytes_processed),
+        })
+        .collect();
+    if args.json {
+        match serde_json::to_string_pretty(&rows) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 1;
+            }
+        }
+        return 0;
+    }
+    println!(
+        "{:<20}  {:<8}  {:<40}  {:>10}",
+        "TIME", "ID", "SOURCE", "SIZE"
+    );
+    for r in &rows {
+        let time = r.time.get(..19).unwrap_or(r.time).replace('T', " ");
+        let size = r
+            .bytes
+            .map(super::backup::human_bytes)
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{time:<20}  {:<8}  {:<40}  {size:>10}",
+            r.short_id, r.source
+        );
+    }
+    println!("{} snapshot(s) of {}.", rows.len(), spec.name);
+    0
+}

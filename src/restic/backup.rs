@@ -194,7 +194,8 @@ impl Run<'_> {
         let mut a = self.backup_args(source);
         a.push(mount.target.clone());
         let done = self.restic(&a, vec![mount], Stdin::None).await?;
-        let out = parse_backup(&done.stdout_text());
+        // restic 0.14 prints the errors' JSON on standard error.
+        let out = parse_backup(&format!("{}\n{}", done.stdout_text(), done.stderr));
         if let Some(s) = &out.summary {
             self.record(source, s);
         }

@@ -585,7 +585,7 @@ async fn a_rest_repository_served_by_rclone_and_its_failures() {
 
     // A wrong password: refused, and never initialised over.
     let config = std::fs::read(served.join("config")).unwrap();
-    spec.password = Secret::new("wrong".to_string());
+    spec.password = Secret::new("not the password".to_string());
     let before = f.started_at("worker");
     let out = restic::backup(&f.cx, &spec, None, &[]).await;
     assert_eq!(out.result, RunResult::Failed);

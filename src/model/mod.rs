@@ -60,6 +60,22 @@ pub struct Desired {
 }
 
 impl Desired {
+    /// `kind: Defaults`: services that set no `logging` get the default one.
+    pub fn apply_defaults(&mut self) {
+        let Some(logging) = self.jobs.defaults.as_ref().and_then(|d| d.logging.clone()) else {
+            return;
+        };
+        for svc in self
+            .stacks
+            .values_mut()
+            .flat_map(|s| s.services.values_mut())
+        {
+            if svc.logging.is_none() {
+                svc.logging = Some(logging.clone());
+            }
+        }
+    }
+
     /// Every route: the stacks' `x-berth.routes` (by stack name), then the `kind: Route` documents.
     pub fn routes(&self) -> impl Iterator<Item = &edge::RouteSpec> {
         self.stacks

@@ -767,6 +767,9 @@ pub struct Observed {
     /// Caddy's config as its admin API returns it (`GET /config/`), when the config declares a
     /// `kind: Proxy`; `None` otherwise.
     pub proxy: Option<edge::ObservedProxy>,
+    /// The job table recorded by the last apply (the state dir), when the config declares
+    /// jobs or the state dir holds some.
+    pub jobs: jobs::ObservedJobs,
 }
 
 /// A network or volume on the Engine.

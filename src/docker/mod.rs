@@ -15,6 +15,7 @@ mod create;
 mod error;
 mod observe;
 mod ops;
+mod prune;
 mod pull;
 mod reload;
 
@@ -30,6 +31,7 @@ pub use create::{
 pub use error::DockerError;
 pub use observe::{parse_health, parse_state};
 pub use ops::ContainerInfo;
+pub use prune::Pruned;
 pub use pull::PullFailure;
 
 /// Where the Engine is when `DOCKER_HOST` is not set.

@@ -18,6 +18,7 @@ mod exec;
 mod observe;
 mod oneoff;
 mod ops;
+mod prune;
 mod pull;
 mod reload;
 
@@ -35,6 +36,7 @@ pub use exec::{ExecOutput, ExecStream, STDERR_TAIL, ServiceContainer};
 pub use observe::{parse_health, parse_state};
 pub use oneoff::{Chunk, ONEOFF_LABEL, OneOff, OneOffMount, OneOffRun};
 pub use ops::ContainerInfo;
+pub use prune::Pruned;
 pub use pull::PullFailure;
 
 /// Where the Engine is when `DOCKER_HOST` is not set.

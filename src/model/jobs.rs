@@ -14,7 +14,7 @@ use super::{Logging, Secret};
 
 /// Every scheduled thing the config declares, by job name (a Backup is a job; its weekly
 /// check is the job `<backup>/check`), and the defaults for services.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct JobsSpec {
     pub jobs: BTreeMap<String, JobSpec>,
     /// `kind: Defaults` (at most one document).
@@ -36,7 +36,7 @@ impl JobsSpec {
 }
 
 /// One job: when it runs and what it does.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JobSpec {
     /// Unique among jobs (`vacuum`, `nightly`, `nightly/check`).
     pub name: String,
@@ -59,13 +59,42 @@ pub struct JobSpec {
     pub origin: Origin,
 }
 
+impl JobSpec {
+    /// `sha256:<hex>` of the job as planned (secrets as their digests): what the plan compares
+    /// with the recorded table.
+    pub fn digest(&self) -> String {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        super::sha256_hex(&json)
+    }
+}
+
+/// What the state dir says about one job of the last applied config (observed beside the
+/// Engine): what the plan compares and describes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RecordedJob {
+    pub digest: String,
+    pub schedule: String,
+    pub timezone: Option<String>,
+    /// `Task::kind`: exec, container, backup, check, prune.
+    pub task: String,
+}
+
+/// The recorded job table, as observed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ObservedJobs {
+    pub recorded: BTreeMap<String, RecordedJob>,
+    /// The table could not be read: the plan refuses to change it.
+    pub error: Option<String>,
+}
+
 /// Defaults of a job's keys.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_CATCH_UP: Duration = Duration::from_secs(6 * 3600);
 pub const DEFAULT_HISTORY: usize = 10;
 
 /// What a job does.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Task {
     /// A command in a running container of a stack's service (`docker exec`).
     Exec(ExecTask),
@@ -123,14 +152,14 @@ impl std::fmt::Display for VolumeRef {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ExecTask {
     pub service: ServiceRef,
     pub command: Vec<String>,
 }
 
 /// `run: {container: ...}`: the Compose service keys a one-off run needs.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ContainerTask {
     pub image: String,
     pub command: Vec<String>,
@@ -141,21 +170,22 @@ pub struct ContainerTask {
     pub networks: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Mount {
     pub source: MountSource,
     pub target: String,
     pub read_only: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum MountSource {
     Volume(VolumeRef),
     Host(PathBuf),
 }
 
 /// `kind: Backup`: a restic run over volumes, host paths and streamed dumps.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BackupSpec {
     pub name: String,
     /// A host path (mounted into the restic container) or a restic URL (`rest:`, `s3:`, `sftp:`,
@@ -207,7 +237,7 @@ pub fn redact_userinfo(url: &str) -> String {
 }
 
 /// A command in a running service whose standard output is streamed into restic as `file`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Dump {
     pub service: ServiceRef,
     pub command: Vec<String>,
@@ -249,7 +279,7 @@ impl Retention {
 }
 
 /// `check: {schedule, read_data_subset}`: the job `<backup>/check`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CheckSpec {
     pub schedule: String,
     /// restic's `--read-data-subset` (`5%`, `1/7`, `100M`).
@@ -257,7 +287,7 @@ pub struct CheckSpec {
 }
 
 /// `kind: Prune`: unused images.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PruneSpec {
     /// Images referenced by the current commit or the last `keep_commits` applied ones stay.
     pub keep_commits: usize,
@@ -287,7 +317,7 @@ pub enum Missed {
 }
 
 /// `kind: Defaults`: what services get when they say nothing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Defaults {
     /// `logging:` for services that set none (Compose's `logging` keys).
     pub logging: Option<Logging>,

@@ -88,8 +88,9 @@ pub enum Chunk {
 }
 
 impl Engine {
-    /// Creates, attaches to and starts a one-off container. On a failure after create, the
-    /// container is removed. Requests: 3 (create, attach, start).
+    /// Creates, attaches to and starts a one-off container (pulling its image first when the
+    /// Engine does not have it). On a failure after create, the container is removed.
+    /// Requests: 3 (create, attach, start), 2 more for a pull.
     pub async fn run_oneoff(&self, spec: &OneOff) -> Result<OneOffRun, DockerError> {
         let op = format!("run {} ({})", spec.image, spec.what);
         let mounts = spec
@@ -129,11 +130,24 @@ impl Engine {
             }),
             ..Default::default()
         };
-        let created = self
+        let created = match self
             .docker
-            .create_container(None::<CreateContainerOptions>, body)
+            .create_container(None::<CreateContainerOptions>, body.clone())
             .await
-            .map_err(|e| self.err(op.clone(), e))?;
+        {
+            Ok(c) => c,
+            // The image is not here yet: pull it once, then create again.
+            Err(e) => match self.err(op.clone(), e) {
+                DockerError::NotFound { .. } => {
+                    self.pull(&spec.image, |_| {}).await?;
+                    self.docker
+                        .create_container(None::<CreateContainerOptions>, body)
+                        .await
+                        .map_err(|e| self.err(op.clone(), e))?
+                }
+                e => return Err(e),
+            },
+        };
         let mut run = OneOffRun {
             engine: self.clone(),
             id: created.id,

@@ -619,3 +619,98 @@ async fn a_rest_repository_served_by_rclone_and_its_failures() {
     assert_eq!(checked.result, RunResult::Succeeded, "{checked:?}");
     let _: &[SnapshotRecord] = &out.snapshots;
 }
+
+/// `berth restore` / `berth backups` with the Backup of a `berth.yaml` (`kind: Backup`).
+#[tokio::test]
+async fn the_restore_and_backups_commands_use_the_config_s_backup() {
+    let f = Fixture::new("bk-cli").await;
+    let repo = repo_dir(&f.w);
+    let stack = &f.stack;
+    f.w.write(
+        "berth.yaml",
+        &format!(
+            "kind: Backup\nname: nightly\nschedule: \"0 3 * * *\"\nrepository: {}\npassword: ${{BK_CLI_PASSWORD}}\nvolumes: [{stack}/files]\ndumps:\n  - {{service: {stack}/db, command: [pg_dumpall, -U, postgres], file: all.sql}}\nstop: [{stack}/worker]\nretention: {{daily: 7, weekly: 4, monthly: 6}}\nimage: {RESTIC_IMAGE}\n",
+            repo.display()
+        ),
+    );
+    let env: std::collections::BTreeMap<String, String> =
+        [("BK_CLI_PASSWORD".to_string(), "s3cret-pw".to_string())].into();
+    let desired = berth::compose::load_dir(f.w.path(), &env).expect("the config loads");
+    let (_, spec) = desired.jobs.backups().next().expect("one Backup");
+    assert_eq!(spec.volumes, vec![f.volume("files")]);
+    f.sh("worker", "echo v1 >/data/file");
+    f.psql("CREATE TABLE t (x text); INSERT INTO t VALUES ('row one');");
+    let out = restic::backup(&f.cx, spec, Some("feed"), &[]).await;
+    assert_eq!(out.result, RunResult::Succeeded, "{out:?}");
+
+    let berth = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(args)
+            .arg("--config")
+            .arg(f.w.path())
+            .env("BERTH_INSTANCE", &f.w.instance)
+            .env("BK_CLI_PASSWORD", "s3cret-pw")
+            .output()
+            .unwrap();
+        let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (o.status.code(), s(&o.stdout), s(&o.stderr))
+    };
+    let (code, stdout, stderr) = berth(&["backups", "nightly"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("volume:{stack}/files")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("dump:all.sql"), "{stdout}");
+    assert!(stdout.ends_with("2 snapshot(s) of nightly.\n"), "{stdout}");
+    assert!(!stdout.contains("s3cret"));
+    let (code, json, _) = berth(&["backups", "nightly", "--json"]);
+    assert_eq!(code, Some(0));
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r["commit"] == "feed"));
+
+    f.sh("worker", "echo v2 >/data/file && echo new >/data/other");
+    let (code, stdout, stderr) = berth(&[
+        "restore",
+        "nightly",
+        "--snapshot",
+        "latest",
+        "--volume",
+        &format!("{stack}/files"),
+    ]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with(&format!("Restored volume:{stack}/files from snapshot ")),
+        "{stdout}"
+    );
+    assert_eq!(f.sh("worker", "ls /data; cat /data/file"), "file\nv1");
+
+    let to = f.w.path().join("restored.sql");
+    let (code, _, stderr) = berth(&[
+        "restore",
+        "nightly",
+        "--dump",
+        "all.sql",
+        "--to",
+        to.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(std::fs::read_to_string(&to).unwrap().contains("row one"));
+
+    // Not a source of the Backup; an unknown Backup.
+    let (code, _, stderr) = berth(&["restore", "nightly", "--volume", "x/y"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        stderr,
+        "error: Backup nightly does not back up volume x/y\n"
+    );
+    let (code, _, stderr) = berth(&["backups", "weekly"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("declares no Backup \"weekly\" (backups: nightly)"),
+        "{stderr}"
+    );
+    let (code, _, _) = berth(&["restore", "nightly"]);
+    assert_eq!(code, Some(64), "what to restore is required");
+}

@@ -714,3 +714,56 @@ async fn the_restore_and_backups_commands_use_the_config_s_backup() {
     let (code, _, _) = berth(&["restore", "nightly"]);
     assert_eq!(code, Some(64), "what to restore is required");
 }
+
+/// A run dropped half-way (a job timeout) still starts the `stop:` services again and leaves
+/// no restic container behind.
+#[tokio::test]
+async fn a_run_dropped_by_a_timeout_starts_the_stopped_services_again() {
+    let f = Fixture::new("bk-timeout").await;
+    let repo = repo_dir(&f.w);
+    let mut spec = f.spec(repo.to_str().unwrap(), vec![]);
+    spec.dumps[0].command = vec![
+        "sh".into(),
+        "-c".into(),
+        "sleep 30; pg_dumpall -U postgres".into(),
+    ];
+    let before = f.started_at("worker");
+    let run = restic::backup(&f.cx, &spec, None, &[]);
+    // Dropped while the dump runs: the worker is stopped then.
+    let dropped = tokio::time::timeout(Duration::from_secs(20), async {
+        tokio::pin!(run);
+        tokio::select! {
+            _ = &mut run => panic!("the run ended before the dump"),
+            _ = async {
+                while f.running("worker") {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                // The dump is streaming into restic now or soon; give it the first bytes.
+                while docker(&["ps", "-q", "--filter", &format!("label=io.berth.oneoff=backup/nightly"), "--filter", &f.w.label()]).is_empty() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            } => {}
+        }
+    })
+    .await;
+    assert!(dropped.is_ok(), "the worker was never stopped");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(f.running("worker")
+        && docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            "label=io.berth.oneoff=backup/nightly",
+            "--filter",
+            &f.w.label(),
+        ])
+        .is_empty())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the worker is still down or restic still there"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_ne!(f.started_at("worker"), before);
+}

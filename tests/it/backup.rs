@@ -739,7 +739,7 @@ async fn a_run_dropped_by_a_timeout_starts_the_stopped_services_again() {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 // The dump is streaming into restic now or soon; give it the first bytes.
-                while docker(&["ps", "-q", "--filter", &format!("label=io.berth.oneoff=backup/nightly"), "--filter", &f.w.label()]).is_empty() {
+                while docker(&["ps", "-q", "--filter", "label=io.berth.oneoff=backup/nightly", "--filter", &f.w.label()]).is_empty() {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             } => {}

@@ -263,6 +263,11 @@ impl Run<'_> {
             self.log.line(&format!("{}: {l}", d.file));
         }
         let summary = parse_backup(&done.stdout_text()).summary;
+        // restic refusing the repository (locked, password, unreachable) is the reason, not
+        // the dump it stopped reading.
+        if done.exit_code != 0 && classify(done.exit_code, &done.stderr).is_some() {
+            return Err(self.restic_failed(&format!("dump {}", d.file), &done).1);
+        }
         let command = d.command.join(" ");
         let dump_failure = match (&done.fed, exit) {
             (Some(Err(e)), _) => Some(format!(

@@ -314,6 +314,13 @@ impl Run<'_> {
     }
 
     fn record(&mut self, source: &str, s: &Summary) {
+        self.log.line(&format!(
+            "{source}: snapshot {}, {} files, {} processed, {} added",
+            s.snapshot_id,
+            s.total_files_processed,
+            human_bytes(s.total_bytes_processed),
+            human_bytes(s.data_added)
+        ));
         self.records.push(SnapshotRecord {
             id: s.snapshot_id.clone(),
             source: source.to_string(),

@@ -19,7 +19,8 @@ use crate::model::jobs::BackupSpec;
 pub struct BackupRef {
     /// The Backup's name (`kind: Backup`, `name:`).
     pub backup: String,
-    /// The config folder that declares it.
+    /// The config folder that declares it (loaded as `berth plan` loads it, with this
+    /// environment for `${...}`).
     #[arg(long, value_name = "DIR")]
     pub config: PathBuf,
 }
@@ -43,7 +44,8 @@ pub struct RestoreArgs {
     /// A dump of the Backup (its `file:`), written to `--to`.
     #[arg(long, value_name = "NAME", requires = "to")]
     pub dump: Option<String>,
-    #[arg(long, value_name = "FILE")]
+    /// Where `--dump` writes the dumped file (replaced once it is complete).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["volume", "path"])]
     pub to: Option<PathBuf>,
 }
 
@@ -240,4 +242,75 @@ pub async fn backups_command(args: &BackupsArgs, instance: &str) -> u8 {
     }
     println!("{} snapshot(s) of {}.", rows.len(), spec.name);
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        r: RestoreArgs,
+    }
+
+    fn spec() -> BackupSpec {
+        let mut s = crate::restic::tests::spec("/srv/restic");
+        s.volumes = vec![crate::model::jobs::VolumeRef {
+            stack: "apps/blog".into(),
+            volume: "dbdata".into(),
+            engine_name: "apps-blog_dbdata".into(),
+        }];
+        s.paths = vec![PathBuf::from("/etc/berth")];
+        s.dumps = vec![crate::model::jobs::Dump {
+            service: crate::model::jobs::ServiceRef {
+                stack: "apps/blog".into(),
+                service: "db".into(),
+            },
+            command: vec!["pg_dumpall".into()],
+            file: "blog.sql".into(),
+        }];
+        s
+    }
+
+    fn parse(args: &[&str]) -> Result<RestoreArgs, clap::Error> {
+        let mut all = vec!["restore", "nightly", "--config", "/c"];
+        all.extend(args);
+        T::try_parse_from(all).map(|t| t.r)
+    }
+
+    #[test]
+    fn what_to_restore_is_one_source_of_the_backup() {
+        let s = spec();
+        let t = |a: &[&str]| target(&s, &parse(a).unwrap());
+        assert_eq!(
+            t(&["--volume", "apps/blog/dbdata"]).unwrap(),
+            Target::Volume(s.volumes[0].clone())
+        );
+        assert_eq!(
+            t(&["--path", "/etc/berth"]).unwrap(),
+            Target::Path("/etc/berth".into())
+        );
+        assert_eq!(
+            t(&["--dump", "blog.sql", "--to", "/tmp/b.sql"]).unwrap(),
+            Target::Dump {
+                file: "blog.sql".into(),
+                to: "/tmp/b.sql".into()
+            }
+        );
+        assert_eq!(
+            t(&["--volume", "x/y"]).unwrap_err(),
+            "Backup nightly does not back up volume x/y"
+        );
+        assert_eq!(
+            t(&["--dump", "x.sql", "--to", "/t"]).unwrap_err(),
+            "Backup nightly has no dump x.sql"
+        );
+        // Exactly one source; a dump needs --to.
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["--volume", "a/b", "--path", "/x"]).is_err());
+        assert!(parse(&["--dump", "blog.sql"]).is_err());
+        assert!(parse(&["--path", "/x", "--to", "/y"]).is_err());
+    }
 }

@@ -119,8 +119,8 @@ if ! up_to_date "$PG_IMAGE"; then
     apt-get update -qq || die "apt-get update failed"
     apt-get install -y -qq mmdebstrap >/dev/null || die "apt-get install mmdebstrap failed"
   fi
-  # The mirror: the machine's own bookworm entries (BERTH_TEST_HOST_MIRROR overrides, as for
-  # hack/test-host.sh); mmdebstrap's default (deb.debian.org) when there are none.
+  # The mirror: BERTH_TEST_HOST_MIRROR ("deb URI SUITE COMPONENTS[|deb ...]", as for
+  # hack/test-host.sh) when set, else mmdebstrap's default (deb.debian.org + security/updates).
   mirrors=()
   if [[ -n ${BERTH_TEST_HOST_MIRROR:-} ]]; then
     IFS='|' read -r -a mirrors <<<"$BERTH_TEST_HOST_MIRROR"

@@ -9,6 +9,7 @@ pub mod docker;
 pub mod git;
 pub mod github;
 pub mod host;
+pub mod jobs;
 pub mod kinds;
 pub mod model;
 pub mod pipeline;

@@ -13,6 +13,7 @@ mod archive;
 mod client;
 mod create;
 mod error;
+mod exec;
 mod observe;
 mod ops;
 mod pull;
@@ -28,6 +29,7 @@ pub use create::{
     volume_create_request,
 };
 pub use error::DockerError;
+pub use exec::{Finished, JOB_LABEL, Tail, job_container_name};
 pub use observe::{parse_health, parse_state};
 pub use ops::ContainerInfo;
 pub use pull::PullFailure;

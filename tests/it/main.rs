@@ -13,6 +13,7 @@ mod github;
 mod github_fake;
 mod host;
 mod host_kinds;
+mod jobs;
 mod proxy;
 mod proxy_container;
 mod serve;

@@ -77,7 +77,12 @@ enum Command {
         #[arg(long)]
         json: bool,
         /// Where apply and serve recorded the jobs.
-        #[arg(long, global = true, env = "BERTH_STATE_DIR", default_value = "/var/lib/berth")]
+        #[arg(
+            long,
+            global = true,
+            env = "BERTH_STATE_DIR",
+            default_value = "/var/lib/berth"
+        )]
         state_dir: PathBuf,
     },
 }

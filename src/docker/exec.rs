@@ -128,8 +128,15 @@ impl Engine {
         stop: &Notify,
         max_output: usize,
     ) -> Result<Finished, DockerError> {
-        let op = format!("exec {:?} in {}", cmd.first().map(String::as_str).unwrap_or(""), short(id));
-        let docker = self.docker.clone().with_timeout(timeout + Duration::from_secs(60));
+        let op = format!(
+            "exec {:?} in {}",
+            cmd.first().map(String::as_str).unwrap_or(""),
+            short(id)
+        );
+        let docker = self
+            .docker
+            .clone()
+            .with_timeout(timeout + Duration::from_secs(60));
         let created = docker
             .create_exec(
                 id,
@@ -254,7 +261,9 @@ impl Engine {
             )
             .await
             .map_err(|e| self.err(op.clone(), e))?;
-        let result = self.follow_job_container(&name, task, timeout, stop, max_output).await;
+        let result = self
+            .follow_job_container(&name, task, timeout, stop, max_output)
+            .await;
         // Always removed, whatever happened (force: kills it when it still runs).
         let removed = self.remove(&name).await;
         let finished = result?;
@@ -287,7 +296,10 @@ impl Engine {
             .start_container(name, None::<StartContainerOptions>)
             .await
             .map_err(|e| self.err(op.clone(), e))?;
-        let docker = self.docker.clone().with_timeout(timeout + Duration::from_secs(60));
+        let docker = self
+            .docker
+            .clone()
+            .with_timeout(timeout + Duration::from_secs(60));
         let mut output = Tail::new(max_output);
         let mut logs = docker.logs(
             name,
@@ -361,7 +373,13 @@ async fn until(
 pub fn job_container_name(instance: &str, job: &str, run: u64) -> String {
     let job: String = job
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     format!("berth-{instance}-job-{job}-{run}")
 }
@@ -390,6 +408,9 @@ mod tests {
 
     #[test]
     fn job_container_names_are_engine_names() {
-        assert_eq!(job_container_name("default", "nightly/check", 7), "berth-default-job-nightly-check-7");
+        assert_eq!(
+            job_container_name("default", "nightly/check", 7),
+            "berth-default-job-nightly-check-7"
+        );
     }
 }

@@ -49,7 +49,12 @@ struct JsonJob<'a> {
 }
 
 /// `berth jobs [--json]`.
-pub fn list(state_dir: &Path, instance: &str, json: bool, out: &mut dyn Write) -> Result<u8, CliError> {
+pub fn list(
+    state_dir: &Path,
+    instance: &str,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<u8, CliError> {
     let st = state::load(state_dir, instance)?;
     let now = Utc::now();
     let rows: Vec<JsonJob<'_>> = st
@@ -88,7 +93,11 @@ pub fn list(state_dir: &Path, instance: &str, json: bool, out: &mut dyn Write) -
         return Ok(0);
     }
     if rows.is_empty() {
-        writeln!(out, "No jobs: the last applied config declares none (state in {}).", state_dir.display())?;
+        writeln!(
+            out,
+            "No jobs: the last applied config declares none (state in {}).",
+            state_dir.display()
+        )?;
         return Ok(0);
     }
     let mut table = vec![[
@@ -108,14 +117,30 @@ pub fn list(state_dir: &Path, instance: &str, json: bool, out: &mut dyn Write) -
             ),
             None => "-".into(),
         };
-        let last = if r.running > 0 { format!("running; {last}") } else { last };
+        let last = if r.running > 0 {
+            format!("running; {last}")
+        } else {
+            last
+        };
         let next = r
             .next_run
             .map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%SZ").to_string());
-        table.push([r.name.to_string(), r.schedule.to_string(), r.timezone.clone(), last, next]);
+        table.push([
+            r.name.to_string(),
+            r.schedule.to_string(),
+            r.timezone.clone(),
+            last,
+            next,
+        ]);
     }
     let widths: Vec<usize> = (0..5)
-        .map(|i| table.iter().map(|row| row[i].chars().count()).max().unwrap_or(0))
+        .map(|i| {
+            table
+                .iter()
+                .map(|row| row[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     for row in &table {
         let mut line = String::new();
@@ -154,7 +179,11 @@ pub async fn run(
             let known: Vec<&str> = st.table.keys().map(String::as_str).collect();
             eprintln!(
                 "error: no job {name:?} in the last applied config{}",
-                if known.is_empty() { " (it declares none)".to_string() } else { format!("; jobs: {}", known.join(", ")) }
+                if known.is_empty() {
+                    " (it declares none)".to_string()
+                } else {
+                    format!("; jobs: {}", known.join(", "))
+                }
             );
             return Ok(2);
         }
@@ -164,7 +193,10 @@ pub async fn run(
         }
         (Manual::Start { run, stop }, Some(job)) => {
             if !stop.is_empty() {
-                eprintln!("{name}: concurrency: replace: a run of berth pid {} is going; the CLI cannot stop another process's run, both run", stop[0].owner.pid);
+                eprintln!(
+                    "{name}: concurrency: replace: a run of berth pid {} is going; the CLI cannot stop another process's run, both run",
+                    stop[0].owner.pid
+                );
             }
             (run, job)
         }
@@ -180,7 +212,9 @@ pub async fn run(
                 log_tail: String::new(),
                 snapshots: Vec::new(),
             };
-            state::update(state_dir, instance, |st| st.finish(name, run, Utc::now(), 0, outcome))?;
+            state::update(state_dir, instance, |st| {
+                st.finish(name, run, Utc::now(), 0, outcome)
+            })?;
             return Err(e.into());
         }
     };
@@ -194,7 +228,11 @@ pub async fn run(
     writeln!(out, "{name}: running ({})", job.task.kind())?;
     let record = execute(state_dir, instance, &job, &cx).await?;
     print_record(name, &record, out)?;
-    Ok(if record.outcome.result.is_success() { 0 } else { 1 })
+    Ok(if record.outcome.result.is_success() {
+        0
+    } else {
+        1
+    })
 }
 
 fn print_record(name: &str, r: &RunRecord, out: &mut dyn Write) -> std::io::Result<()> {
@@ -206,7 +244,11 @@ fn print_record(name: &str, r: &RunRecord, out: &mut dyn Write) -> std::io::Resu
     }
     let took = human(r.duration().to_std().unwrap_or_default());
     match &r.outcome.reason {
-        Some(reason) => writeln!(out, "{name}: {} after {took}: {reason}", r.outcome.result.as_str()),
+        Some(reason) => writeln!(
+            out,
+            "{name}: {} after {took}: {reason}",
+            r.outcome.result.as_str()
+        ),
         None => writeln!(out, "{name}: {} in {took}", r.outcome.result.as_str()),
     }
 }

@@ -84,7 +84,11 @@ pub async fn execute(
 
 /// A run that could not start: the Engine is not reachable.
 pub fn unreachable_outcome() -> RunOutcome {
-    failed(None, "the Docker Engine is not reachable".into(), String::new())
+    failed(
+        None,
+        "the Docker Engine is not reachable".into(),
+        String::new(),
+    )
 }
 
 const STOPPED: &str = "stopped: a newer run replaced it (concurrency: replace)";
@@ -230,7 +234,14 @@ mod tests {
             history: 1,
             origin: Default::default(),
         };
-        let out = redact(&job, failed(Some(1), "said hunter2".into(), "token=hunter2-long\nhunter2\n".into()));
+        let out = redact(
+            &job,
+            failed(
+                Some(1),
+                "said hunter2".into(),
+                "token=hunter2-long\nhunter2\n".into(),
+            ),
+        );
         assert_eq!(out.log_tail, "token=***\n***\n");
         assert_eq!(out.reason.as_deref(), Some("said ***"));
         assert_eq!(human(job.timeout), "1h30m");

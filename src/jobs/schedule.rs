@@ -26,11 +26,17 @@ use chrono_tz::Tz;
 /// A schedule or time zone that cannot be used, said for people (the loader adds `file:line:col`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScheduleError {
-    #[error("empty schedule: expected 5 cron fields (minute hour day-of-month month day-of-week) or @hourly/@daily/@weekly/@monthly/@yearly")]
+    #[error(
+        "empty schedule: expected 5 cron fields (minute hour day-of-month month day-of-week) or @hourly/@daily/@weekly/@monthly/@yearly"
+    )]
     Empty,
-    #[error("schedule {expr:?} has {found} fields; expected 5 (minute hour day-of-month month day-of-week)")]
+    #[error(
+        "schedule {expr:?} has {found} fields; expected 5 (minute hour day-of-month month day-of-week)"
+    )]
     FieldCount { expr: String, found: usize },
-    #[error("unknown schedule {name:?}: expected @hourly, @daily, @midnight, @weekly, @monthly, @yearly or @annually")]
+    #[error(
+        "unknown schedule {name:?}: expected @hourly, @daily, @midnight, @weekly, @monthly, @yearly or @annually"
+    )]
     UnknownMacro { name: String },
     #[error("schedule {expr:?}: {field} {value:?}: {message}")]
     Field {
@@ -43,7 +49,9 @@ pub enum ScheduleError {
     Never { expr: String },
     #[error("unknown time zone {name:?}: expected an IANA name like Europe/Paris or UTC")]
     UnknownZone { name: String },
-    #[error("the host's time zone {name:?} (from {from}) is not an IANA zone berth knows; set `timezone:`")]
+    #[error(
+        "the host's time zone {name:?} (from {from}) is not an IANA zone berth knows; set `timezone:`"
+    )]
     HostZone { name: String, from: &'static str },
 }
 
@@ -69,17 +77,39 @@ struct FieldDef {
 }
 
 const FIELDS: [FieldDef; 5] = [
-    FieldDef { name: "minute", min: 0, max: 59, names: &[] },
-    FieldDef { name: "hour", min: 0, max: 23, names: &[] },
-    FieldDef { name: "day of month", min: 1, max: 31, names: &[] },
+    FieldDef {
+        name: "minute",
+        min: 0,
+        max: 59,
+        names: &[],
+    },
+    FieldDef {
+        name: "hour",
+        min: 0,
+        max: 23,
+        names: &[],
+    },
+    FieldDef {
+        name: "day of month",
+        min: 1,
+        max: 31,
+        names: &[],
+    },
     FieldDef {
         name: "month",
         min: 1,
         max: 12,
-        names: &["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"],
+        names: &[
+            "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+        ],
     },
     // 7 is Sunday too (folded to 0 below).
-    FieldDef { name: "day of week", min: 0, max: 7, names: &["sun", "mon", "tue", "wed", "thu", "fri", "sat"] },
+    FieldDef {
+        name: "day of week",
+        min: 0,
+        max: 7,
+        names: &["sun", "mon", "tue", "wed", "thu", "fri", "sat"],
+    },
 ];
 
 impl Schedule {
@@ -105,7 +135,9 @@ impl Schedule {
             "@monthly" => vec!["0", "0", "1", "*", "*"],
             "@yearly" | "@annually" => vec!["0", "0", "1", "1", "*"],
             m if m.starts_with('@') => {
-                return Err(ScheduleError::UnknownMacro { name: m.to_string() });
+                return Err(ScheduleError::UnknownMacro {
+                    name: m.to_string(),
+                });
             }
             _ => trimmed.split_whitespace().collect(),
         };
@@ -138,12 +170,18 @@ impl Schedule {
         let dow_list = if fields[4] == "*" || dow.len() == 7 {
             "*".to_string()
         } else {
-            dow.iter().map(|d| (d + 1).to_string()).collect::<Vec<_>>().join(",")
+            dow.iter()
+                .map(|d| (d + 1).to_string())
+                .collect::<Vec<_>>()
+                .join(",")
         };
         let (m, h, dom, mon) = (list(0, 0), list(1, 0), list(2, 0), list(3, 0));
         let sources = if !star(2) && !star(4) {
             // Vixie: both restricted → either matches.
-            vec![format!("0 {m} {h} {dom} {mon} *"), format!("0 {m} {h} * {mon} {dow_list}")]
+            vec![
+                format!("0 {m} {h} {dom} {mon} *"),
+                format!("0 {m} {h} * {mon} {dow_list}"),
+            ]
         } else {
             vec![format!("0 {m} {h} {dom} {mon} {dow_list}")]
         };
@@ -169,7 +207,11 @@ impl Schedule {
             let next_local = schedule.next_local(probe.naive_utc());
             match next_local {
                 Some(n) if n < probe.naive_utc() + ChronoDuration::days(8 * 366) => {}
-                _ => return Err(ScheduleError::Never { expr: schedule.expr }),
+                _ => {
+                    return Err(ScheduleError::Never {
+                        expr: schedule.expr,
+                    });
+                }
             }
         }
         Ok(schedule)
@@ -311,7 +353,10 @@ fn value(s: &str, def: &FieldDef) -> Result<u32, String> {
         if def.names.is_empty() {
             format!("{s:?} is not a number")
         } else {
-            format!("{s:?} is neither a number nor a name ({})", def.names.join(", "))
+            format!(
+                "{s:?} is neither a number nor a name ({})",
+                def.names.join(", ")
+            )
         }
     })?;
     if n < def.min || n > def.max {

@@ -58,16 +58,36 @@ fn fall_back_fixed_time_runs_once_at_the_first_occurrence() {
 #[test]
 fn hourly_runs_every_real_hour_across_both_changes() {
     for (zone, from, to) in [
-        ("Europe/Paris", "2027-03-27T22:00:00Z", "2027-03-28T04:00:00Z"),
-        ("Europe/Paris", "2027-10-30T22:00:00Z", "2027-10-31T04:00:00Z"),
-        ("America/New_York", "2027-03-14T04:00:00Z", "2027-03-14T10:00:00Z"),
-        ("America/New_York", "2027-11-07T03:00:00Z", "2027-11-07T09:00:00Z"),
+        (
+            "Europe/Paris",
+            "2027-03-27T22:00:00Z",
+            "2027-03-28T04:00:00Z",
+        ),
+        (
+            "Europe/Paris",
+            "2027-10-30T22:00:00Z",
+            "2027-10-31T04:00:00Z",
+        ),
+        (
+            "America/New_York",
+            "2027-03-14T04:00:00Z",
+            "2027-03-14T10:00:00Z",
+        ),
+        (
+            "America/New_York",
+            "2027-11-07T03:00:00Z",
+            "2027-11-07T09:00:00Z",
+        ),
     ] {
         let s = sched("0 * * * *", zone);
         let got = s.slots_between(utc(from), utc(to)).collect::<Vec<_>>();
         assert_eq!(got.len(), 6, "{zone} {from}: {got:?}");
         for pair in got.windows(2) {
-            assert_eq!((pair[1] - pair[0]).num_minutes(), 60, "{zone} {from}: {got:?}");
+            assert_eq!(
+                (pair[1] - pair[0]).num_minutes(),
+                60,
+                "{zone} {from}: {got:?}"
+            );
         }
     }
     // Every minute through the repeated hour: 120 real minutes between 00:00 and 02:00 UTC.
@@ -87,15 +107,27 @@ fn macros() {
     );
     assert_eq!(sched("@midnight", "UTC").expr(), "@midnight");
     let h = sched("@hourly", "UTC");
-    assert_eq!(h.next_after(utc("2027-06-01T12:00:00Z")), Some(utc("2027-06-01T13:00:00Z")));
+    assert_eq!(
+        h.next_after(utc("2027-06-01T12:00:00Z")),
+        Some(utc("2027-06-01T13:00:00Z"))
+    );
     // 2027-06-06 is a Sunday.
     let w = sched("@weekly", "UTC");
-    assert_eq!(w.next_after(utc("2027-06-01T12:00:00Z")), Some(utc("2027-06-06T00:00:00Z")));
+    assert_eq!(
+        w.next_after(utc("2027-06-01T12:00:00Z")),
+        Some(utc("2027-06-06T00:00:00Z"))
+    );
     let m = sched("@monthly", "UTC");
-    assert_eq!(m.next_after(utc("2027-06-01T12:00:00Z")), Some(utc("2027-07-01T00:00:00Z")));
+    assert_eq!(
+        m.next_after(utc("2027-06-01T12:00:00Z")),
+        Some(utc("2027-07-01T00:00:00Z"))
+    );
     for y in ["@yearly", "@annually"] {
         let y = sched(y, "UTC");
-        assert_eq!(y.next_after(utc("2027-06-01T12:00:00Z")), Some(utc("2028-01-01T00:00:00Z")));
+        assert_eq!(
+            y.next_after(utc("2027-06-01T12:00:00Z")),
+            Some(utc("2028-01-01T00:00:00Z"))
+        );
     }
 }
 
@@ -125,7 +157,12 @@ fn day_of_week_zero_and_seven_are_sunday() {
         ]
     );
     let weekdays = sched("0 0 * * mon-fri", "UTC");
-    assert_eq!(weekdays.slots_between(utc("2027-06-01T00:00:00Z"), utc("2027-06-08T00:00:00Z")).count(), 5);
+    assert_eq!(
+        weekdays
+            .slots_between(utc("2027-06-01T00:00:00Z"), utc("2027-06-08T00:00:00Z"))
+            .count(),
+        5
+    );
 }
 
 #[test]
@@ -165,19 +202,36 @@ fn invalid_input_is_a_clear_error() {
         err("0 2 * *"),
         r#"schedule "0 2 * *" has 4 fields; expected 5 (minute hour day-of-month month day-of-week)"#
     );
-    assert_eq!(err("61 2 * * *"), r#"schedule "61 2 * * *": minute "61": 61 is out of range 0-59"#);
-    assert_eq!(err("0 2 * * 8"), r#"schedule "0 2 * * 8": day of week "8": 8 is out of range 0-7"#);
+    assert_eq!(
+        err("61 2 * * *"),
+        r#"schedule "61 2 * * *": minute "61": 61 is out of range 0-59"#
+    );
+    assert_eq!(
+        err("0 2 * * 8"),
+        r#"schedule "0 2 * * 8": day of week "8": 8 is out of range 0-7"#
+    );
     assert_eq!(
         err("0 2 * * funday"),
         r#"schedule "0 2 * * funday": day of week "funday": "funday" is neither a number nor a name (sun, mon, tue, wed, thu, fri, sat)"#
     );
-    assert_eq!(err("0 5-2 * * *"), r#"schedule "0 5-2 * * *": hour "5-2": range 5-2 goes backwards"#);
-    assert_eq!(err("*/0 * * * *"), r#"schedule "*/0 * * * *": minute "*/0": a step of 0"#);
-    assert_eq!(err("0 0 31 2 *"), r#"schedule "0 0 31 2 *" never matches a date"#);
+    assert_eq!(
+        err("0 5-2 * * *"),
+        r#"schedule "0 5-2 * * *": hour "5-2": range 5-2 goes backwards"#
+    );
+    assert_eq!(
+        err("*/0 * * * *"),
+        r#"schedule "*/0 * * * *": minute "*/0": a step of 0"#
+    );
+    assert_eq!(
+        err("0 0 31 2 *"),
+        r#"schedule "0 0 31 2 *" never matches a date"#
+    );
     assert!(err("@reboot").starts_with(r#"unknown schedule "@reboot""#));
     assert!(err("  ").starts_with("empty schedule"));
     assert_eq!(
-        Schedule::parse("@daily", Some("Europe/Parsi")).unwrap_err().to_string(),
+        Schedule::parse("@daily", Some("Europe/Parsi"))
+            .unwrap_err()
+            .to_string(),
         r#"unknown time zone "Europe/Parsi": expected an IANA name like Europe/Paris or UTC"#
     );
 }
@@ -185,12 +239,18 @@ fn invalid_input_is_a_clear_error() {
 #[test]
 fn leap_day() {
     let s = sched("0 0 29 2 *", "UTC");
-    assert_eq!(s.next_after(utc("2027-03-01T00:00:00Z")), Some(utc("2028-02-29T00:00:00Z")));
+    assert_eq!(
+        s.next_after(utc("2027-03-01T00:00:00Z")),
+        Some(utc("2028-02-29T00:00:00Z"))
+    );
 }
 
 #[test]
 fn zone_names_from_paths() {
-    assert_eq!(zone_from_path("/usr/share/zoneinfo/Europe/Paris"), "Europe/Paris");
+    assert_eq!(
+        zone_from_path("/usr/share/zoneinfo/Europe/Paris"),
+        "Europe/Paris"
+    );
     assert_eq!(zone_from_path("Etc/UTC"), "Etc/UTC");
     assert_eq!(sched("@daily", "Europe/Paris").zone(), "Europe/Paris");
 }

@@ -135,11 +135,11 @@ pub fn tick(
             }
         };
         let late = now - GRACE;
-        let on_time = schedule
-            .next_after(last.max(late))
-            .filter(|t| *t <= now);
+        let on_time = schedule.next_after(last.max(late)).filter(|t| *t <= now);
         let first_due = schedule.next_after(last).filter(|t| *t <= late);
-        let window_start = last.max(now - chrono::Duration::from_std(spec.catch_up).unwrap_or(chrono::Duration::MAX / 2));
+        let window_start = last.max(
+            now - chrono::Duration::from_std(spec.catch_up).unwrap_or(chrono::Duration::MAX / 2),
+        );
         let missed_in_window = if first_due.is_some() {
             schedule.slots_between(window_start, late).last()
         } else {
@@ -154,11 +154,12 @@ pub fn tick(
         if let Some(first) = first_due {
             let at = missed_in_window.unwrap_or(first);
             let reason = match (spec.missed, missed_in_window) {
-                (Missed::RunOnce, Some(_)) => format!("missed run at {}: running it once now", when(at)),
-                (Missed::RunOnce, None) => format!(
-                    "missed run at {}: older than catch_up, not run",
-                    when(at)
-                ),
+                (Missed::RunOnce, Some(_)) => {
+                    format!("missed run at {}: running it once now", when(at))
+                }
+                (Missed::RunOnce, None) => {
+                    format!("missed run at {}: older than catch_up, not run", when(at))
+                }
                 (Missed::Skip, _) => format!("missed run at {}: missed: skip", when(at)),
             };
             records.push((Trigger::Schedule, at, outcome(RunResult::Missed, reason)));
@@ -238,13 +239,18 @@ pub fn begin(
     me: &Owner,
 ) -> u64 {
     let id = state.take_id();
-    state.jobs.entry(job.to_string()).or_default().running.push(Running {
-        id,
-        trigger,
-        slot,
-        started: now,
-        owner: me.clone(),
-    });
+    state
+        .jobs
+        .entry(job.to_string())
+        .or_default()
+        .running
+        .push(Running {
+            id,
+            trigger,
+            slot,
+            started: now,
+            owner: me.clone(),
+        });
     id
 }
 
@@ -271,7 +277,11 @@ pub fn manual(
     let Some(spec) = state.table.get(job).cloned() else {
         return Manual::Unknown;
     };
-    let running = state.jobs.get(job).map(|j| j.running.clone()).unwrap_or_default();
+    let running = state
+        .jobs
+        .get(job)
+        .map(|j| j.running.clone())
+        .unwrap_or_default();
     let mut stop = Vec::new();
     match spec.concurrency {
         Concurrency::Forbid if !running.is_empty() => {

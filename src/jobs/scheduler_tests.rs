@@ -34,7 +34,10 @@ fn job(name: &str, schedule: &str) -> JobSpec {
 
 fn state(jobs: &[JobSpec]) -> JobsState {
     JobsState {
-        table: jobs.iter().map(|j| (j.name.clone(), j.clone())).collect::<BTreeMap<_, _>>(),
+        table: jobs
+            .iter()
+            .map(|j| (j.name.clone(), j.clone()))
+            .collect::<BTreeMap<_, _>>(),
         ..JobsState::default()
     }
 }
@@ -60,7 +63,9 @@ fn starts(tick: &Tick) -> Vec<(String, Trigger, Option<DateTime<Utc>>)> {
     tick.actions
         .iter()
         .filter_map(|a| match a {
-            Action::Start { job, trigger, slot, .. } => Some((job.clone(), *trigger, *slot)),
+            Action::Start {
+                job, trigger, slot, ..
+            } => Some((job.clone(), *trigger, *slot)),
             _ => None,
         })
         .collect()
@@ -70,7 +75,12 @@ fn results(st: &JobsState, job: &str) -> Vec<(RunResult, String)> {
     st.jobs[job]
         .history
         .iter()
-        .map(|r| (r.outcome.result, r.outcome.reason.clone().unwrap_or_default()))
+        .map(|r| {
+            (
+                r.outcome.result,
+                r.outcome.reason.clone().unwrap_or_default(),
+            )
+        })
         .collect()
 }
 
@@ -91,10 +101,20 @@ fn a_new_job_waits_for_its_first_slot_then_runs_once() {
     assert!(first.actions.is_empty());
     // The timer fires a second late.
     let due = tick(&mut st, t("2027-06-02T03:00:01Z"), &me(), &alive);
-    assert_eq!(starts(&due), [("j".to_string(), Trigger::Schedule, Some(t("2027-06-02T03:00:00Z")))]);
+    assert_eq!(
+        starts(&due),
+        [(
+            "j".to_string(),
+            Trigger::Schedule,
+            Some(t("2027-06-02T03:00:00Z"))
+        )]
+    );
     assert_eq!(st.jobs["j"].running.len(), 1);
     assert_eq!(st.jobs["j"].next_run, Some(t("2027-06-03T03:00:00Z")));
-    assert!(st.jobs["j"].history.is_empty(), "an on-time run is no missed one");
+    assert!(
+        st.jobs["j"].history.is_empty(),
+        "an on-time run is no missed one"
+    );
     // Ticking again (a restart reading the same state) does not repeat the slot.
     let again = tick(&mut st, t("2027-06-02T03:00:05Z"), &me(), &alive);
     assert!(again.actions.is_empty());
@@ -110,7 +130,11 @@ fn forbid_records_a_skipped_run() {
     let r = results(&st, "j");
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].0, RunResult::Skipped);
-    assert!(r[0].1.contains("still going (concurrency: forbid)"), "{}", r[0].1);
+    assert!(
+        r[0].1.contains("still going (concurrency: forbid)"),
+        "{}",
+        r[0].1
+    );
 }
 
 #[test]
@@ -123,10 +147,18 @@ fn replace_stops_the_running_one_and_allow_runs_both() {
     tick(&mut st, t("2027-06-01T12:01:00Z"), &me(), &alive);
     let first_r = st.jobs["r"].running[0].id;
     let b = tick(&mut st, t("2027-06-01T12:02:00Z"), &me(), &alive);
-    assert!(b.actions.contains(&Action::Stop { job: "r".into(), run: first_r, owner: me() }));
+    assert!(b.actions.contains(&Action::Stop {
+        job: "r".into(),
+        run: first_r,
+        owner: me()
+    }));
     assert_eq!(starts(&b).len(), 2);
     assert_eq!(st.jobs["a"].running.len(), 2);
-    assert_eq!(st.jobs["r"].running.len(), 2, "the stopped one is recorded by its runner");
+    assert_eq!(
+        st.jobs["r"].running.len(),
+        2,
+        "the stopped one is recorded by its runner"
+    );
 }
 
 #[test]
@@ -134,11 +166,21 @@ fn downtime_records_one_missed_run_and_runs_once() {
     let mut st = primed(&[job("j", "0 * * * *")], "2027-06-01T12:00:00Z");
     // berth was down from 12:00 to 15:20: 13:00, 14:00, 15:00 were missed.
     let tick = tick(&mut st, t("2027-06-01T15:20:00Z"), &me(), &alive);
-    assert_eq!(starts(&tick), [("j".to_string(), Trigger::CatchUp, Some(t("2027-06-01T15:00:00Z")))]);
+    assert_eq!(
+        starts(&tick),
+        [(
+            "j".to_string(),
+            Trigger::CatchUp,
+            Some(t("2027-06-01T15:00:00Z"))
+        )]
+    );
     let r = results(&st, "j");
     assert_eq!(r.len(), 1, "{r:?}");
     assert_eq!(r[0].0, RunResult::Missed);
-    assert_eq!(r[0].1, "missed run at 2027-06-01 15:00:00 UTC: running it once now");
+    assert_eq!(
+        r[0].1,
+        "missed run at 2027-06-01 15:00:00 UTC: running it once now"
+    );
     assert_eq!(st.jobs["j"].next_run, Some(t("2027-06-01T16:00:00Z")));
 }
 
@@ -153,11 +195,17 @@ fn downtime_beyond_catch_up_or_with_skip_is_recorded_not_run() {
     assert!(starts(&tick).is_empty(), "{:?}", tick.actions);
     assert_eq!(
         results(&st, "old"),
-        [(RunResult::Missed, "missed run at 2027-06-02 03:00:00 UTC: older than catch_up, not run".to_string())]
+        [(
+            RunResult::Missed,
+            "missed run at 2027-06-02 03:00:00 UTC: older than catch_up, not run".to_string()
+        )]
     );
     assert_eq!(
         results(&st, "skip"),
-        [(RunResult::Missed, "missed run at 2027-06-02 03:00:00 UTC: missed: skip".to_string())]
+        [(
+            RunResult::Missed,
+            "missed run at 2027-06-02 03:00:00 UTC: missed: skip".to_string()
+        )]
     );
 }
 
@@ -182,7 +230,14 @@ fn a_schedule_change_takes_effect_at_once_without_catch_up() {
 #[test]
 fn a_run_of_a_gone_process_is_interrupted() {
     let mut st = primed(&[job("j", "0 3 * * *")], "2027-06-01T12:00:00Z");
-    begin(&mut st, "j", Trigger::Schedule, None, t("2027-06-01T12:00:00Z"), &other());
+    begin(
+        &mut st,
+        "j",
+        Trigger::Schedule,
+        None,
+        t("2027-06-01T12:00:00Z"),
+        &other(),
+    );
     // Still alive: left alone.
     tick(&mut st, t("2027-06-01T12:05:00Z"), &me(), &alive);
     assert_eq!(st.jobs["j"].running.len(), 1);
@@ -192,7 +247,14 @@ fn a_run_of_a_gone_process_is_interrupted() {
     assert_eq!(r[0].0, RunResult::Interrupted);
     assert_eq!(r[0].1, "berth (pid 2) stopped while it ran");
     // This process's own runs are never reaped.
-    begin(&mut st, "j", Trigger::Schedule, None, t("2027-06-01T12:07:00Z"), &me());
+    begin(
+        &mut st,
+        "j",
+        Trigger::Schedule,
+        None,
+        t("2027-06-01T12:07:00Z"),
+        &me(),
+    );
     tick(&mut st, t("2027-06-01T12:08:00Z"), &me(), &dead);
     assert_eq!(st.jobs["j"].running.len(), 1);
 }
@@ -200,9 +262,21 @@ fn a_run_of_a_gone_process_is_interrupted() {
 #[test]
 fn history_is_bounded() {
     let mut st = primed(&[job("j", "* * * * *")], "2027-06-01T12:00:00Z");
-    begin(&mut st, "j", Trigger::Schedule, None, t("2027-06-01T12:00:00Z"), &me());
+    begin(
+        &mut st,
+        "j",
+        Trigger::Schedule,
+        None,
+        t("2027-06-01T12:00:00Z"),
+        &me(),
+    );
     for m in 1..=6 {
-        tick(&mut st, t(&format!("2027-06-01T12:0{m}:00Z")), &me(), &alive);
+        tick(
+            &mut st,
+            t(&format!("2027-06-01T12:0{m}:00Z")),
+            &me(),
+            &alive,
+        );
     }
     assert_eq!(st.jobs["j"].history.len(), 3);
     let ids: Vec<u64> = st.jobs["j"].history.iter().map(|r| r.id).collect();
@@ -212,8 +286,13 @@ fn history_is_bounded() {
 #[test]
 fn manual_runs_obey_concurrency() {
     let mut st = primed(&[job("j", "0 3 * * *")], "2027-06-01T12:00:00Z");
-    assert_eq!(manual(&mut st, "nope", t("2027-06-01T12:00:00Z"), &me(), &alive), Manual::Unknown);
-    let Manual::Start { run, stop } = manual(&mut st, "j", t("2027-06-01T12:00:00Z"), &me(), &alive) else {
+    assert_eq!(
+        manual(&mut st, "nope", t("2027-06-01T12:00:00Z"), &me(), &alive),
+        Manual::Unknown
+    );
+    let Manual::Start { run, stop } =
+        manual(&mut st, "j", t("2027-06-01T12:00:00Z"), &me(), &alive)
+    else {
         panic!("not started");
     };
     assert!(stop.is_empty());
@@ -221,13 +300,22 @@ fn manual_runs_obey_concurrency() {
     let busy = manual(&mut st, "j", t("2027-06-01T12:00:10Z"), &other(), &alive);
     assert!(matches!(busy, Manual::Busy { .. }), "{busy:?}");
     assert_eq!(results(&st, "j")[0].0, RunResult::Skipped);
-    let done = st.finish("j", run, t("2027-06-01T12:01:00Z"), 1, RunOutcome {
-        result: RunResult::Succeeded,
-        exit_code: Some(0),
-        reason: None,
-        log_tail: String::new(),
-        snapshots: Vec::new(),
-    });
+    let done = st.finish(
+        "j",
+        run,
+        t("2027-06-01T12:01:00Z"),
+        1,
+        RunOutcome {
+            result: RunResult::Succeeded,
+            exit_code: Some(0),
+            reason: None,
+            log_tail: String::new(),
+            snapshots: Vec::new(),
+        },
+    );
     assert_eq!(done.map(|r| r.duration().num_seconds()), Some(60));
-    assert!(matches!(manual(&mut st, "j", t("2027-06-01T12:02:00Z"), &other(), &alive), Manual::Start { .. }));
+    assert!(matches!(
+        manual(&mut st, "j", t("2027-06-01T12:02:00Z"), &other(), &alive),
+        Manual::Start { .. }
+    ));
 }

@@ -218,10 +218,13 @@ pub fn load(state_dir: &Path, instance: &str) -> Result<JobsState, JobsError> {
         let name = job.name.clone();
         for secret in job.secrets_mut() {
             let digest = secret.expose().to_string();
-            let value = file.secrets.get(&digest).ok_or_else(|| JobsError::Corrupt {
-                path: path.clone(),
-                cause: format!("job {name:?} names a secret it does not hold"),
-            })?;
+            let value = file
+                .secrets
+                .get(&digest)
+                .ok_or_else(|| JobsError::Corrupt {
+                    path: path.clone(),
+                    cause: format!("job {name:?} names a secret it does not hold"),
+                })?;
             *secret = Secret::new(value.clone());
         }
     }
@@ -302,12 +305,13 @@ fn lock(state_dir: &Path, instance: &str) -> Result<Lock, JobsError> {
             path: path.clone(),
             cause: e.to_string(),
         })?;
-    let flock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(
-        |(_, e)| JobsError::Io {
-            path,
-            cause: format!("lock: {e}"),
-        },
-    )?;
+    let flock =
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| {
+            JobsError::Io {
+                path,
+                cause: format!("lock: {e}"),
+            }
+        })?;
     Ok(Lock { _flock: flock })
 }
 

@@ -3,9 +3,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use super::*;
-use crate::model::jobs::{
-    Concurrency, ContainerTask, JobSpec, JobsSpec, Missed, RunResult, Task,
-};
+use crate::model::jobs::{Concurrency, ContainerTask, JobSpec, JobsSpec, Missed, RunResult, Task};
 
 fn container_job(secret: &str) -> JobSpec {
     JobSpec {
@@ -88,14 +86,27 @@ fn records_are_bounded_by_history() {
     for _ in 0..5 {
         update(dir.path(), "default", |s| {
             let now = Utc::now();
-            let id = crate::jobs::scheduler::begin(s, "dump", Trigger::Manual, None, now, &Owner::current());
-            s.finish("dump", id, now, 1, RunOutcome {
-                result: RunResult::Failed,
-                exit_code: Some(1),
-                reason: Some("exit 1".into()),
-                log_tail: String::new(),
-                snapshots: Vec::new(),
-            });
+            let id = crate::jobs::scheduler::begin(
+                s,
+                "dump",
+                Trigger::Manual,
+                None,
+                now,
+                &Owner::current(),
+            );
+            s.finish(
+                "dump",
+                id,
+                now,
+                1,
+                RunOutcome {
+                    result: RunResult::Failed,
+                    exit_code: Some(1),
+                    reason: Some("exit 1".into()),
+                    log_tail: String::new(),
+                    snapshots: Vec::new(),
+                },
+            );
         })
         .unwrap();
     }
@@ -108,5 +119,11 @@ fn records_are_bounded_by_history() {
 fn this_process_is_alive_and_a_made_up_one_is_not() {
     let me = Owner::current();
     assert!(me.is_alive());
-    assert!(!Owner { pid: me.pid, start: me.start + 1 }.is_alive());
+    assert!(
+        !Owner {
+            pid: me.pid,
+            start: me.start + 1
+        }
+        .is_alive()
+    );
 }

@@ -80,7 +80,12 @@ impl JobSpec {
         match &mut self.task {
             Task::Container(c) => c.environment.values_mut().collect(),
             Task::Backup(b) => {
-                let BackupSpec { repository, password, environment, .. } = &mut **b;
+                let BackupSpec {
+                    repository,
+                    password,
+                    environment,
+                    ..
+                } = &mut **b;
                 let mut out = vec![repository, password];
                 out.extend(environment.values_mut());
                 out

@@ -80,38 +80,73 @@ async fn run(
                 }
                 for (job, record) in &tick.recorded {
                     note_record(&metrics, job, record, false);
-                    let container = matches!(specs.get(job).map(|s| &s.task), Some(Task::Container(_)));
-                    if record.outcome.result == crate::model::jobs::RunResult::Interrupted && container {
+                    let container =
+                        matches!(specs.get(job).map(|s| &s.task), Some(Task::Container(_)));
+                    if record.outcome.result == crate::model::jobs::RunResult::Interrupted
+                        && container
+                    {
                         // Its one-off container outlived the berth that ran it.
                         if let Some(e) = connect(&mut engine, &instance).await {
-                            let _ = e.remove(&job_container_name(&instance, job, record.id)).await;
+                            let _ = e
+                                .remove(&job_container_name(&instance, job, record.id))
+                                .await;
                         }
                     }
                 }
                 for action in tick.actions {
                     match action {
                         Action::Stop { job, run, owner } => {
-                            let stop = stops.lock().unwrap_or_else(|e| e.into_inner()).get(&run).cloned();
+                            let stop = stops
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .get(&run)
+                                .cloned();
                             match stop {
                                 Some(n) if owner == me => n.notify_one(),
-                                _ => tracing::warn!(job = %job, run, pid = owner.pid, "jobs: concurrency: replace cannot stop a run of another berth process; both run"),
+                                _ => {
+                                    tracing::warn!(job = %job, run, pid = owner.pid, "jobs: concurrency: replace cannot stop a run of another berth process; both run")
+                                }
                             }
                         }
-                        Action::Start { job, run, trigger, slot } => {
-                            let Some(spec) = specs.get(&job).cloned() else { continue };
+                        Action::Start {
+                            job,
+                            run,
+                            trigger,
+                            slot,
+                        } => {
+                            let Some(spec) = specs.get(&job).cloned() else {
+                                continue;
+                            };
                             let Some(engine) = connect(&mut engine, &instance).await else {
                                 // Recorded failed: the Engine is not there.
                                 let outcome = crate::jobs::run::unreachable_outcome();
-                                let _ = state::update(&state_dir, &instance, |st| st.finish(&job, run, Utc::now(), 0, outcome));
+                                let _ = state::update(&state_dir, &instance, |st| {
+                                    st.finish(&job, run, Utc::now(), 0, outcome)
+                                });
                                 continue;
                             };
                             tracing::info!(job = %job, run, trigger = ?trigger, slot = ?slot, "job started");
-                            metrics.job_started(&job, Utc::now().timestamp_millis() as f64 / 1000.0);
+                            metrics
+                                .job_started(&job, Utc::now().timestamp_millis() as f64 / 1000.0);
                             let stop = Arc::new(Notify::new());
-                            stops.lock().unwrap_or_else(|e| e.into_inner()).insert(run, stop.clone());
-                            let (dir, inst, m, st, commit) = (state_dir.clone(), instance.clone(), metrics.clone(), stops.clone(), commit.clone());
+                            stops
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .insert(run, stop.clone());
+                            let (dir, inst, m, st, commit) = (
+                                state_dir.clone(),
+                                instance.clone(),
+                                metrics.clone(),
+                                stops.clone(),
+                                commit.clone(),
+                            );
                             tokio::spawn(async move {
-                                let cx = RunContext { engine: &engine, run, commit: commit.as_deref(), stop: &stop };
+                                let cx = RunContext {
+                                    engine: &engine,
+                                    run,
+                                    commit: commit.as_deref(),
+                                    stop: &stop,
+                                };
                                 match execute(&dir, &inst, &spec, &cx).await {
                                     Ok(record) => note_record(&m, &spec.name, &record, true),
                                     Err(e) => tracing::error!(job = %spec.name, run, "jobs: {e}"),
@@ -159,7 +194,9 @@ fn note_record(metrics: &Metrics, job: &str, r: &RunRecord, ran: bool) {
 
 /// The last success, start and duration from the history: a restart does not reset them.
 fn seed_metrics(state_dir: &std::path::Path, instance: &str, metrics: &Metrics) {
-    let Ok(st) = state::load(state_dir, instance) else { return };
+    let Ok(st) = state::load(state_dir, instance) else {
+        return;
+    };
     for (job, js) in &st.jobs {
         if let Some(r) = js.last_success() {
             metrics.job_success(job, r.ended.timestamp_millis() as f64 / 1000.0);

@@ -231,7 +231,9 @@ impl Metrics {
     /// A job's run started at `at` (Unix seconds).
     pub fn job_started(&self, job: &str, at: f64) {
         self.job_last_start
-            .get_or_create(&JobLabels { job: job.to_string() })
+            .get_or_create(&JobLabels {
+                job: job.to_string(),
+            })
             .set(at);
     }
 
@@ -245,7 +247,9 @@ impl Metrics {
             .inc();
         if let Some(d) = duration {
             self.job_last_duration
-                .get_or_create(&JobLabels { job: job.to_string() })
+                .get_or_create(&JobLabels {
+                    job: job.to_string(),
+                })
                 .set(d);
         }
         if result == "succeeded" {
@@ -256,7 +260,9 @@ impl Metrics {
     /// The job's last success (also from the history at startup, so a restart keeps it).
     pub fn job_success(&self, job: &str, at: f64) {
         self.job_last_success
-            .get_or_create(&JobLabels { job: job.to_string() })
+            .get_or_create(&JobLabels {
+                job: job.to_string(),
+            })
             .set(at);
     }
 

@@ -52,7 +52,13 @@ fn results(state_dir: &Path, instance: &str, job: &str) -> Vec<(RunResult, Trigg
         .map(|j| {
             j.history
                 .iter()
-                .map(|r| (r.outcome.result, r.trigger, r.outcome.reason.clone().unwrap_or_default()))
+                .map(|r| {
+                    (
+                        r.outcome.result,
+                        r.trigger,
+                        r.outcome.reason.clone().unwrap_or_default(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -72,15 +78,27 @@ fn a_scheduled_job_fires_under_serve_and_a_restart_catches_a_missed_run_once() {
     let tick = exec_job("tick", &a, "* * * * *", "echo tick at $(date)");
     record(&dir, &instance, std::slice::from_ref(&tick));
     s.start_with_v1(None);
-    s.wait_until("the scheduled run succeeded", Duration::from_secs(150), || {
-        results(&dir, &instance, "tick")
-            .iter()
-            .any(|(r, t, _)| *r == RunResult::Succeeded && *t == Trigger::Schedule)
-    });
+    s.wait_until(
+        "the scheduled run succeeded",
+        Duration::from_secs(150),
+        || {
+            results(&dir, &instance, "tick")
+                .iter()
+                .any(|(r, t, _)| *r == RunResult::Succeeded && *t == Trigger::Schedule)
+        },
+    );
     let st = state::load(&dir, &instance).unwrap();
     let run = st.jobs["tick"].last_success().unwrap().clone();
-    assert!(run.outcome.log_tail.starts_with("tick at "), "{:?}", run.outcome.log_tail);
-    assert_eq!(run.slot.map(|t| t.timestamp() % 60), Some(0), "a minute boundary");
+    assert!(
+        run.outcome.log_tail.starts_with("tick at "),
+        "{:?}",
+        run.outcome.log_tail
+    );
+    assert_eq!(
+        run.slot.map(|t| t.timestamp() % 60),
+        Some(0),
+        "a minute boundary"
+    );
     s.wait_until("the metrics show it", Duration::from_secs(10), || {
         s.metric("berth_job_runs_total", r#"job="tick",result="succeeded""#) >= 1.0
     });
@@ -98,27 +116,40 @@ fn a_scheduled_job_fires_under_serve_and_a_restart_catches_a_missed_run_once() {
             trigger: Trigger::Schedule,
             slot: None,
             started: chrono::Utc::now() - chrono::Duration::minutes(10),
-            owner: Owner { pid: u32::MAX - 7, start: 1 },
+            owner: Owner {
+                pid: u32::MAX - 7,
+                start: 1,
+            },
         });
     })
     .unwrap();
     s.start(None);
-    s.wait_until("the catch-up run succeeded", Duration::from_secs(60), || {
-        results(&dir, &instance, "tick")
-            .iter()
-            .any(|(r, t, _)| *r == RunResult::Succeeded && *t == Trigger::CatchUp)
-    });
+    s.wait_until(
+        "the catch-up run succeeded",
+        Duration::from_secs(60),
+        || {
+            results(&dir, &instance, "tick")
+                .iter()
+                .any(|(r, t, _)| *r == RunResult::Succeeded && *t == Trigger::CatchUp)
+        },
+    );
     assert_eq!(s.stop(), 0);
     let after: Vec<_> = results(&dir, &instance, "tick").split_off(before);
     let count = |r: RunResult| after.iter().filter(|(x, _, _)| *x == r).count();
     assert_eq!(count(RunResult::Missed), 1, "{after:#?}");
     assert_eq!(count(RunResult::Interrupted), 1, "{after:#?}");
     assert_eq!(
-        after.iter().filter(|(_, t, _)| *t == Trigger::CatchUp).count(),
+        after
+            .iter()
+            .filter(|(_, t, _)| *t == Trigger::CatchUp)
+            .count(),
         1,
         "one catch-up run, not one per missed slot: {after:#?}"
     );
-    let missed = after.iter().find(|(r, _, _)| *r == RunResult::Missed).unwrap();
+    let missed = after
+        .iter()
+        .find(|(r, _, _)| *r == RunResult::Missed)
+        .unwrap();
     assert!(missed.2.starts_with("missed run at "), "{}", missed.2);
 
     // A restart does not reset the success metric: it is seeded from the history. The job is
@@ -132,10 +163,14 @@ fn a_scheduled_job_fires_under_serve_and_a_restart_catches_a_missed_run_once() {
     yearly.schedule = "@yearly".into();
     record(&dir, &instance, &[yearly]);
     s.start(None);
-    s.wait_until("the success gauge from the history", Duration::from_secs(20), || {
-        let v = s.metric("berth_job_last_success_timestamp_seconds", r#"job="tick""#);
-        (v - last_success.timestamp_millis() as f64 / 1000.0).abs() < 0.01
-    });
+    s.wait_until(
+        "the success gauge from the history",
+        Duration::from_secs(20),
+        || {
+            let v = s.metric("berth_job_last_success_timestamp_seconds", r#"job="tick""#);
+            (v - last_success.timestamp_millis() as f64 / 1000.0).abs() < 0.01
+        },
+    );
 }
 
 fn berth_jobs(w: &World, args: &[&str]) -> (i32, String, String) {
@@ -185,13 +220,22 @@ fn berth_jobs_run_exit_codes_timeouts_secrets_and_forbid() {
 
     let (code, out, err) = berth_jobs(&w, &["run", "ok"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("hello\n") && out.contains("ok: succeeded"), "{out}");
+    assert!(
+        out.contains("hello\n") && out.contains("ok: succeeded"),
+        "{out}"
+    );
     let (code, out, err) = berth_jobs(&w, &["run", "fail"]);
     assert_eq!(code, 1, "{out}{err}");
-    assert!(out.contains("fail: failed after") && out.contains("exit 3"), "{out}");
+    assert!(
+        out.contains("fail: failed after") && out.contains("exit 3"),
+        "{out}"
+    );
     let (code, out, err) = berth_jobs(&w, &["run", "slow"]);
     assert_eq!(code, 1, "{out}{err}");
-    assert!(out.contains("slow: timed_out after") && out.contains("timed out after 1s"), "{out}");
+    assert!(
+        out.contains("slow: timed_out after") && out.contains("timed out after 1s"),
+        "{out}"
+    );
     let (code, out, err) = berth_jobs(&w, &["run", "nope"]);
     assert_eq!(code, 2, "{out}{err}");
     assert!(err.contains("no job \"nope\""), "{err}");
@@ -217,8 +261,16 @@ fn berth_jobs_run_exit_codes_timeouts_secrets_and_forbid() {
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while state::load(&dir, &w.instance).unwrap().jobs.get("busy").is_none_or(|j| j.running.is_empty()) {
-        assert!(std::time::Instant::now() < deadline, "the first run never started");
+    while state::load(&dir, &w.instance)
+        .unwrap()
+        .jobs
+        .get("busy")
+        .is_none_or(|j| j.running.is_empty())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run never started"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let (code, _, err) = berth_jobs(&w, &["run", "busy"]);
@@ -235,11 +287,19 @@ fn berth_jobs_run_exit_codes_timeouts_secrets_and_forbid() {
     // The list: every job, its last result; JSON too.
     let (code, out, _) = berth_jobs(&w, &[]);
     assert_eq!(code, 0);
-    let line = |job: &str| out.lines().find(|l| l.starts_with(&format!("{job} "))).unwrap_or_else(|| panic!("{job} in\n{out}")).to_string();
+    let line = |job: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("{job} ")))
+            .unwrap_or_else(|| panic!("{job} in\n{out}"))
+            .to_string()
+    };
     assert!(line("ok").contains("succeeded"), "{out}");
     assert!(line("fail").contains("failed"), "{out}");
     assert!(line("slow").contains("timed_out"), "{out}");
-    assert!(line("ok").contains("@daily") && line("ok").contains("UTC"), "{out}");
+    assert!(
+        line("ok").contains("@daily") && line("ok").contains("UTC"),
+        "{out}"
+    );
     let (code, json, _) = berth_jobs(&w, &["--json"]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();

@@ -123,6 +123,11 @@ fn a_scheduled_job_fires_under_serve_and_a_restart_catches_a_missed_run_once() {
         });
     })
     .unwrap();
+    // Restart away from a minute boundary: with a slot less than GRACE (30 s) ago, that slot's
+    // on-time run would stand for the missed one (what this test is about is the catch-up).
+    s.wait_until("a second past :32", Duration::from_secs(60), || {
+        (33..=50).contains(&chrono::Timelike::second(&chrono::Utc::now()))
+    });
     s.start(None);
     s.wait_until(
         "the catch-up run succeeded",

@@ -173,7 +173,7 @@ impl Engine {
                         .await
                         .map_err(|e| self.err(op.clone(), e))?;
                     if let Some(pid) = inspected.pid.filter(|p| *p > 0) {
-                        kill_host_pid(pid);
+                        crate::host::process::kill(pid);
                     }
                 }
             }
@@ -382,14 +382,6 @@ pub fn job_container_name(instance: &str, job: &str, run: u64) -> String {
         })
         .collect();
     format!("berth-{instance}-job-{job}-{run}")
-}
-
-fn kill_host_pid(pid: i64) {
-    use nix::sys::signal::{Signal, kill};
-    use nix::unistd::Pid;
-    if let Ok(pid) = i32::try_from(pid) {
-        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! lose each other's records.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::host::process;
 use crate::model::Secret;
 use crate::model::jobs::{JobSpec, JobsSpec, RunOutcome};
 
@@ -140,24 +141,17 @@ pub struct Owner {
 impl Owner {
     /// This process.
     pub fn current() -> Owner {
-        let pid = std::process::id();
+        let pid = process::current_pid();
         Owner {
             pid,
-            start: proc_start(pid).unwrap_or(0),
+            start: process::start_time(pid).unwrap_or(0),
         }
     }
 
     /// Whether that process still runs.
     pub fn is_alive(&self) -> bool {
-        proc_start(self.pid).is_some_and(|s| s == self.start)
+        process::start_time(self.pid).is_some_and(|s| s == self.start)
     }
-}
-
-/// Field 22 of `/proc/<pid>/stat` (after the parenthesised name, which may hold spaces).
-fn proc_start(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// The file's shape on disk.
@@ -286,33 +280,13 @@ fn ensure_dir(state_dir: &Path) -> Result<(), JobsError> {
         })
 }
 
-/// Holds the state's lock (an exclusive `flock`, released when dropped).
-struct Lock {
-    _flock: nix::fcntl::Flock<File>,
-}
-
-fn lock(state_dir: &Path, instance: &str) -> Result<Lock, JobsError> {
+fn lock(state_dir: &Path, instance: &str) -> Result<process::FileLock, JobsError> {
     ensure_dir(state_dir)?;
     let path = lock_path(state_dir, instance);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| JobsError::Io {
-            path: path.clone(),
-            cause: e.to_string(),
-        })?;
-    let flock =
-        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| {
-            JobsError::Io {
-                path,
-                cause: format!("lock: {e}"),
-            }
-        })?;
-    Ok(Lock { _flock: flock })
+    process::lock_exclusive(&path).map_err(|e| JobsError::Io {
+        path,
+        cause: format!("lock: {e}"),
+    })
 }
 
 /// Reads, changes and writes the state under its lock; `change`'s answer is returned.

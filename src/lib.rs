@@ -1,5 +1,6 @@
 //! berth: a GitOps controller for self-hosted servers. See ARCHITECTURE.md for the map.
 
+pub mod applied;
 pub mod apply;
 pub mod berthfile;
 pub mod caddy;

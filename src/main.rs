@@ -212,11 +212,12 @@ async fn run(command: Command, instance: &str) -> Result<u8> {
             };
             let services: usize = desired.stacks.values().map(|s| s.services.len()).sum();
             println!(
-                "{}: valid ({} stacks, {} services, {} host settings)",
+                "{}: valid ({} stacks, {} services, {} host settings, {} jobs)",
                 dir.display(),
                 desired.stacks.len(),
                 services,
-                desired.host.len() + usize::from(desired.edge.firewall.is_some())
+                desired.host.len() + usize::from(desired.edge.firewall.is_some()),
+                desired.jobs.jobs.len()
             );
             Ok(0)
         }

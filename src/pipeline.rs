@@ -177,8 +177,29 @@ pub async fn reconcile(
             tracing::warn!(error = %e, "cannot record reloads in the state dir; the next pass reloads again");
         }
     }
+    // The images of what was applied, for `kind: Prune` (never an image of a recent config).
+    if let Some(dir) = opts.state_dir.as_deref()
+        && !matches!(result, Err(ApplyError::PlanHasErrors { .. }))
+    {
+        record_applied(dir, &plan_opts.instance, desired, outcome.after.as_ref());
+    }
     outcome.applied = Some((to_apply, result));
     Ok(outcome)
+}
+
+/// Adds the applied config's images to `applied-<instance>.json`. A failure is logged: the
+/// next prune then keeps less than it could (it refuses to run on an unreadable record).
+fn record_applied(dir: &Path, instance: &str, desired: &Desired, after: Option<&Observed>) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let result = crate::applied::Applied::load(dir, instance).and_then(|mut a| {
+        a.push(crate::applied::entry(desired, after, now));
+        a.save(dir, instance)
+    });
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "cannot record the applied images in the state dir");
+    }
 }
 
 /// `reloads-<instance>.json`: container ID → the config digest it was reloaded with.

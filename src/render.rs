@@ -46,6 +46,17 @@ pub fn change_line(c: &Change) -> String {
         | Payload::Sysctl(_)
         | Payload::Unit(_)
         | Payload::Firewall(_) => host_line(c),
+        Payload::Jobs(_) if c.op == Op::Delete => {
+            format!("- {}: no jobs left: the scheduler runs none", c.addr)
+        }
+        Payload::Jobs(p) => {
+            let n = p.table.jobs.len();
+            format!(
+                "~ {}: record the job table in the state dir ({n} job{})",
+                c.addr,
+                if n == 1 { "" } else { "s" }
+            )
+        }
         Payload::Proxy(p) => {
             let at = match &p.admin {
                 crate::plan::AdminTarget::Url(u) => u.clone(),

@@ -41,6 +41,13 @@ pub trait HostDriver: Sync {
     fn unit_state(&self, unit: &str) -> impl Future<Output = R<String>> + Send;
     /// A unit's last journal lines (for failure reports).
     fn journal(&self, unit: &str, lines: usize) -> impl Future<Output = R<String>> + Send;
+    /// Records the job table in the state dir, for the scheduler and `berth jobs`.
+    fn record_jobs(
+        &self,
+        _table: &crate::model::jobs::JobsSpec,
+    ) -> impl Future<Output = R<()>> + Send {
+        async { no_host() }
+    }
     /// Replaces berth's firewall table (or removes it: `remove`), confirmed or rolled back
     /// (`crate::host` says how); the live table's digest afterwards. Hosts without a firewall
     /// adapter refuse.

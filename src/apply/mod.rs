@@ -257,7 +257,13 @@ fn count(r: &mut ApplyReport, c: &Change) {
         (Kind::Container, Op::Reload) => &mut r.reloaded,
         (Kind::Container, Op::Delete | Op::Pull | Op::Update | Op::Stop) => &mut r.removed,
         (
-            Kind::File | Kind::Directory | Kind::Sysctl | Kind::Unit | Kind::Firewall | Kind::Proxy,
+            Kind::File
+            | Kind::Directory
+            | Kind::Sysctl
+            | Kind::Unit
+            | Kind::Firewall
+            | Kind::Proxy
+            | Kind::Jobs,
             _,
         ) => &mut r.host,
     };
@@ -357,6 +363,16 @@ impl<D: Driver, H: HostDriver> Exec<'_, D, H> {
             }
             Payload::Firewall(p) => self.firewall(c, p).await?,
             Payload::Proxy(p) => self.proxy(c, p).await?,
+            Payload::Jobs(p) => {
+                self.host
+                    .record_jobs(&p.table)
+                    .await
+                    .map_err(|e| StepError::Host {
+                        addr: c.addr.to_string(),
+                        transient: e.is_transient(),
+                        message: format!("cannot record the job table: {e}"),
+                    })?
+            }
         }
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! The loader of berth's own manifests: `berth.yaml` and `*.berth.yaml` files anywhere in the
-//! config tree → [`HostSpec`] (files, directories, sysctls, units). [`crate::compose::load_dir`]
+//! config tree → [`Loaded`]: host settings (files, directories, sysctls, units), the edge
+//! (address sets, firewall, routes, proxy) and scheduled work (jobs, backups, prunes, defaults). [`crate::compose::load_dir`]
 //! calls [`load`] after the stacks, so `validate`, `plan`, `apply` and `serve` see one
 //! [`crate::model::Desired`].
 //!
@@ -7,8 +8,8 @@
 //!   (and hidden files, as a shell glob would) skipped; a `berth.yaml` may sit in a stack's
 //!   folder. `berth.yml` names are refused rather than ignored.
 //! - A file holds one or more YAML documents (`---`), each with a `kind:`; an empty document is
-//!   skipped. [`document`] dispatches on the kind name in one `match`: a kind of a later issue
-//!   is an error ("not supported yet"), never ignored.
+//!   skipped. [`document`] dispatches on the kind name in one `match`: an unknown kind is an error
+//!   with a did-you-mean, never ignored.
 //! - Every key is checked (an unknown one gets a did-you-mean) and every problem is located
 //!   (`file:line:col`, the file relative to the config root), as in Compose files. A document
 //!   with a problem declares nothing, so one mistake is not reported twice.
@@ -27,12 +28,15 @@
 //!   the same config.
 
 mod edge;
+mod jobs;
 mod kinds;
 mod proxy;
 mod read;
 
 #[cfg(test)]
 mod edge_tests;
+#[cfg(test)]
+mod jobs_tests;
 #[cfg(test)]
 mod proxy_tests;
 #[cfg(test)]
@@ -49,11 +53,13 @@ use crate::model::edge::{AddressSet, EdgeSpec, FirewallSpec, ProxySpec, RouteSpe
 use crate::model::host::{
     DirSpec, FileSpec, HostSpec, Origin, SysctlSpec, UnitSpec, sysctl_conf_path,
 };
+use crate::model::jobs::{Defaults, JobSpec, JobsSpec};
 
 use kinds::{Doc, ServiceRef};
 use read::{Map, Source, get, key_pos};
 
 pub use edge::{ADDRESS_SET_KEYS, ALLOW_KEYS, FIREWALL_KEYS, parse_cidr, parse_port_range};
+pub use jobs::{BACKUP_KEYS, DEFAULT_RESTIC_IMAGE, JOB_KEYS, PRUNE_KEYS};
 pub use kinds::{DIRECTORY_KEYS, FILE_KEYS, ON_CHANGE_KEYS, SYSCTL_KEYS, UNIT_KEYS};
 pub use proxy::{PROXY_KEYS, ROUTE_KEYS};
 pub use read::{MAX_SOURCE_BYTES, UNIT_TYPES, unit_name_problem};
@@ -68,10 +74,11 @@ pub const KINDS: &[&str] = &[
     "Firewall",
     "Route",
     "Proxy",
+    "Job",
+    "Backup",
+    "Prune",
+    "Defaults",
 ];
-
-/// Kinds of later issues: known names, refused until they are implemented.
-pub const PLANNED_KINDS: &[&str] = &["Job", "Backup"];
 
 /// Keys whose texts are never interpolated.
 const LITERAL_KEYS: &[&str] = &["content", "dropins"];
@@ -86,33 +93,47 @@ fn is_misnamed(name: &str) -> bool {
     name == "berth.yml" || (name.ends_with(".berth.yml") && !name.starts_with('.'))
 }
 
+/// What the manifests declare.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub host: HostSpec,
+    /// Always holds `tailnet` among its address sets.
+    pub edge: EdgeSpec,
+    pub jobs: JobsSpec,
+}
+
 /// Load every manifest below `root` (canonical). `env` holds the variables for interpolation;
-/// `stacks` are the loaded stacks, for `on_change: {restart_service: ...}`. The edge's address
-/// sets and firewall go into `edge` (which always holds `tailnet` afterwards).
+/// `stacks` are the loaded stacks, for references to their services, volumes and networks.
 pub fn load(
     root: &Path,
     env: &BTreeMap<String, String>,
     stacks: &BTreeMap<String, StackSpec>,
-) -> (HostSpec, EdgeSpec, Vec<Diagnostic>) {
+) -> (Loaded, Vec<Diagnostic>) {
     let mut diags = Vec::new();
     let mut files = Vec::new();
     find_manifests(root, root, &mut files, &mut diags);
     let mut decls = Vec::new();
     let mut set_refs = Vec::new();
+    let refs = jobs::Refs { stacks };
     for file in files {
-        load_manifest(root, &file, env, &mut decls, &mut set_refs, &mut diags);
+        load_manifest(
+            root,
+            &file,
+            env,
+            &refs,
+            &mut decls,
+            &mut set_refs,
+            &mut diags,
+        );
     }
-    let mut host = HostSpec::default();
-    let mut edge = EdgeSpec::default();
-    let mut refs = Vec::new();
+    let mut out = Loaded::default();
+    let mut srefs = Vec::new();
     let mut sets = Vec::new();
-    register(
-        decls, &mut host, &mut edge, &mut sets, &mut refs, &mut diags,
-    );
-    edge.address_sets = edge::register_sets(sets, &mut diags);
-    edge::check_sets(&set_refs, &edge.address_sets, &mut diags);
-    check_services(&refs, stacks, &mut diags);
-    (host, edge, diags)
+    register(decls, &mut out, &mut sets, &mut srefs, &mut diags);
+    out.edge.address_sets = edge::register_sets(sets, &mut diags);
+    edge::check_sets(&set_refs, &out.edge.address_sets, &mut diags);
+    check_services(&srefs, stacks, &mut diags);
+    (out, diags)
 }
 
 /// Depth-first, sorted, skipping hidden folders and files (the walk of the stack discovery).
@@ -150,6 +171,10 @@ enum Decl {
     Firewall(FirewallSpec),
     Route(RouteSpec),
     Proxy(ProxySpec),
+    Job(Box<JobSpec>),
+    /// A backup and its check job.
+    Backup(Box<JobSpec>, Option<Box<JobSpec>>),
+    Defaults(Defaults),
 }
 
 impl Decl {
@@ -164,6 +189,8 @@ impl Decl {
             // Two routes on one host and path are the planner's error (on their stacks).
             Decl::Route(r) => format!("route:{}@{}", r.name(), r.origin),
             Decl::Proxy(_) => "kind: Proxy".to_string(),
+            Decl::Job(j) | Decl::Backup(j, _) => format!("job:{}", j.name),
+            Decl::Defaults(_) => "kind: Defaults (at most one per config)".to_string(),
         }
     }
 
@@ -177,6 +204,8 @@ impl Decl {
             Decl::Firewall(f) => &f.origin,
             Decl::Route(r) => &r.origin,
             Decl::Proxy(p) => &p.origin,
+            Decl::Job(j) | Decl::Backup(j, _) => &j.origin,
+            Decl::Defaults(d) => &d.origin,
         }
     }
 
@@ -187,7 +216,13 @@ impl Decl {
             Decl::Dir(d) => vec![d.path.clone()],
             Decl::Sysctl(s) => vec![sysctl_conf_path(&s.key)],
             Decl::Unit(u) => kinds::unit_paths(u),
-            Decl::AddressSet(_) | Decl::Firewall(_) | Decl::Route(_) | Decl::Proxy(_) => Vec::new(),
+            Decl::AddressSet(_)
+            | Decl::Firewall(_)
+            | Decl::Route(_)
+            | Decl::Proxy(_)
+            | Decl::Job(_)
+            | Decl::Backup(..)
+            | Decl::Defaults(_) => Vec::new(),
         }
     }
 }
@@ -196,6 +231,7 @@ fn load_manifest(
     root: &Path,
     file: &Path,
     env: &BTreeMap<String, String>,
+    refs: &jobs::Refs,
     out: &mut Vec<Decl>,
     set_refs: &mut Vec<edge::SetRef>,
     diags: &mut Vec<Diagnostic>,
@@ -240,7 +276,7 @@ fn load_manifest(
                 if cx.diags.len() > before {
                     continue;
                 }
-                document(&mut cx, m, doc.pos, &src, set_refs)
+                document(&mut cx, m, doc.pos, &src, refs, set_refs)
             }
             v => {
                 cx.err(
@@ -269,6 +305,7 @@ fn document(
     m: &Map,
     doc_pos: Pos,
     src: &Source,
+    refs: &jobs::Refs,
     set_refs: &mut Vec<edge::SetRef>,
 ) -> Option<Decl> {
     let pos = key_pos(m, "kind").unwrap_or(doc_pos);
@@ -312,16 +349,14 @@ fn document(
         }
         "Route" => proxy::route(cx, &d).map(Decl::Route),
         "Proxy" => proxy::proxy(cx, &d).map(Decl::Proxy),
-        "Job" | "Backup" => {
-            cx.err(
-                kind_node.pos,
-                "",
-                format!("kind `{kind}` is not supported yet"),
-            );
-            None
+        "Job" => jobs::job(cx, &d, refs).map(|j| Decl::Job(Box::new(j))),
+        "Backup" => {
+            jobs::backup(cx, &d, refs).map(|(b, c)| Decl::Backup(Box::new(b), c.map(Box::new)))
         }
+        "Prune" => jobs::prune(cx, &d).map(|j| Decl::Job(Box::new(j))),
+        "Defaults" => jobs::defaults(cx, &d).map(Decl::Defaults),
         other => {
-            let hint = suggest(other, KINDS.iter().chain(PLANNED_KINDS))
+            let hint = suggest(other, KINDS.iter())
                 .map(|s| format!("; did you mean `{s}`?"))
                 .unwrap_or_default();
             cx.err(
@@ -342,12 +377,12 @@ fn at(o: &Origin, msg: String) -> Diagnostic {
 /// earlier declaration manages is an error at the later one, naming the earlier.
 fn register(
     decls: Vec<Decl>,
-    host: &mut HostSpec,
-    edge: &mut EdgeSpec,
+    out: &mut Loaded,
     sets: &mut Vec<AddressSet>,
     refs: &mut Vec<(PathBuf, ServiceRef)>,
     diags: &mut Vec<Diagnostic>,
 ) {
+    let Loaded { host, edge, jobs } = out;
     let mut addresses: BTreeMap<String, Origin> = BTreeMap::new();
     let mut paths: BTreeMap<PathBuf, (String, Origin)> = BTreeMap::new();
     for decl in decls {
@@ -407,6 +442,27 @@ fn register(
             Decl::Firewall(f) => edge.firewall = Some(f),
             Decl::Route(r) => edge.routes.push(r),
             Decl::Proxy(p) => edge.proxy = Some(p),
+            Decl::Job(j) => {
+                jobs.jobs.insert(j.name.clone(), *j);
+            }
+            Decl::Backup(b, check) => {
+                if let Some(c) = check {
+                    if let Some(first) = addresses.get(&format!("job:{}", c.name)) {
+                        diags.push(at(
+                            &origin,
+                            format!(
+                                "`job:{}` (this backup's check) is already declared at {first}",
+                                c.name
+                            ),
+                        ));
+                        continue;
+                    }
+                    addresses.insert(format!("job:{}", c.name), origin.clone());
+                    jobs.jobs.insert(c.name.clone(), *c);
+                }
+                jobs.jobs.insert(b.name.clone(), *b);
+            }
+            Decl::Defaults(d) => jobs.defaults = Some(d),
         }
     }
 }

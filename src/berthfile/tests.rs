@@ -360,14 +360,6 @@ fn every_known_kind_is_dispatched() {
             "{kind}: {e:?}"
         );
     }
-    for kind in crate::berthfile::PLANNED_KINDS {
-        assert_eq!(
-            errs(&format!("kind: {kind}\nanything: 1\n")),
-            [format!(
-                "berth.yaml:1:7: kind `{kind}` is not supported yet"
-            )]
-        );
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -586,23 +578,19 @@ fn kinds_unknown_missing_and_unsupported() {
     assert_eq!(
         errs("kind: Fiel\npath: /x\n"),
         [
-            "berth.yaml:1:7: unknown kind `Fiel` (known kinds: File, Directory, Sysctl, Unit, AddressSet, Firewall, Route, Proxy); did you mean `File`?"
+            "berth.yaml:1:7: unknown kind `Fiel` (known kinds: File, Directory, Sysctl, Unit, AddressSet, Firewall, Route, Proxy, Job, Backup, Prune, Defaults); did you mean `File`?"
         ]
     );
     assert_eq!(
         errs("kind: Service\n"),
         [
-            "berth.yaml:1:7: unknown kind `Service` (known kinds: File, Directory, Sysctl, Unit, AddressSet, Firewall, Route, Proxy)"
+            "berth.yaml:1:7: unknown kind `Service` (known kinds: File, Directory, Sysctl, Unit, AddressSet, Firewall, Route, Proxy, Job, Backup, Prune, Defaults)"
         ]
-    );
-    assert_eq!(
-        errs("kind: Job\nrules: []\n"),
-        ["berth.yaml:1:7: kind `Job` is not supported yet"]
     );
     assert_eq!(
         errs("path: /x\ncontent: a\n"),
         [
-            "berth.yaml:1:1: missing `kind:` (one of File, Directory, Sysctl, Unit, AddressSet, Firewall, Route, Proxy)"
+            "berth.yaml:1:1: missing `kind:` (one of File, Directory, Sysctl, Unit, AddressSet, Firewall, Route, Proxy, Job, Backup, Prune, Defaults)"
         ]
     );
     assert_eq!(

@@ -144,10 +144,12 @@ pub fn load_dir(root: &Path, env: &BTreeMap<String, String>) -> Result<Desired, 
         }
     }
     // berth's own manifests (`berth.yaml`): host settings, checked against the stacks.
-    let (host, edge, mut d) = crate::berthfile::load(&root_abs, env, &desired.stacks);
+    let (loaded, mut d) = crate::berthfile::load(&root_abs, env, &desired.stacks);
     diags.append(&mut d);
-    desired.host = host;
-    desired.edge = edge;
+    desired.host = loaded.host;
+    desired.edge = loaded.edge;
+    desired.jobs = loaded.jobs;
+    desired.apply_defaults();
     if diags.is_empty() {
         Ok(desired)
     } else {

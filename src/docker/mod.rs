@@ -16,6 +16,7 @@ mod error;
 mod exec;
 mod observe;
 mod ops;
+mod prune;
 mod pull;
 mod reload;
 
@@ -32,6 +33,7 @@ pub use error::DockerError;
 pub use exec::{Finished, JOB_LABEL, Tail, job_container_name};
 pub use observe::{parse_health, parse_state};
 pub use ops::ContainerInfo;
+pub use prune::Pruned;
 pub use pull::PullFailure;
 
 /// Where the Engine is when `DOCKER_HOST` is not set.

@@ -85,6 +85,7 @@ impl Engine {
             reloaded: Default::default(),
             host: Default::default(),
             proxy: None,
+            jobs: Default::default(),
         })
     }
 

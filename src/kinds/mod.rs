@@ -13,6 +13,7 @@ pub mod firewall;
 pub mod firewall_render;
 pub mod host;
 pub mod image;
+pub mod job;
 pub mod network;
 mod objects;
 pub mod route;

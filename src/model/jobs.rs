@@ -14,7 +14,7 @@ use super::{Logging, Secret};
 
 /// Every scheduled thing the config declares, by job name (a Backup is a job; its weekly
 /// check is the job `<backup>/check`), and the defaults for services.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct JobsSpec {
     pub jobs: BTreeMap<String, JobSpec>,
     /// `kind: Defaults` (at most one document).
@@ -93,6 +93,32 @@ impl JobSpec {
             Task::Exec(_) | Task::Check { .. } | Task::Prune(_) => Vec::new(),
         }
     }
+
+    /// `sha256:<hex>` of the job as planned (secrets as their digests): what the plan compares
+    /// with the recorded table.
+    pub fn digest(&self) -> String {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        super::sha256_hex(&json)
+    }
+}
+
+/// What the state dir says about one job of the last applied config (observed beside the
+/// Engine): what the plan compares and describes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RecordedJob {
+    pub digest: String,
+    pub schedule: String,
+    pub timezone: Option<String>,
+    /// `Task::kind`: exec, container, backup, check, prune.
+    pub task: String,
+}
+
+/// The recorded job table, as observed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ObservedJobs {
+    pub recorded: BTreeMap<String, RecordedJob>,
+    /// The table could not be read: the plan refuses to change it.
+    pub error: Option<String>,
 }
 
 /// Defaults of a job's keys.
@@ -325,7 +351,7 @@ pub enum Missed {
 }
 
 /// `kind: Defaults`: what services get when they say nothing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Defaults {
     /// `logging:` for services that set none (Compose's `logging` keys).
     pub logging: Option<Logging>,

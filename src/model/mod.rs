@@ -60,6 +60,22 @@ pub struct Desired {
 }
 
 impl Desired {
+    /// `kind: Defaults`: services that set no `logging` get the default one.
+    pub fn apply_defaults(&mut self) {
+        let Some(logging) = self.jobs.defaults.as_ref().and_then(|d| d.logging.clone()) else {
+            return;
+        };
+        for svc in self
+            .stacks
+            .values_mut()
+            .flat_map(|s| s.services.values_mut())
+        {
+            if svc.logging.is_none() {
+                svc.logging = Some(logging.clone());
+            }
+        }
+    }
+
     /// Every route: the stacks' `x-berth.routes` (by stack name), then the `kind: Route` documents.
     pub fn routes(&self) -> impl Iterator<Item = &edge::RouteSpec> {
         self.stacks
@@ -758,6 +774,9 @@ pub struct Observed {
     /// Caddy's config as its admin API returns it (`GET /config/`), when the config declares a
     /// `kind: Proxy`; `None` otherwise.
     pub proxy: Option<edge::ObservedProxy>,
+    /// The job table recorded by the last apply (the state dir), when the config declares
+    /// jobs or the state dir holds some.
+    pub jobs: jobs::ObservedJobs,
 }
 
 /// A network or volume on the Engine.

@@ -38,6 +38,8 @@ pub enum Kind {
     Firewall,
     /// The Caddy config: every route at once (`proxy:caddy`).
     Proxy,
+    /// The job table berth's scheduler runs (`jobs:schedule`): every job at once.
+    Jobs,
 }
 
 impl Kind {
@@ -53,6 +55,7 @@ impl Kind {
             Kind::Unit => "unit",
             Kind::Firewall => "firewall",
             Kind::Proxy => "proxy",
+            Kind::Jobs => "jobs",
         }
     }
 
@@ -60,7 +63,7 @@ impl Kind {
     pub fn is_host(self) -> bool {
         matches!(
             self,
-            Kind::File | Kind::Directory | Kind::Sysctl | Kind::Unit | Kind::Firewall
+            Kind::File | Kind::Directory | Kind::Sysctl | Kind::Unit | Kind::Firewall | Kind::Jobs
         )
     }
 }
@@ -258,6 +261,14 @@ pub enum Payload {
     Unit(UnitPayload),
     Firewall(FirewallPayload),
     Proxy(Box<ProxyPayload>),
+    Jobs(JobsPayload),
+}
+
+/// The whole job table of the config, recorded in the state dir for the scheduler
+/// (`berth serve`) and `berth jobs`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobsPayload {
+    pub table: crate::model::jobs::JobsSpec,
 }
 
 impl Payload {
@@ -273,6 +284,7 @@ impl Payload {
             Payload::Volume(_) => Kind::Volume,
             Payload::Container(_) => Kind::Container,
             Payload::Proxy(_) => Kind::Proxy,
+            Payload::Jobs(_) => Kind::Jobs,
         }
     }
 }

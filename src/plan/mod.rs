@@ -21,8 +21,8 @@ use serde::Serialize;
 pub use change::{
     Addr, AdminTarget, AfterChange, Allowed, Bytes, Change, ContainerPayload, Current, Dial,
     DirPayload, FilePayload, FileState, FirewallApplied, FirewallPayload, HOST_GROUP, ImagePayload,
-    Kind, Need, NetworkPayload, Op, Payload, PlannedSite, ProxyPayload, Record, Reload, Scope,
-    SysctlPayload, UnitPayload, UnitVerb, VolumePayload, Wait,
+    JobsPayload, Kind, Need, NetworkPayload, Op, Payload, PlannedSite, ProxyPayload, Record,
+    Reload, Scope, SysctlPayload, UnitPayload, UnitVerb, VolumePayload, Wait,
 };
 pub use reason::{PullReason, Reason, short_id};
 
@@ -347,6 +347,9 @@ pub struct Summary {
     /// Caddy config loads.
     #[serde(skip_serializing_if = "is_zero")]
     pub proxy: usize,
+    /// Job table records.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub jobs: usize,
 }
 
 impl Summary {
@@ -365,6 +368,7 @@ impl Summary {
                 self.host += 1
             }
             (Kind::Proxy, _) => self.proxy += 1,
+            (Kind::Jobs, _) => self.jobs += 1,
         }
     }
 }
@@ -373,7 +377,7 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let containers =
             self.created + self.replaced + self.started + self.removed + self.unchanged;
-        if containers > 0 || (self.host == 0 && self.proxy == 0) {
+        if containers > 0 || (self.host == 0 && self.proxy == 0 && self.jobs == 0) {
             write!(
                 f,
                 "{} created, {} replaced, {} started, {} removed, {} unchanged",
@@ -397,6 +401,14 @@ impl fmt::Display for Summary {
                 ""
             };
             write!(f, "{sep}Caddy config loaded")?;
+        }
+        if self.jobs > 0 {
+            let sep = if containers > 0 || self.host > 0 || self.proxy > 0 {
+                "; "
+            } else {
+                ""
+            };
+            write!(f, "{sep}job table changed")?;
         }
         Ok(())
     }
@@ -475,6 +487,7 @@ pub fn plan(desired: &Desired, observed: &Observed, opts: &PlanOptions) -> Plan 
         kinds::unit::plan(&ctx, &mut out);
     }
     kinds::route::plan(&ctx, &mut out);
+    kinds::job::plan(&ctx, &mut out);
     let Planned {
         mut changes,
         mut plan,
@@ -757,6 +770,8 @@ pub fn dependency_order(stack: &StackSpec) -> Vec<&str> {
 mod firewall_tests;
 #[cfg(test)]
 mod host_tests;
+#[cfg(test)]
+mod jobs_tests;
 #[cfg(test)]
 pub(crate) mod proxy_tests;
 #[cfg(test)]

@@ -117,6 +117,10 @@ pub enum Reason {
     Route {
         line: String,
     },
+    /// A job added, changed or removed: `+ job nightly: backup at "0 3 * * *" (Europe/Paris)`.
+    Job {
+        line: String,
+    },
     /// Caddy runs another config than berth's (a hand edit through the admin API, a restart
     /// that loaded its Caddyfile): the whole config is loaded again.
     ProxyDrift,
@@ -167,7 +171,7 @@ impl fmt::Display for Reason {
                 "content differs from the file there now (not shown: berth does not own it yet)",
             ),
             Reason::HandEdited => f.write_str("changed on the host since berth wrote it (drift)"),
-            Reason::Route { line } => f.write_str(line),
+            Reason::Route { line } | Reason::Job { line } => f.write_str(line),
             Reason::ProxyDrift => f.write_str(
                 "Caddy runs another config than berth's (changed by hand or by a restart: drift); loading berth's again",
             ),

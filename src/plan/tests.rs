@@ -57,6 +57,17 @@ pub(super) fn check(name: &str, desired: &Desired, observed: &Observed, opts: Pl
             }
         }
     }
+    // Invariant: a backup's password, credentials and repository never reach the text or
+    // the JSON.
+    for (_, b) in desired.jobs.backups() {
+        let env = b.environment.values().map(|v| v.expose());
+        for v in env.chain([b.password.expose(), b.repository.expose()]) {
+            if v.len() >= 4 {
+                assert!(!text.contains(v), "{name}: backup secret in plan text");
+                assert!(!json.contains(v), "{name}: backup secret in plan JSON");
+            }
+        }
+    }
     // Invariant: a secret file's content never reaches the text or the JSON.
     for f in desired.host.files.values().filter(|f| f.secret) {
         if f.content.len() >= 4 {

@@ -380,6 +380,8 @@ fn reference_manifests_and_demo_validate() {
             .env("BLOG_DB_PASSWORD", "x")
             .env("GRAFANA_ADMIN_PASSWORD", "x")
             .env("CODE_SERVER_PASSWORD", "x")
+            .env("RESTIC_REPOSITORY", "/srv/backup/restic")
+            .env("RESTIC_PASSWORD", "x")
             .output()
             .unwrap();
         assert!(
@@ -392,6 +394,8 @@ fn reference_manifests_and_demo_validate() {
             // the firewall (manifests/host).
             let stdout = String::from_utf8_lossy(&out.stdout);
             assert!(stdout.contains("15 host settings"), "{stdout}");
+            // The nightly backup, its weekly check and the Sunday image prune (manifests/maintenance).
+            assert!(stdout.contains("3 jobs"), "{stdout}");
         }
     }
 }

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod alerts;
 mod cli;
 mod config_files;
 mod defects;

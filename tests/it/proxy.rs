@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::host::{TestHost, poll};
-use crate::support::{Run, World, docker, network_on_free_subnet};
+use crate::support::{Run, World, docker, network_on_free_subnet, pebble_cert};
 
 /// The outer networks and client containers of one test; removed on drop (after the host,
 /// which must be declared after this so that it goes first).
@@ -111,27 +111,10 @@ fn edge(host: &TestHost, test: &str) -> Edge {
     // on Caddy's ports 80/443.
     let dir = host.dir().join("pebble");
     std::fs::create_dir_all(&dir).unwrap();
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=pebble"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-        .arg("-keyout")
-        .arg(dir.join("key.pem"))
-        .arg("-out")
-        .arg(dir.join("cert.pem"))
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&out.stderr)
+    pebble_cert(
+        &dir.join("key.pem"),
+        &dir.join("cert.pem"),
+        "IP:127.0.0.1,DNS:localhost",
     );
     host.write(
         "/etc/pebble/cert.pem",

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::host::poll;
-use crate::support::{World, docker, network_on_free_subnet};
+use crate::support::{World, docker, network_on_free_subnet, pebble_cert};
 
 struct Nets(Vec<String>);
 
@@ -65,27 +65,10 @@ fn caddy_as_a_stack_service_serves_routes_by_access_set() {
     // pebble in a container on the edge network, with its own certificate.
     let dir = w.path().join("proxy/bootstrap");
     std::fs::create_dir_all(&dir).unwrap();
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=pebble"])
-        .args(["-addext", "subjectAltName=DNS:pebble"])
-        .arg("-keyout")
-        .arg(dir.join("pebble-key.pem"))
-        .arg("-out")
-        .arg(dir.join("pebble.pem"))
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    pebble_cert(
+        &dir.join("pebble-key.pem"),
+        &dir.join("pebble.pem"),
+        "DNS:pebble",
     );
     std::fs::write(
         dir.join("pebble.json"),

@@ -236,6 +236,27 @@ pub fn network_on_free_subnet(name: &str, prefix: &str) -> String {
     panic!("no free /24 under {prefix} for {name}");
 }
 
+/// A self-signed P-256 certificate for pebble (`/CN=pebble`, `san` such as `DNS:pebble` or
+/// `IP:127.0.0.1,DNS:localhost`), valid for two days: `key` and `cert` are written as PEM.
+pub fn pebble_cert(key: &Path, cert: &Path, san: &str) {
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec"])
+        .args(["-pkeyopt", "ec_paramgen_curve:prime256v1"])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=pebble"])
+        .args(["-addext", &format!("subjectAltName={san}")])
+        .arg("-keyout")
+        .arg(key)
+        .arg("-out")
+        .arg(cert)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `docker inspect -f <format> <name>`.
 pub fn inspect(name: &str, format: &str) -> String {
     docker(&["inspect", "-f", format, name]).trim().to_string()

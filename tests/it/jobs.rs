@@ -211,6 +211,14 @@ fn berth_jobs_run_exit_codes_timeouts_secrets_and_forbid() {
         networks: Vec::new(),
     });
     let busy = exec_job("busy", &a, "@yearly", "sleep 4");
+    // Fails the first time, succeeds the second (a marker file in the container).
+    let mut flaky = exec_job(
+        "flaky",
+        &a,
+        "@yearly",
+        "if [ -f /tmp/flaky ]; then echo second; else touch /tmp/flaky; echo first; exit 1; fi",
+    );
+    flaky.retries = 2;
     record(
         &dir,
         &w.instance,
@@ -220,6 +228,7 @@ fn berth_jobs_run_exit_codes_timeouts_secrets_and_forbid() {
             slow,
             secret,
             busy,
+            flaky,
         ],
     );
 
@@ -240,6 +249,14 @@ fn berth_jobs_run_exit_codes_timeouts_secrets_and_forbid() {
     assert!(
         out.contains("slow: timed_out after") && out.contains("timed out after 1s"),
         "{out}"
+    );
+    let (code, out, err) = berth_jobs(&w, &["run", "flaky"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let st = state::load(&dir, &w.instance).unwrap();
+    let last = st.jobs["flaky"].last().unwrap();
+    assert_eq!(
+        (last.attempts, last.outcome.log_tail.as_str()),
+        (2, "second\n")
     );
     let (code, out, err) = berth_jobs(&w, &["run", "nope"]);
     assert_eq!(code, 2, "{out}{err}");

@@ -224,9 +224,11 @@ pub async fn run(
         run,
         commit: commit.as_deref(),
         stop: &stop,
+        state_dir,
+        instance,
     };
     writeln!(out, "{name}: running ({})", job.task.kind())?;
-    let record = execute(state_dir, instance, &job, &cx).await?;
+    let record = execute(&job, &cx).await?;
     print_record(name, &record, out)?;
     Ok(if record.outcome.result.is_success() {
         0

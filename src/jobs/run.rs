@@ -24,6 +24,9 @@ pub struct RunContext<'a> {
     pub commit: Option<&'a str>,
     /// Notified to stop the run (`concurrency: replace`).
     pub stop: &'a Notify,
+    /// Where the job's state (and history: a backup's previous snapshots) is.
+    pub state_dir: &'a Path,
+    pub instance: &'a str,
 }
 
 /// One attempt of the job's task: THE dispatch on the kind of task. Backup, check and prune are
@@ -57,12 +60,8 @@ pub async fn run_job(job: &JobSpec, cx: &RunContext<'_>) -> (u32, RunOutcome) {
 }
 
 /// Runs run `run` of `job` (its marker is in the state) and records how it ended.
-pub async fn execute(
-    state_dir: &Path,
-    instance: &str,
-    job: &JobSpec,
-    cx: &RunContext<'_>,
-) -> Result<RunRecord, JobsError> {
+pub async fn execute(job: &JobSpec, cx: &RunContext<'_>) -> Result<RunRecord, JobsError> {
+    let (state_dir, instance) = (cx.state_dir, cx.instance);
     let started = Utc::now();
     let (attempts, outcome) = run_job(job, cx).await;
     let ended = Utc::now();

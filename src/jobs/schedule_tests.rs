@@ -254,3 +254,31 @@ fn zone_names_from_paths() {
     assert_eq!(zone_from_path("Etc/UTC"), "Etc/UTC");
     assert_eq!(sched("@daily", "Europe/Paris").zone(), "Europe/Paris");
 }
+
+/// Why berth walks local time itself: the `cron` crate alone, walking zoned time, skips a time
+/// in the gap and runs a fixed time twice in the repeated hour. If a new version fixes this,
+/// this test says so (and the mapping here can be revisited).
+#[test]
+fn the_cron_crate_alone_gets_dst_wrong() {
+    use std::str::FromStr;
+    let paris: Tz = "Europe/Paris".parse().unwrap();
+    let crate_schedule = cron::Schedule::from_str("0 30 2 * * *").unwrap();
+    let from = utc("2027-03-27T12:00:00Z").with_timezone(&paris);
+    let next = crate_schedule
+        .after(&from)
+        .next()
+        .unwrap()
+        .with_timezone(&Utc);
+    assert_eq!(next, utc("2027-03-29T00:30:00Z"), "the 28th is skipped");
+    let from = utc("2027-10-30T12:00:00Z").with_timezone(&paris);
+    let two: Vec<_> = crate_schedule
+        .after(&from)
+        .take(2)
+        .map(|t| t.with_timezone(&Utc))
+        .collect();
+    assert_eq!(
+        two,
+        [utc("2027-10-31T00:30:00Z"), utc("2027-10-31T01:30:00Z")],
+        "02:30 runs twice"
+    );
+}

@@ -146,8 +146,10 @@ async fn run(
                                     run,
                                     commit: commit.as_deref(),
                                     stop: &stop,
+                                    state_dir: &dir,
+                                    instance: &inst,
                                 };
-                                match execute(&dir, &inst, &spec, &cx).await {
+                                match execute(&spec, &cx).await {
                                     Ok(record) => note_record(&m, &spec.name, &record, true),
                                     Err(e) => tracing::error!(job = %spec.name, run, "jobs: {e}"),
                                 }

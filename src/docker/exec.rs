@@ -119,7 +119,8 @@ impl Engine {
 
     /// Runs `cmd` in the container, its output into a tail of `max_output` bytes; at `timeout`
     /// the command's process is killed (SIGKILL, by its host pid) and the run is timed out.
-    /// Requests: 3, and 1 more at a timeout.
+    /// `on_pid` hears the command's host pid once it runs. Requests: 4 or more (the pid is polled
+    /// for a moment), and 1 more at a timeout.
     pub async fn exec_job(
         &self,
         id: &str,
@@ -127,6 +128,7 @@ impl Engine {
         timeout: Duration,
         stop: &Notify,
         max_output: usize,
+        on_pid: &(dyn Fn(i64) + Sync),
     ) -> Result<Finished, DockerError> {
         let op = format!(
             "exec {:?} in {}",
@@ -155,6 +157,25 @@ impl Engine {
             .await
             .map_err(|e| self.err(op.clone(), e))?;
         let mut ended = End::Exited;
+        // Its host pid, for a stop from another berth process: asked beside the output until
+        // the process runs (the Engine reports 0 for a moment) or has ended.
+        let probe = async {
+            for _ in 0..40 {
+                match docker.inspect_exec(&created.id).await {
+                    Ok(i) => {
+                        if let Some(pid) = i.pid.filter(|p| *p > 0) {
+                            on_pid(pid);
+                            return;
+                        }
+                        if i.running == Some(false) {
+                            return;
+                        }
+                    }
+                    Err(_) => return,
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
         if let StartExecResults::Attached { output: mut s, .. } = started {
             let read = async {
                 while let Some(chunk) = s.next().await {
@@ -165,6 +186,7 @@ impl Engine {
                 }
                 Ok(())
             };
+            let read = async { futures_util::future::join(read, probe).await.0 };
             ended = until(read, timeout, stop).await?;
             if ended != End::Exited {
                 {

@@ -173,7 +173,7 @@ pub async fn run(
         (d, st.table.get(name).cloned(), st.commit.clone())
     })?;
     let (decision, job, commit) = decision;
-    let (run, job) = match (decision, job) {
+    let (run, job, replaced) = match (decision, job) {
         (Manual::Unknown, _) | (_, None) => {
             let st = state::load(state_dir, instance)?;
             let known: Vec<&str> = st.table.keys().map(String::as_str).collect();
@@ -191,15 +191,7 @@ pub async fn run(
             eprintln!("{name}: {reason}");
             return Ok(1);
         }
-        (Manual::Start { run, stop }, Some(job)) => {
-            if !stop.is_empty() {
-                eprintln!(
-                    "{name}: concurrency: replace: a run of berth pid {} is going; the CLI cannot stop another process's run, both run",
-                    stop[0].owner.pid
-                );
-            }
-            (run, job)
-        }
+        (Manual::Start { run, stop }, Some(job)) => (run, job, stop),
     };
     let engine = match Engine::connect().await {
         Ok(e) => e.with_instance(instance),
@@ -218,6 +210,13 @@ pub async fn run(
             return Err(e.into());
         }
     };
+    for r in &replaced {
+        eprintln!(
+            "{name}: stopping the run started {} (concurrency: replace)",
+            r.started
+        );
+        super::run::stop_foreign(&engine, &job, r.id, r.exec_pid).await;
+    }
     let stop = Notify::new();
     let cx = RunContext {
         engine: &engine,

@@ -90,6 +90,23 @@ pub fn unreachable_outcome() -> RunOutcome {
     )
 }
 
+/// Stops a run of another berth process (`concurrency: replace`): its exec's process by host
+/// pid, or its job container. That process records the run (failed: killed).
+pub async fn stop_foreign(engine: &Engine, job: &JobSpec, run: u64, exec_pid: Option<i64>) {
+    match (&job.task, exec_pid) {
+        (Task::Container(_), _) => {
+            let name = crate::docker::job_container_name(engine.instance(), &job.name, run);
+            if let Err(e) = engine.remove(&name).await {
+                tracing::warn!(job = %job.name, run, "jobs: cannot stop the replaced run: {e}");
+            }
+        }
+        (_, Some(pid)) => crate::host::process::kill(pid),
+        (_, None) => {
+            tracing::warn!(job = %job.name, run, "jobs: the replaced run has not started its command yet; both run")
+        }
+    }
+}
+
 const STOPPED: &str = "stopped: a newer run replaced it (concurrency: replace)";
 
 async fn exec(job: &JobSpec, t: &ExecTask, cx: &RunContext<'_>) -> RunOutcome {
@@ -97,10 +114,24 @@ async fn exec(job: &JobSpec, t: &ExecTask, cx: &RunContext<'_>) -> RunOutcome {
         Ok(id) => id,
         Err(e) => return failed(None, e.to_string(), String::new()),
     };
+    let note_pid = |pid: i64| {
+        if let Err(e) = state::update(cx.state_dir, cx.instance, |st| {
+            st.set_exec_pid(&job.name, cx.run, pid)
+        }) {
+            tracing::warn!(job = %job.name, "jobs: {e}");
+        }
+    };
     finished(
         job,
         cx.engine
-            .exec_job(&id, &t.command, job.timeout, cx.stop, LOG_TAIL_BYTES)
+            .exec_job(
+                &id,
+                &t.command,
+                job.timeout,
+                cx.stop,
+                LOG_TAIL_BYTES,
+                &note_pid,
+            )
             .await,
     )
 }

@@ -34,7 +34,12 @@ pub enum Action {
         slot: Option<DateTime<Utc>>,
     },
     /// Stop run `run` of `job` (`concurrency: replace`); it is recorded by whoever runs it.
-    Stop { job: String, run: u64, owner: Owner },
+    Stop {
+        job: String,
+        run: u64,
+        owner: Owner,
+        exec_pid: Option<i64>,
+    },
 }
 
 /// What [`tick`] decided.
@@ -195,6 +200,7 @@ pub fn tick(
                             job: spec.name.clone(),
                             run: r.id,
                             owner: r.owner.clone(),
+                            exec_pid: r.exec_pid,
                         });
                     }
                 }
@@ -250,6 +256,7 @@ pub fn begin(
             slot,
             started: now,
             owner: me.clone(),
+            exec_pid: None,
         });
     id
 }

@@ -150,7 +150,8 @@ fn replace_stops_the_running_one_and_allow_runs_both() {
     assert!(b.actions.contains(&Action::Stop {
         job: "r".into(),
         run: first_r,
-        owner: me()
+        owner: me(),
+        exec_pid: None,
     }));
     assert_eq!(starts(&b).len(), 2);
     assert_eq!(st.jobs["a"].running.len(), 2);

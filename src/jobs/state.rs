@@ -105,6 +105,10 @@ pub struct Running {
     pub slot: Option<DateTime<Utc>>,
     pub started: DateTime<Utc>,
     pub owner: Owner,
+    /// An exec's host pid, once it runs: another berth process can stop it (`replace`). A
+    /// container run needs none: its container's name says which it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec_pid: Option<i64>,
 }
 
 /// A finished run, or a run that did not happen (skipped, missed, interrupted).
@@ -337,6 +341,17 @@ impl JobsState {
         js.history.push_back(record);
         while js.history.len() > keep {
             js.history.pop_front();
+        }
+    }
+
+    /// Notes the host pid of a running exec.
+    pub fn set_exec_pid(&mut self, job: &str, run: u64, pid: i64) {
+        if let Some(r) = self
+            .jobs
+            .get_mut(job)
+            .and_then(|j| j.running.iter_mut().find(|r| r.id == run))
+        {
+            r.exec_pid = Some(pid);
         }
     }
 

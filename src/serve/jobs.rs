@@ -95,17 +95,26 @@ async fn run(
                 }
                 for action in tick.actions {
                     match action {
-                        Action::Stop { job, run, owner } => {
+                        Action::Stop {
+                            job,
+                            run,
+                            owner,
+                            exec_pid,
+                        } => {
                             let stop = stops
                                 .lock()
                                 .unwrap_or_else(|e| e.into_inner())
                                 .get(&run)
                                 .cloned();
-                            match stop {
-                                Some(n) if owner == me => n.notify_one(),
-                                _ => {
-                                    tracing::warn!(job = %job, run, pid = owner.pid, "jobs: concurrency: replace cannot stop a run of another berth process; both run")
+                            match (stop, specs.get(&job)) {
+                                (Some(n), _) if owner == me => n.notify_one(),
+                                (_, Some(spec)) => {
+                                    if let Some(e) = connect(&mut engine, &instance).await {
+                                        crate::jobs::run::stop_foreign(&e, spec, run, exec_pid)
+                                            .await;
+                                    }
                                 }
+                                (_, None) => {}
                             }
                         }
                         Action::Start {

@@ -120,6 +120,7 @@ fn a_scheduled_job_fires_under_serve_and_a_restart_catches_a_missed_run_once() {
                 pid: u32::MAX - 7,
                 start: 1,
             },
+            exec_pid: None,
         });
     })
     .unwrap();
@@ -219,6 +220,14 @@ fn berth_jobs_run_exit_codes_timeouts_secrets_and_forbid() {
         "if [ -f /tmp/flaky ]; then echo second; else touch /tmp/flaky; echo first; exit 1; fi",
     );
     flaky.retries = 2;
+    // The first run sleeps; the second (replacing it) prints and ends.
+    let mut replace = exec_job(
+        "replace",
+        &a,
+        "@yearly",
+        "if [ -f /tmp/replaced ]; then echo second; else touch /tmp/replaced; exec sleep 60; fi",
+    );
+    replace.concurrency = Concurrency::Replace;
     record(
         &dir,
         &w.instance,
@@ -229,6 +238,7 @@ fn berth_jobs_run_exit_codes_timeouts_secrets_and_forbid() {
             secret,
             busy,
             flaky,
+            replace,
         ],
     );
 
@@ -304,6 +314,46 @@ fn berth_jobs_run_exit_codes_timeouts_secrets_and_forbid() {
     assert_eq!(
         busy.iter().map(|(r, _, _)| *r).collect::<Vec<_>>(),
         [RunResult::Skipped, RunResult::Succeeded]
+    );
+
+    // concurrency: replace across processes: the second run kills the first's command.
+    let first = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["jobs", "run", "replace"])
+        .env("BERTH_INSTANCE", &w.instance)
+        .env("BERTH_STATE_DIR", &dir)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while state::load(&dir, &w.instance)
+        .unwrap()
+        .jobs
+        .get("replace")
+        .is_none_or(|j| j.running.iter().all(|r| r.exec_pid.is_none()))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run never started its command"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let started = std::time::Instant::now();
+    let (code, out, err) = berth_jobs(&w, &["run", "replace"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("second"), "{out}");
+    let status = first.wait_with_output().unwrap().status;
+    assert_eq!(status.code(), Some(1), "the replaced run failed");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the first run was stopped, not waited for"
+    );
+    let replaced = results(&dir, &w.instance, "replace");
+    assert_eq!(replaced.len(), 2, "{replaced:?}");
+    assert!(
+        replaced
+            .iter()
+            .any(|(r, _, why)| *r == RunResult::Failed && why == "exit 137"),
+        "{replaced:?}"
     );
 
     // The list: every job, its last result; JSON too.

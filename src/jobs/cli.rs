@@ -253,3 +253,92 @@ fn print_record(name: &str, r: &RunRecord, out: &mut dyn Write) -> std::io::Resu
         None => writeln!(out, "{name}: {} in {took}", r.outcome.result.as_str()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::model::jobs::{
+        Concurrency, ExecTask, JobSpec, JobsSpec, Missed, RunOutcome, ServiceRef, Task,
+    };
+
+    #[test]
+    fn the_list_shows_schedule_zone_last_result_and_next_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut out = Vec::new();
+        assert_eq!(list(dir.path(), "x", false, &mut out).unwrap(), 0);
+        assert!(String::from_utf8(out).unwrap().starts_with("No jobs"));
+
+        let job = JobSpec {
+            name: "vacuum".into(),
+            schedule: "0 2 * * 0".into(),
+            timezone: Some("Europe/Paris".into()),
+            task: Task::Exec(ExecTask {
+                service: ServiceRef {
+                    stack: "apps".into(),
+                    service: "db".into(),
+                },
+                command: vec!["vacuumdb".into()],
+            }),
+            concurrency: Concurrency::Forbid,
+            timeout: Duration::from_secs(3600),
+            retries: 0,
+            missed: Missed::RunOnce,
+            catch_up: Duration::from_secs(3600),
+            history: 5,
+            origin: Default::default(),
+        };
+        let spec = JobsSpec {
+            jobs: BTreeMap::from([("vacuum".to_string(), job)]),
+            defaults: None,
+        };
+        state::record_table(dir.path(), "x", &spec, Some("abc")).unwrap();
+        state::update(dir.path(), "x", |st| {
+            let t0 = "2027-06-06T00:00:00Z".parse::<DateTime<Utc>>().unwrap();
+            let id = scheduler::begin(
+                st,
+                "vacuum",
+                state::Trigger::Manual,
+                None,
+                t0,
+                &Owner::current(),
+            );
+            st.finish(
+                "vacuum",
+                id,
+                t0 + chrono::Duration::seconds(12),
+                1,
+                RunOutcome {
+                    result: RunResult::Succeeded,
+                    exit_code: Some(0),
+                    reason: None,
+                    log_tail: String::new(),
+                    snapshots: Vec::new(),
+                },
+            );
+        })
+        .unwrap();
+        let mut out = Vec::new();
+        list(dir.path(), "x", false, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("JOB"), "{text}");
+        assert!(
+            lines[1].starts_with(
+                "vacuum  0 2 * * 0  Europe/Paris  succeeded 2027-06-06 00:00:12Z (12s)  "
+            ),
+            "{text}"
+        );
+        assert_eq!(lines[2], "(jobs of commit abc)");
+        let mut out = Vec::new();
+        list(dir.path(), "x", true, &mut out).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["jobs"][0]["timezone"], "Europe/Paris");
+        assert_eq!(v["jobs"][0]["last"]["outcome"]["result"], "succeeded");
+        // The next Sunday 02:00 in Paris, after now.
+        let next: DateTime<Utc> = v["jobs"][0]["next_run"].as_str().unwrap().parse().unwrap();
+        assert!(next > Utc::now());
+    }
+}

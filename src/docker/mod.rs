@@ -13,7 +13,7 @@ mod archive;
 mod client;
 mod create;
 mod error;
-mod exec;
+mod job;
 mod observe;
 mod ops;
 mod prune;
@@ -30,7 +30,7 @@ pub use create::{
     volume_create_request,
 };
 pub use error::DockerError;
-pub use exec::{Finished, JOB_LABEL, Tail, job_container_name};
+pub use job::{Finished, JOB_LABEL, Tail, job_container_name};
 pub use observe::{parse_health, parse_state};
 pub use ops::ContainerInfo;
 pub use prune::Pruned;

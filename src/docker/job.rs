@@ -76,6 +76,8 @@ pub struct Finished {
 
 impl Engine {
     /// The ID of a running container of `service` that this instance owns. Requests: 1.
+    /// (The restic branch's `src/docker/exec.rs` has the same method: when both are merged,
+    /// keep that one and delete this.)
     pub async fn service_container(&self, service: &ServiceRef) -> Result<String, DockerError> {
         let op = format!("find the running container of {service}");
         let filters = HashMap::from([

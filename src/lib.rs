@@ -10,6 +10,7 @@ pub mod docker;
 pub mod git;
 pub mod github;
 pub mod host;
+pub mod jobs;
 pub mod kinds;
 pub mod model;
 pub mod pipeline;

@@ -3,7 +3,8 @@
 //! Exit codes (documented in README.md):
 //! - 0: success; for `plan`, nothing would change.
 //! - 1: error (invalid config, Docker unreachable, a failed apply step, a plan that cannot be applied).
-//! - 2: `plan` only: changes are pending (terraform's `-detailed-exitcode` convention).
+//! - 2: `plan` only: changes are pending (terraform's `-detailed-exitcode` convention);
+//!   `jobs run` only: no such job.
 //! - 64: the command line itself is wrong (usage error).
 
 use std::collections::BTreeMap;
@@ -72,6 +73,29 @@ enum Command {
     Backups(berth::restic::cli::BackupsArgs),
     /// Run the GitOps loop: follow a git branch, take GitHub webhooks, apply, report back.
     Serve(Box<berth::serve::config::ServeArgs>),
+    /// List the jobs of the last applied config (last result, next run), or run one now.
+    Jobs {
+        #[command(subcommand)]
+        action: Option<JobsAction>,
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Where apply and serve recorded the jobs.
+        #[arg(
+            long,
+            global = true,
+            env = "BERTH_STATE_DIR",
+            default_value = "/var/lib/berth"
+        )]
+        state_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum JobsAction {
+    /// Run a job now and record it. Exit 0: it succeeded; 1: it failed or did not start; 2: no
+    /// such job.
+    Run { name: String },
 }
 
 #[derive(Args, Clone)]
@@ -174,6 +198,19 @@ async fn run(command: Command, instance: &str) -> Result<u8> {
         }
         Command::Restore(args) => Ok(berth::restic::cli::restore_command(&args, instance).await),
         Command::Backups(args) => Ok(berth::restic::cli::backups_command(&args, instance).await),
+        Command::Jobs {
+            action,
+            json,
+            state_dir,
+        } => {
+            let mut out = std::io::stdout();
+            Ok(match action {
+                None => berth::jobs::cli::list(&state_dir, instance, json, &mut out)?,
+                Some(JobsAction::Run { name }) => {
+                    berth::jobs::cli::run(&state_dir, instance, &name, &mut out).await?
+                }
+            })
+        }
         Command::Validate { dir } => {
             let desired = match load(&dir) {
                 Ok(d) => d,

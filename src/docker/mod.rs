@@ -15,6 +15,7 @@ mod client;
 mod create;
 mod error;
 mod exec;
+mod job;
 mod observe;
 mod oneoff;
 mod ops;
@@ -33,6 +34,7 @@ pub use create::{
 };
 pub use error::DockerError;
 pub use exec::{ExecOutput, ExecStream, STDERR_TAIL, ServiceContainer};
+pub use job::{Finished, JOB_LABEL, Tail, job_container_name};
 pub use observe::{parse_health, parse_state};
 pub use oneoff::{Chunk, ONEOFF_LABEL, OneOff, OneOffMount, OneOffRun};
 pub use ops::ContainerInfo;

@@ -16,6 +16,7 @@ mod inventory;
 mod observe;
 #[cfg(test)]
 mod observe_tests;
+pub mod process;
 mod sysctl;
 mod systemd;
 #[cfg(test)]

@@ -43,7 +43,7 @@ impl HostSpec {
 }
 
 /// Where a document was declared: `file:line:col` of its `kind:` key, relative to the config root.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 pub struct Origin {
     pub file: PathBuf,
     pub line: u64,

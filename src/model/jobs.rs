@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::host::Origin;
 use super::{Logging, Secret};
@@ -35,8 +35,9 @@ impl JobsSpec {
     }
 }
 
-/// One job: when it runs and what it does.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One job: when it runs and what it does. Serialises with secrets as digests (like every
+/// `Secret`); `crate::jobs::state` keeps their values aside in the 0600 state file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobSpec {
     /// Unique among jobs (`vacuum`, `nightly`, `nightly/check`).
     pub name: String,
@@ -60,6 +61,39 @@ pub struct JobSpec {
 }
 
 impl JobSpec {
+    /// Every secret the job holds (a container's environment, a backup's repository, password
+    /// and environment): what a run's log tail hides, what the state file keeps aside.
+    pub fn secrets(&self) -> Vec<&Secret> {
+        match &self.task {
+            Task::Container(c) => c.environment.values().collect(),
+            Task::Backup(b) => {
+                let mut out = vec![&b.repository, &b.password];
+                out.extend(b.environment.values());
+                out
+            }
+            Task::Exec(_) | Task::Check { .. } | Task::Prune(_) => Vec::new(),
+        }
+    }
+
+    /// The same, to put values back (the state file stores digests in the table).
+    pub fn secrets_mut(&mut self) -> Vec<&mut Secret> {
+        match &mut self.task {
+            Task::Container(c) => c.environment.values_mut().collect(),
+            Task::Backup(b) => {
+                let BackupSpec {
+                    repository,
+                    password,
+                    environment,
+                    ..
+                } = &mut **b;
+                let mut out = vec![repository, password];
+                out.extend(environment.values_mut());
+                out
+            }
+            Task::Exec(_) | Task::Check { .. } | Task::Prune(_) => Vec::new(),
+        }
+    }
+
     /// `sha256:<hex>` of the job as planned (secrets as their digests): what the plan compares
     /// with the recorded table.
     pub fn digest(&self) -> String {
@@ -93,7 +127,7 @@ pub const DEFAULT_CATCH_UP: Duration = Duration::from_secs(6 * 3600);
 pub const DEFAULT_HISTORY: usize = 10;
 
 /// What a job does.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Task {
     /// A command in a running container of a stack's service (`docker exec`).
@@ -124,7 +158,7 @@ impl Task {
 }
 
 /// A stack's service, written `STACK/SERVICE`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ServiceRef {
     pub stack: String,
     pub service: String,
@@ -137,7 +171,7 @@ impl std::fmt::Display for ServiceRef {
 }
 
 /// A stack's named volume, written `STACK/VOLUME` (the key under the stack's `volumes:`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct VolumeRef {
     pub stack: String,
     pub volume: String,
@@ -152,14 +186,14 @@ impl std::fmt::Display for VolumeRef {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExecTask {
     pub service: ServiceRef,
     pub command: Vec<String>,
 }
 
 /// `run: {container: ...}`: the Compose service keys a one-off run needs.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContainerTask {
     pub image: String,
     pub command: Vec<String>,
@@ -170,14 +204,14 @@ pub struct ContainerTask {
     pub networks: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mount {
     pub source: MountSource,
     pub target: String,
     pub read_only: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MountSource {
     Volume(VolumeRef),
@@ -185,7 +219,7 @@ pub enum MountSource {
 }
 
 /// `kind: Backup`: a restic run over volumes, host paths and streamed dumps.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackupSpec {
     pub name: String,
     /// A host path (mounted into the restic container) or a restic URL (`rest:`, `s3:`, `sftp:`,
@@ -237,7 +271,7 @@ pub fn redact_userinfo(url: &str) -> String {
 }
 
 /// A command in a running service whose standard output is streamed into restic as `file`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Dump {
     pub service: ServiceRef,
     pub command: Vec<String>,
@@ -246,7 +280,7 @@ pub struct Dump {
 }
 
 /// restic `forget --keep-*` (counts; 0: that rule is not used).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Retention {
     pub last: u32,
     pub hourly: u32,
@@ -279,7 +313,7 @@ impl Retention {
 }
 
 /// `check: {schedule, read_data_subset}`: the job `<backup>/check`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckSpec {
     pub schedule: String,
     /// restic's `--read-data-subset` (`5%`, `1/7`, `100M`).
@@ -287,7 +321,7 @@ pub struct CheckSpec {
 }
 
 /// `kind: Prune`: unused images.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PruneSpec {
     /// Images referenced by the current commit or the last `keep_commits` applied ones stay.
     pub keep_commits: usize,
@@ -295,7 +329,7 @@ pub struct PruneSpec {
 
 pub const DEFAULT_KEEP_COMMITS: usize = 5;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Concurrency {
     /// A run due while one is running is skipped (and recorded so).
@@ -307,7 +341,7 @@ pub enum Concurrency {
     Allow,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Missed {
     /// After downtime, one run if a scheduled time was missed within `catch_up`.

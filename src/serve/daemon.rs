@@ -114,7 +114,14 @@ pub async fn run(config: ServeConfig, shutdown: watch::Receiver<bool>) -> Result
         }
     };
 
+    let (jobs, jobs_task) = super::jobs::spawn(
+        config.state_dir.clone(),
+        config.instance.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    );
     let mut daemon = Daemon {
+        jobs,
         worktree: config.state_dir.join("worktree"),
         config,
         state,
@@ -155,6 +162,7 @@ pub async fn run(config: ServeConfig, shutdown: watch::Receiver<bool>) -> Result
     drop(watchdog);
     stopping.abort();
     timers.abort();
+    let _ = jobs_task.await;
     drop(daemon);
     let _ = http.await;
     if let Some(w) = writer {
@@ -191,6 +199,8 @@ fn spawn_timers(
 
 pub(super) struct Daemon {
     pub(super) config: ServeConfig,
+    /// The job scheduler: poke it after recording a new job table.
+    pub(super) jobs: super::jobs::JobsHandle,
     /// The stable folder every applied commit is loaded from (bind mounts point into it).
     pub(super) worktree: PathBuf,
     pub(super) state: Arc<Shared>,
@@ -283,6 +293,8 @@ impl Daemon {
                 Ok(_) => {
                     self.readiness.reconcile_ok();
                     self.retry = None;
+                    // The reconcile may have recorded a new job table: decide again now.
+                    self.jobs.poke();
                 }
                 Err(e) if e.is_transient() => {
                     let reason = e.to_string();

@@ -7,6 +7,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
@@ -25,6 +26,19 @@ struct WebhookLabels {
     event: String,
     result: String,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct JobLabels {
+    job: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct JobRunLabels {
+    job: String,
+    result: String,
+}
+
+type F64Gauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 
 /// `berth_last_applied_commit_info{commit}`: at most one series, the newest commit.
 #[derive(Debug, Default)]
@@ -59,6 +73,10 @@ pub struct Metrics {
     firewall_drift: Counter,
     idle_checks: Counter,
     git_fetch_duration: Histogram,
+    job_last_start: Family<JobLabels, F64Gauge>,
+    job_last_success: Family<JobLabels, F64Gauge>,
+    job_last_duration: Family<JobLabels, F64Gauge>,
+    job_runs: Family<JobRunLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -118,7 +136,35 @@ impl Metrics {
             Unit::Seconds,
             git_fetch_duration.clone(),
         );
+        let job_last_start = Family::<JobLabels, F64Gauge>::default();
+        registry.register(
+            "berth_job_last_start_timestamp_seconds",
+            "When the job's last run started (Unix time)",
+            job_last_start.clone(),
+        );
+        let job_last_success = Family::<JobLabels, F64Gauge>::default();
+        registry.register(
+            "berth_job_last_success_timestamp_seconds",
+            "When the job's last successful run ended (Unix time): what staleness alerts use",
+            job_last_success.clone(),
+        );
+        let job_last_duration = Family::<JobLabels, F64Gauge>::default();
+        registry.register(
+            "berth_job_last_duration_seconds",
+            "How long the job's last run took",
+            job_last_duration.clone(),
+        );
+        let job_runs = Family::<JobRunLabels, Counter>::default();
+        registry.register(
+            "berth_job_runs",
+            "Job runs and records, by result (succeeded, failed, timed_out, skipped, missed, interrupted)",
+            job_runs.clone(),
+        );
         Metrics {
+            job_last_start,
+            job_last_success,
+            job_last_duration,
+            job_runs,
             registry,
             reconciles,
             reconcile_duration,
@@ -182,6 +228,44 @@ impl Metrics {
         self.git_fetch_duration.observe(duration.as_secs_f64());
     }
 
+    /// A job's run started at `at` (Unix seconds).
+    pub fn job_started(&self, job: &str, at: f64) {
+        self.job_last_start
+            .get_or_create(&JobLabels {
+                job: job.to_string(),
+            })
+            .set(at);
+    }
+
+    /// A job's run (or a skipped / missed / interrupted record) ended.
+    pub fn job_finished(&self, job: &str, result: &str, ended: f64, duration: Option<f64>) {
+        self.job_runs
+            .get_or_create(&JobRunLabels {
+                job: job.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
+        if let Some(d) = duration {
+            self.job_last_duration
+                .get_or_create(&JobLabels {
+                    job: job.to_string(),
+                })
+                .set(d);
+        }
+        if result == "succeeded" {
+            self.job_success(job, ended);
+        }
+    }
+
+    /// The job's last success (also from the history at startup, so a restart keeps it).
+    pub fn job_success(&self, job: &str, at: f64) {
+        self.job_last_success
+            .get_or_create(&JobLabels {
+                job: job.to_string(),
+            })
+            .set(at);
+    }
+
     /// The OpenMetrics text exposition ([`CONTENT_TYPE`]).
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -216,6 +300,9 @@ mod tests {
         m.drift_repaired(1);
         m.firewall_drift_repaired();
         m.git_fetch(Duration::from_millis(250));
+        m.job_started("vacuum", 100.0);
+        m.job_finished("vacuum", "succeeded", 112.5, Some(12.5));
+        m.job_finished("vacuum", "skipped", 113.0, None);
         let text = m.encode();
         for want in [
             "# TYPE berth_reconciles counter",
@@ -233,6 +320,11 @@ mod tests {
             "berth_firewall_drift_repairs_total 1",
             "berth_git_fetch_duration_seconds_count 1",
             "berth_git_fetch_duration_seconds_sum 0.25",
+            r#"berth_job_last_start_timestamp_seconds{job="vacuum"} 100.0"#,
+            r#"berth_job_last_success_timestamp_seconds{job="vacuum"} 112.5"#,
+            r#"berth_job_last_duration_seconds{job="vacuum"} 12.5"#,
+            r#"berth_job_runs_total{job="vacuum",result="succeeded"} 1"#,
+            r#"berth_job_runs_total{job="vacuum",result="skipped"} 1"#,
         ] {
             assert!(text.contains(want), "missing {want:?} in:\n{text}");
         }

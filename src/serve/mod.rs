@@ -5,6 +5,7 @@ pub mod config;
 pub mod daemon;
 pub mod error;
 pub mod http;
+pub mod jobs;
 pub mod metrics;
 mod preview;
 pub mod queue;

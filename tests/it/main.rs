@@ -15,6 +15,7 @@ mod github;
 mod github_fake;
 mod host;
 mod host_kinds;
+mod jobs;
 mod proxy;
 mod proxy_container;
 mod serve;

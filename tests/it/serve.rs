@@ -57,6 +57,11 @@ impl Serve {
         self.world.stack(name)
     }
 
+    /// The daemon's `--state-dir`.
+    pub(crate) fn state_dir(&self) -> &std::path::Path {
+        self.state.path()
+    }
+
     /// Commit `files` and push to main; the new commit id.
     pub(crate) fn push(&self, files: &[(&str, &str)], message: &str) -> String {
         for (path, content) in files {

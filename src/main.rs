@@ -236,6 +236,7 @@ async fn run(command: Command, instance: &str) -> Result<u8> {
                 plan: opts.options(instance),
                 apply: ApplyOptions::default(),
                 state_dir: Some(opts.state_dir.clone()),
+                commit: None,
             };
             let outcome = pipeline::reconcile(&engine, &desired, &settings, Mode::Plan, &mut hooks)
                 .await
@@ -274,6 +275,7 @@ async fn run(command: Command, instance: &str) -> Result<u8> {
                 plan: opts.options(instance),
                 apply: apply_opts,
                 state_dir: Some(opts.state_dir.clone()),
+                commit: None,
             };
             let outcome =
                 pipeline::reconcile(&engine, &desired, &settings, Mode::Apply, &mut hooks)

@@ -95,6 +95,9 @@ pub struct Options {
     /// host objects berth created or took over). `None`: nothing is kept (a reload is then
     /// redone by every pass) and host settings cannot be applied.
     pub state_dir: Option<PathBuf>,
+    /// The config commit being applied (serve), recorded with the job table: backups tag their
+    /// snapshots with it. `None` for a folder (`berth apply DIR`).
+    pub commit: Option<String>,
 }
 
 /// Runs one pass.
@@ -106,10 +109,18 @@ pub async fn reconcile(
     hooks: &mut dyn Hooks,
 ) -> Result<Outcome, ReconcileError> {
     let (plan_opts, apply_opts) = (&opts.plan, &opts.apply);
-    let host = opts
-        .state_dir
-        .as_deref()
-        .map(|d| Host::new(d, &plan_opts.instance));
+    let host = opts.state_dir.as_deref().map(|d| {
+        let (dir, instance, commit) = (
+            d.to_path_buf(),
+            plan_opts.instance.clone(),
+            opts.commit.clone(),
+        );
+        let record = crate::host::JobsRecorder(std::sync::Arc::new(move |table| {
+            crate::jobs::record_table(&dir, &instance, table, commit.as_deref())
+                .map_err(|e| (e.to_string(), e.is_transient()))
+        }));
+        Host::new(d, &plan_opts.instance).with_jobs_recorder(record)
+    });
     // The Engine and the host are observed side by side.
     let (observed, host_observed) = tokio::join!(
         observe(engine, desired, plan_opts),
@@ -123,6 +134,9 @@ pub async fn reconcile(
         .map(|d| Reloads::load(d, &plan_opts.instance));
     if let Some(r) = &reloads {
         observed.reloaded = r.0.clone();
+    }
+    if let Some(dir) = opts.state_dir.as_deref() {
+        observed.jobs = observe_jobs(dir, &plan_opts.instance);
     }
     let mut outcome = Outcome {
         observed,
@@ -185,6 +199,24 @@ pub async fn reconcile(
     }
     outcome.applied = Some((to_apply, result));
     Ok(outcome)
+}
+
+/// The job table the last apply recorded (`jobs-<instance>.json`), as the planner compares it.
+fn observe_jobs(dir: &Path, instance: &str) -> crate::model::jobs::ObservedJobs {
+    match crate::jobs::load(dir, instance) {
+        Ok(state) => crate::model::jobs::ObservedJobs {
+            recorded: state
+                .table
+                .iter()
+                .map(|(name, job)| (name.clone(), crate::kinds::job::recorded(job)))
+                .collect(),
+            error: None,
+        },
+        Err(e) => crate::model::jobs::ObservedJobs {
+            recorded: Default::default(),
+            error: Some(e.to_string()),
+        },
+    }
 }
 
 /// Adds the applied config's images to `applied-<instance>.json`. A failure is logged: the

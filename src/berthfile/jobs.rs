@@ -1008,27 +1008,17 @@ fn network(cx: &mut Cx, r: &Refs, s: &str, pos: Pos) -> Option<String> {
     }
 }
 
-/// Schedule and zone checks (until the scheduler's parser is wired in).
+/// Schedule and zone checks: the scheduler's own parser, so what loads is what runs.
 mod sched {
+    use crate::jobs::schedule::{Schedule, parse_zone};
+
     pub fn schedule_problem(s: &str) -> Option<String> {
-        let t = s.trim();
-        if t.starts_with('@') {
-            let ok = matches!(
-                t,
-                "@hourly"
-                    | "@daily"
-                    | "@midnight"
-                    | "@weekly"
-                    | "@monthly"
-                    | "@yearly"
-                    | "@annually"
-            );
-            return (!ok).then(|| format!("unknown schedule {t:?}: use @hourly, @daily, @weekly, @monthly, @yearly or 5-field cron"));
-        }
-        let n = t.split_whitespace().count();
-        (n != 5).then(|| format!("invalid schedule {t:?}: 5 fields (minute hour day-of-month month day-of-week) or @daily, found {n}"))
+        Schedule::parse_in(s, chrono_tz::UTC)
+            .err()
+            .map(|e| e.to_string())
     }
+
     pub fn timezone_problem(tz: &str) -> Option<String> {
-        tz.is_empty().then(|| "must not be empty".to_string())
+        parse_zone(tz).err().map(|e| e.to_string())
     }
 }

@@ -179,7 +179,7 @@ fn errors_are_located() {
     for (text, want) in [
         (
             "kind: Job\nname: j\nschedule: \"0 3 * *\"\nrun: {exec: {service: blog/db, command: [x]}}\n",
-            "berth.yaml:3:11: schedule: invalid schedule",
+            "berth.yaml:3:11: schedule: schedule \"0 3 * *\" has 4 fields; expected 5",
         ),
         (
             "kind: Job\nname: j\nschedule: \"@daily\"\nrun: {exec: {service: blog/dbb, command: [x]}}\n",
@@ -244,6 +244,14 @@ fn errors_are_located() {
         (
             "kind: Backup\nname: b\nschedule: \"@daily\"\nrepository: /r\npassword: x\npaths: [/srv]\nmin_size_ratio: 2\n",
             "berth.yaml:7:17: min_size_ratio: must be a fraction from 0 to 1",
+        ),
+        (
+            "kind: Job\nname: j\nschedule: \"61 * * * *\"\nrun: {exec: {service: blog/db, command: [x]}}\n",
+            "berth.yaml:3:11: schedule: schedule \"61 * * * *\": minute",
+        ),
+        (
+            "kind: Job\nname: j\nschedule: \"@daily\"\ntimezone: Mars/Olympus\nrun: {exec: {service: blog/db, command: [x]}}\n",
+            "berth.yaml:4:11: timezone: unknown time zone \"Mars/Olympus\"",
         ),
         (
             "kind: Defaults\n",

@@ -61,6 +61,9 @@ pub enum HostError {
     /// A sysctl could not be written (or its key is not one).
     #[error("sysctl {key}: {message}")]
     Sysctl { key: String, message: String },
+    /// The job table could not be recorded in the state dir.
+    #[error("{message}")]
+    Jobs { message: String, transient: bool },
     /// A firewall change was refused or not confirmed (the previous ruleset is back).
     #[error("{message}")]
     Firewall { message: String },
@@ -97,6 +100,10 @@ impl HostError {
                     ..
                 }
                 | HostError::Lookup { .. }
+                | HostError::Jobs {
+                    transient: true,
+                    ..
+                }
         )
     }
 }

@@ -48,6 +48,21 @@ pub struct Host {
     nft: PathBuf,
     /// Where berth's own boot unit goes ([`crate::model::host::UNIT_DIR`]).
     unit_dir: PathBuf,
+    /// Records the job table (`crate::jobs::record_table`, given by the pipeline: the host
+    /// adapter does not depend on the scheduler).
+    jobs_recorder: Option<JobsRecorder>,
+}
+
+/// Writes the job table: `Err((message, transient))`.
+#[derive(Clone)]
+pub struct JobsRecorder(
+    pub Arc<dyn Fn(&crate::model::jobs::JobsSpec) -> Result<(), (String, bool)> + Send + Sync>,
+);
+
+impl std::fmt::Debug for JobsRecorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JobsRecorder")
+    }
 }
 
 impl Host {
@@ -62,7 +77,14 @@ impl Host {
             journalctl: PathBuf::from("journalctl"),
             nft: PathBuf::from("nft"),
             unit_dir: PathBuf::from(crate::model::host::UNIT_DIR),
+            jobs_recorder: None,
         }
+    }
+
+    /// Job table changes are recorded with `recorder`; without one they are refused.
+    pub fn with_jobs_recorder(mut self, recorder: JobsRecorder) -> Host {
+        self.jobs_recorder = Some(recorder);
+        self
     }
 
     /// Reads `<state dir>/inventory-<instance>.json` (missing: empty) and keeps it for
@@ -111,6 +133,21 @@ where
 }
 
 impl HostDriver for Host {
+    async fn record_jobs(&self, table: &crate::model::jobs::JobsSpec) -> Result<(), HostError> {
+        let Some(record) = self.jobs_recorder.clone() else {
+            return Err(HostError::Jobs {
+                message: "this host adapter records no job table".into(),
+                transient: false,
+            });
+        };
+        let table = table.clone();
+        blocking(move || {
+            (record.0)(&table)
+                .map_err(|(message, transient)| HostError::Jobs { message, transient })
+        })
+        .await
+    }
+
     async fn write_file(
         &self,
         path: &Path,

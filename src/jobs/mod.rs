@@ -3,6 +3,7 @@
 //! `run` (a run of a job and its record), `cli` (`berth jobs`).
 
 pub mod cli;
+pub mod prune;
 pub mod run;
 pub mod schedule;
 pub mod scheduler;

@@ -35,7 +35,8 @@ pub async fn run_task(job: &JobSpec, cx: &RunContext<'_>) -> RunOutcome {
     let outcome = match &job.task {
         Task::Exec(t) => exec(job, t, cx).await,
         Task::Container(t) => container(job, t, cx).await,
-        Task::Backup(_) | Task::Check { .. } | Task::Prune(_) => failed(
+        Task::Prune(p) => super::prune::run(cx.engine, cx.state_dir, cx.instance, p).await,
+        Task::Backup(_) | Task::Check { .. } => failed(
             None,
             format!("{} jobs are not implemented in this build", job.task.kind()),
             String::new(),

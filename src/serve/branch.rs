@@ -320,6 +320,7 @@ impl Daemon {
             plan: plan_opts,
             apply: apply_opts,
             state_dir: Some(state_dir.clone()),
+            commit: Some(head.clone()),
         };
         let outcome = pipeline::reconcile(
             &engine,

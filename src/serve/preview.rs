@@ -128,6 +128,7 @@ impl Daemon {
                     plan: self.plan_options(),
                     apply: ApplyOptions::default(),
                     state_dir: Some(self.config.state_dir.clone()),
+                    commit: None,
                 };
                 let outcome = pipeline::reconcile(
                     &engine,

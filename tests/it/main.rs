@@ -18,6 +18,7 @@ mod host_kinds;
 mod jobs;
 mod proxy;
 mod proxy_container;
+mod prune;
 mod serve;
 mod serve_cli;
 mod slow_clients;

@@ -53,10 +53,13 @@ pub struct Host {
     jobs_recorder: Option<JobsRecorder>,
 }
 
-/// Writes the job table: `Err((message, transient))`.
+/// What recording the job table returns: `Err((message, transient))`.
+pub type RecordResult = Result<(), (String, bool)>;
+
+/// Writes the job table.
 #[derive(Clone)]
 pub struct JobsRecorder(
-    pub Arc<dyn Fn(&crate::model::jobs::JobsSpec) -> Result<(), (String, bool)> + Send + Sync>,
+    pub Arc<dyn Fn(&crate::model::jobs::JobsSpec) -> RecordResult + Send + Sync>,
 );
 
 impl std::fmt::Debug for JobsRecorder {

@@ -4,6 +4,7 @@
 //! their digests) means a changed password changes the job without showing it.
 
 use super::{Context, Planned};
+use crate::jobs::schedule::Schedule;
 use crate::model::jobs::{JobSpec, RecordedJob};
 use crate::plan::{Addr, Change, JobsPayload, Kind, Op, Payload, PlanError, Reason};
 
@@ -34,10 +35,10 @@ pub fn plan(ctx: &Context, out: &mut Planned) {
     for (name, job) in &desired.jobs {
         match observed.recorded.get(name) {
             None => reasons.push(Reason::Job {
-                line: format!("+ job {name}: {}", describe(job)),
+                line: format!("+ job {name}: {}{}", describe(job), next(ctx, job)),
             }),
             Some(r) if r.digest != job.digest() => reasons.push(Reason::Job {
-                line: format!("~ job {name}: {}", changed(r, job)),
+                line: format!("~ job {name}: {}{}", changed(r, job), next(ctx, job)),
             }),
             Some(_) => {}
         }
@@ -74,6 +75,30 @@ pub fn plan(ctx: &Context, out: &mut Planned) {
             table: desired.clone(),
         }),
     });
+}
+
+/// `; next run 2026-12-02 03:00 CET` (in the job's zone), when the plan has a clock.
+fn next(ctx: &Context, job: &JobSpec) -> String {
+    let Some(clock) = &ctx.opts.clock else {
+        return String::new();
+    };
+    let zone = match job.timezone.as_deref() {
+        Some(name) => match crate::jobs::schedule::parse_zone(name) {
+            Ok(z) => z,
+            Err(_) => return String::new(),
+        },
+        None => clock.host_zone,
+    };
+    match Schedule::parse_in(&job.schedule, zone)
+        .ok()
+        .and_then(|s| s.next_after(clock.now))
+    {
+        Some(t) => format!(
+            "; next run {}",
+            t.with_timezone(&zone).format("%Y-%m-%d %H:%M %Z")
+        ),
+        None => String::new(),
+    }
 }
 
 /// `backup at "0 3 * * *" (Europe/Paris)`.

@@ -145,3 +145,36 @@ fn an_unreadable_table_is_an_error() {
     );
     assert!(p.changes.is_empty() && !p.errors.is_empty());
 }
+
+#[test]
+fn next_runs_are_shown_in_the_jobs_zone() {
+    let mut paris = job(
+        "report",
+        "30 2 * * *",
+        Task::Prune(PruneSpec { keep_commits: 1 }),
+    );
+    paris.timezone = Some("Europe/Paris".into());
+    let opts = PlanOptions {
+        clock: Some(PlanClock {
+            now: "2027-03-27T12:00:00Z".parse().unwrap(),
+            host_zone: chrono_tz::America::New_York,
+        }),
+        ..Default::default()
+    };
+    let p = check(
+        "jobs_next_run",
+        &desired(vec![paris, prune()]),
+        &Observed::default(),
+        opts,
+    );
+    let text = crate::render::plan_text(&p);
+    // 02:30 does not exist in Paris that night (spring forward): the run is at 03:00 CEST.
+    assert!(
+        text.contains(
+            "+ job report: prune at \"30 2 * * *\" (Europe/Paris); next run 2027-03-28 03:00 CEST"
+        ),
+        "{text}"
+    );
+    // A job without a zone runs in the host's.
+    assert!(text.contains("+ job prune: prune at \"0 2 * * 0\" (the host's time zone); next run 2027-03-28 02:00 EDT"), "{text}");
+}

@@ -38,6 +38,26 @@ pub struct PlanOptions {
     pub allow_empty: bool,
     /// Remove berth-owned named volumes that left the config (data loss: off by default).
     pub prune_volumes: bool,
+    /// The time and the host's zone, for the jobs' next runs in the plan (`None`: not shown).
+    /// Given by the caller, so planning stays a pure function.
+    pub clock: Option<PlanClock>,
+}
+
+/// When a plan is made, and the host's time zone (for jobs without `timezone:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanClock {
+    pub now: chrono::DateTime<chrono::Utc>,
+    pub host_zone: chrono_tz::Tz,
+}
+
+impl PlanClock {
+    /// Now, in the host's zone (UTC when it cannot be told).
+    pub fn now() -> PlanClock {
+        PlanClock {
+            now: chrono::Utc::now(),
+            host_zone: crate::jobs::schedule::host_zone().unwrap_or(chrono_tz::UTC),
+        }
+    }
 }
 
 impl Default for PlanOptions {
@@ -46,6 +66,7 @@ impl Default for PlanOptions {
             instance: crate::model::DEFAULT_INSTANCE.to_string(),
             allow_empty: false,
             prune_volumes: false,
+            clock: None,
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Jobs end to end: the real binary, the real Engine. Until the `kind: Job` loader lands, the
-//! job table is recorded through the library (`berth::jobs::record_table`), as apply does.
+//! Jobs end to end: the real binary, the real Engine. Under serve the job is declared in the
+//! config repository (`kind: Job`) and recorded by the apply; the CLI tests record their tables
+//! through the library (`berth::jobs::record_table`, what apply calls) to set up states.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -74,10 +75,20 @@ fn a_scheduled_job_fires_under_serve_and_a_restart_catches_a_missed_run_once() {
     let a = s.stack("a");
     let instance = s.world.instance.clone();
     let dir = s.state_dir().to_path_buf();
-    // Every minute; recorded before serve starts, as an earlier apply would have.
-    let tick = exec_job("tick", &a, "* * * * *", "echo tick at $(date)");
-    record(&dir, &instance, std::slice::from_ref(&tick));
-    s.start_with_v1(None);
+    // Every minute, declared in the repository: serve's apply records it.
+    let job = |schedule: &str| {
+        format!(
+            "kind: Job\nname: tick\nschedule: \"{schedule}\"\ntimezone: UTC\nrun:\n  exec: {{service: {a}/web, command: [sh, -c, \"echo tick at $$(date)\"]}}\n"
+        )
+    };
+    s.push(
+        &[
+            ("a/compose.yaml", &one_service(&a)),
+            ("berth.yaml", &job("* * * * *")),
+        ],
+        "v1",
+    );
+    s.start(None);
     s.wait_until(
         "the scheduled run succeeded",
         Duration::from_secs(150),
@@ -165,9 +176,7 @@ fn a_scheduled_job_fires_under_serve_and_a_restart_catches_a_missed_run_once() {
         .last_success()
         .unwrap()
         .ended;
-    let mut yearly = tick.clone();
-    yearly.schedule = "@yearly".into();
-    record(&dir, &instance, &[yearly]);
+    s.push(&[("berth.yaml", &job("@yearly"))], "yearly");
     s.start(None);
     s.wait_until(
         "the success gauge from the history",

@@ -1153,9 +1153,18 @@ fn a_restart_mid_apply_completes_the_same_check_run() {
             .count()
     };
     s.start(Some(&fake));
-    s.wait_until("check run in progress", Duration::from_secs(60), || {
-        runs_for("in_progress") == 1
-    });
+    // Killed once berth has recorded the run's id (state.json): the fake sees the run a moment
+    // before berth has the answer, and a kill in that moment cannot know the id.
+    let state = s.state_dir().join("state.json");
+    s.wait_until(
+        "check run in progress and recorded",
+        Duration::from_secs(60),
+        || {
+            runs_for("in_progress") == 1
+                && std::fs::read_to_string(&state)
+                    .is_ok_and(|t| t.contains(&c1) && t.contains("check_runs") && t.contains(&name))
+        },
+    );
     s.kill9();
     s.start(Some(&fake));
     s.wait_until("check run completed", Duration::from_secs(120), || {

@@ -4,7 +4,7 @@
 //! - 0: success; for `plan`, nothing would change.
 //! - 1: error (invalid config, Docker unreachable, a failed apply step, a plan that cannot be applied).
 //! - 2: `plan` only: changes are pending (terraform's `-detailed-exitcode` convention);
-//!   `jobs run` only: no such job.
+//!   `jobs run`, `restore`, `backups` only: no such job / Backup.
 //! - 64: the command line itself is wrong (usage error).
 
 use std::collections::BTreeMap;

@@ -107,6 +107,9 @@ pub struct Engine {
     counters: Arc<Counters>,
     /// Requests made while connecting (version negotiation), not part of [`Engine::requests`].
     setup: RequestCounts,
+    /// Clean-ups spawned by drop guards (a one-off container's removal): [`Engine::settle`]
+    /// waits for them, so that a one-shot command does not exit before they are done.
+    cleanups: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl fmt::Debug for Engine {
@@ -205,7 +208,43 @@ impl Engine {
             instance: DEFAULT_INSTANCE.to_string(),
             counters,
             setup,
+            cleanups: Arc::default(),
         })
+    }
+
+    /// Spawns a clean-up on the current runtime (none: it cannot run, and is logged), for
+    /// [`Engine::settle`] to wait for.
+    pub(crate) fn spawn_cleanup(
+        &self,
+        what: &str,
+        task: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                let h = handle.spawn(task);
+                if let Ok(mut list) = self.cleanups.lock() {
+                    list.retain(|h| !h.is_finished());
+                    list.push(h);
+                }
+            }
+            Err(_) => tracing::error!("cannot {what}: no async runtime left to do it"),
+        }
+    }
+
+    /// Waits for the clean-ups spawned so far (see [`Engine::spawn_cleanup`]).
+    pub async fn settle(&self) {
+        loop {
+            let pending: Vec<_> = match self.cleanups.lock() {
+                Ok(mut list) => std::mem::take(&mut *list),
+                Err(_) => return,
+            };
+            if pending.is_empty() {
+                return;
+            }
+            for h in pending {
+                let _ = h.await;
+            }
+        }
     }
 
     /// Sets this berth instance's name (default [`DEFAULT_INSTANCE`]): written as

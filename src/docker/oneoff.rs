@@ -308,10 +308,11 @@ impl Drop for OneOffRun {
         if self.removed {
             return;
         }
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            let engine = self.engine.clone();
-            let id = std::mem::take(&mut self.id);
-            handle.spawn(async move { remove(&engine, &id).await });
-        }
+        let engine = self.engine.clone();
+        let id = std::mem::take(&mut self.id);
+        self.engine
+            .spawn_cleanup("remove a one-off container", async move {
+                remove(&engine, &id).await
+            });
     }
 }

@@ -228,6 +228,8 @@ pub async fn run(
     };
     writeln!(out, "{name}: running ({})", job.task.kind())?;
     let record = execute(&job, &cx).await?;
+    // Clean-ups of a run cut short (a killed restic's container) finish before the exit.
+    engine.settle().await;
     print_record(name, &record, out)?;
     Ok(if record.outcome.result.is_success() {
         0

@@ -10,7 +10,9 @@ use tokio::sync::Notify;
 
 use super::state::{self, JobsError, RunRecord};
 use crate::docker::{DockerError, Engine, Finished};
-use crate::model::jobs::{ContainerTask, ExecTask, JobSpec, RunOutcome, RunResult, Task};
+use crate::model::jobs::{
+    BackupSpec, ContainerTask, ExecTask, JobSpec, RunOutcome, RunResult, Task,
+};
 
 /// At most this much output is kept per run (the end of it).
 pub const LOG_TAIL_BYTES: usize = 8 * 1024;
@@ -29,18 +31,17 @@ pub struct RunContext<'a> {
     pub instance: &'a str,
 }
 
-/// One attempt of the job's task: THE dispatch on the kind of task. Backup, check and prune are
-/// wired here when their runners land.
+/// One attempt of the job's task: THE dispatch on the kind of task.
 pub async fn run_task(job: &JobSpec, cx: &RunContext<'_>) -> RunOutcome {
     let outcome = match &job.task {
         Task::Exec(t) => exec(job, t, cx).await,
         Task::Container(t) => container(job, t, cx).await,
         Task::Prune(p) => super::prune::run(cx.engine, cx.state_dir, cx.instance, p).await,
-        Task::Backup(_) | Task::Check { .. } => failed(
-            None,
-            format!("{} jobs are not implemented in this build", job.task.kind()),
-            String::new(),
-        ),
+        Task::Backup(spec) => backup(job, spec, cx).await,
+        Task::Check {
+            backup,
+            read_data_subset,
+        } => check(job, backup, read_data_subset.as_deref(), cx).await,
     };
     redact(job, outcome)
 }
@@ -153,6 +154,72 @@ async fn container(job: &JobSpec, t: &ContainerTask, cx: &RunContext<'_>) -> Run
             .await;
     }
     finished(job, result)
+}
+
+/// Completes at the job's timeout (timed out) or when a newer run replaces it (stopped).
+async fn cut_short(job: &JobSpec, stop: &Notify) -> crate::restic::Cancelled {
+    tokio::select! {
+        _ = tokio::time::sleep(job.timeout) => (
+            RunResult::TimedOut,
+            format!("timed out after {}: killed", human(job.timeout)),
+        ),
+        _ = stop.notified() => (RunResult::Failed, STOPPED.to_string()),
+    }
+}
+
+/// A restic backup run; `previous` is what the job's last successful run saved (the size
+/// check compares with it).
+async fn backup(job: &JobSpec, spec: &BackupSpec, cx: &RunContext<'_>) -> RunOutcome {
+    let previous = match state::load(cx.state_dir, cx.instance) {
+        Ok(st) => st
+            .jobs
+            .get(&job.name)
+            .and_then(|j| j.last_success())
+            .map(|r| r.outcome.snapshots.clone())
+            .unwrap_or_default(),
+        Err(e) => return failed(None, e.to_string(), String::new()),
+    };
+    let rcx = crate::restic::Context::new(cx.engine.clone());
+    crate::restic::backup_until(&rcx, spec, cx.commit, &previous, cut_short(job, cx.stop)).await
+}
+
+/// `restic check` of the repository of the Backup `backup`, as recorded in the job table.
+async fn check(
+    job: &JobSpec,
+    backup: &str,
+    subset: Option<&str>,
+    cx: &RunContext<'_>,
+) -> RunOutcome {
+    let st = match state::load(cx.state_dir, cx.instance) {
+        Ok(st) => st,
+        Err(e) => return failed(None, e.to_string(), String::new()),
+    };
+    let Some(Task::Backup(spec)) = st.table.get(backup).map(|j| &j.task) else {
+        return failed(
+            None,
+            format!("the recorded job table has no Backup {backup:?} to check"),
+            String::new(),
+        );
+    };
+    let rcx = crate::restic::Context::new(cx.engine.clone());
+    let out = tokio::select! {
+        out = crate::restic::check(&rcx, spec, subset) => Ok(out),
+        c = cut_short(job, cx.stop) => Err(c),
+    };
+    match out {
+        Ok(out) => out,
+        Err((result, reason)) => {
+            // The killed restic's container goes first.
+            cx.engine.settle().await;
+            RunOutcome {
+                result,
+                exit_code: None,
+                reason: Some(reason),
+                log_tail: String::new(),
+                snapshots: Vec::new(),
+            }
+        }
+    }
 }
 
 fn finished(job: &JobSpec, result: Result<Finished, DockerError>) -> RunOutcome {

@@ -24,6 +24,24 @@ pub async fn backup(
     commit: Option<&str>,
     previous: &[SnapshotRecord],
 ) -> RunOutcome {
+    backup_until(cx, spec, commit, previous, std::future::pending()).await
+}
+
+/// Why a run was cut short: its result (timed out, failed) and the reason.
+pub type Cancelled = (RunResult, String);
+
+/// [`backup`], cut short when `cancel` completes (a job's timeout, a newer run replacing it):
+/// the restic command and dump in flight are killed, the `stop:` services started again and
+/// awaited, the killed containers' removal awaited ([`Engine::settle`]); the outcome is
+/// `cancel`'s result and reason (with the services that did not start again, if any).
+pub async fn backup_until(
+    cx: &Context,
+    spec: &BackupSpec,
+    commit: Option<&str>,
+    previous: &[SnapshotRecord],
+    cancel: impl std::future::Future<Output = Cancelled>,
+) -> RunOutcome {
+    tokio::pin!(cancel);
     let mut run = Run {
         cx,
         spec,
@@ -34,26 +52,72 @@ pub async fn backup(
         records: Vec::new(),
         bad: Vec::new(),
     };
-    if let Err(f) = run.ensure_repository().await {
-        return run.log.failed(&f, run.exit_code);
-    }
-    let (stopped, stop_failure) = Stopped::stop(&cx.engine, &spec.stop).await;
-    let captured = match stop_failure {
-        Some(f) => Err(f),
-        None => match AssertUnwindSafe(run.capture()).catch_unwind().await {
-            Ok(r) => r,
-            Err(_) => Err("the backup run panicked".to_string()),
-        },
+    let mut cancelled: Option<Cancelled> = None;
+    let opened = tokio::select! {
+        r = run.ensure_repository() => r,
+        c = &mut cancel => { cancelled = Some(c); Ok(()) }
     };
-    let not_started = stopped.start_again().await;
-    if let Err(fatal) = captured {
-        run.failures.insert(0, fatal);
+    if cancelled.is_none() {
+        if let Err(f) = opened {
+            return run.log.failed(&f, run.exit_code);
+        }
     }
+    let mut captured = Ok(());
+    let mut stopped = None;
+    if cancelled.is_none() {
+        let (s, stop_failure) = Stopped::stop(&cx.engine, &spec.stop).await;
+        stopped = Some(s);
+        captured = match stop_failure {
+            Some(f) => Err(f),
+            None => tokio::select! {
+                r = AssertUnwindSafe(run.capture()).catch_unwind() => match r {
+                    Ok(r) => r,
+                    Err(_) => Err("the backup run panicked".to_string()),
+                },
+                c = &mut cancel => { cancelled = Some(c); Ok(()) }
+            },
+        };
+    }
+    let not_started = match stopped {
+        Some(s) => s.start_again().await,
+        None => Vec::new(),
+    };
+    if cancelled.is_none() {
+        if let Err(fatal) = captured {
+            run.failures.insert(0, fatal);
+        }
+        if !not_started.is_empty() {
+            run.failures
+                .push(format!("could not start again: {}", not_started.join(", ")));
+        }
+        let finished = tokio::select! {
+            out = run.finish(previous) => Ok(out),
+            c = &mut cancel => Err(c),
+        };
+        match finished {
+            Ok(out) => return out,
+            Err(c) => {
+                cancelled = Some(c);
+            }
+        }
+    }
+    // Cut short: the commands in flight were dropped; wait until their containers are gone.
+    cx.engine.settle().await;
+    let (result, mut reason) = cancelled.unwrap_or((RunResult::Failed, "cancelled".into()));
     if !not_started.is_empty() {
-        run.failures
-            .push(format!("could not start again: {}", not_started.join(", ")));
+        reason.push_str(&format!(
+            "; could not start again: {}",
+            not_started.join(", ")
+        ));
     }
-    run.finish(previous).await
+    run.log.line(&reason);
+    RunOutcome {
+        result,
+        exit_code: None,
+        reason: Some(run.log.redact(&reason)),
+        log_tail: run.log.tail(),
+        snapshots: run.records,
+    }
 }
 
 struct Run<'a> {
@@ -331,7 +395,7 @@ impl Run<'_> {
     }
 
     /// Full ids, forget the bad snapshots, the retention, the size check: the outcome.
-    async fn finish(mut self, previous: &[SnapshotRecord]) -> RunOutcome {
+    async fn finish(&mut self, previous: &[SnapshotRecord]) -> RunOutcome {
         if let Err(f) = self.after().await {
             self.failures.insert(0, f);
         }
@@ -362,11 +426,11 @@ impl Run<'_> {
                 exit_code: Some(0),
                 reason: None,
                 log_tail: self.log.tail(),
-                snapshots: self.records,
+                snapshots: std::mem::take(&mut self.records),
             }
         } else {
             let mut out = self.log.failed(&self.failures.join("; "), self.exit_code);
-            out.snapshots = self.records;
+            out.snapshots = std::mem::take(&mut self.records);
             out
         }
     }
@@ -526,17 +590,14 @@ impl Drop for Stopped {
         }
         let engine = self.engine.clone();
         let ids = std::mem::take(&mut self.ids);
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
+        self.engine
+            .spawn_cleanup("start the services stopped for a backup", async move {
                 for (service, id) in ids {
                     if let Err(e) = engine.start(&id).await {
                         tracing::error!("could not start {service} again after a backup: {e}");
                     }
                 }
             });
-        } else {
-            tracing::error!("services left stopped (no runtime to start them): {ids:?}");
-        }
     }
 }
 

@@ -1,9 +1,10 @@
 //! `berth restore` and `berth backups`: the commands, with their arguments; main.rs only
-//! dispatches. The Backup is taken from the config folder (`--config DIR`, loaded as `plan`
-//! loads it).
+//! dispatches. The Backup is taken from the job table the last apply recorded in the state dir
+//! (`--state-dir`, as `berth jobs` reads it), or from a config folder (`--config DIR`, loaded
+//! as `plan` loads it).
 //!
-//! Exit codes: 0 done; 1 failed (no such backup, snapshot or source, restic or the Engine
-//! failed); 64 usage.
+//! Exit codes: 0 done; 1 failed (no such snapshot or source, restic or the Engine failed);
+//! 2 no such Backup (as `berth jobs run`'s no such job); 64 usage.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,10 +20,18 @@ use crate::model::jobs::BackupSpec;
 pub struct BackupRef {
     /// The Backup's name (`kind: Backup`, `name:`).
     pub backup: String,
-    /// The config folder that declares it (loaded as `berth plan` loads it, with this
-    /// environment for `${...}`).
+    /// Take the Backup from this config folder (loaded as `berth plan` loads it, with this
+    /// environment for `${...}`) instead of the job table the last apply recorded.
     #[arg(long, value_name = "DIR")]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
+    /// Where apply and serve recorded the jobs (the Backups with their repository and password).
+    #[arg(
+        long,
+        env = "BERTH_STATE_DIR",
+        default_value = "/var/lib/berth",
+        value_name = "DIR"
+    )]
+    pub state_dir: PathBuf,
 }
 
 /// `berth restore`.
@@ -59,30 +68,47 @@ pub struct BackupsArgs {
     pub json: bool,
 }
 
-/// The Backup `name` of the config folder, or the exit code (problems printed).
-fn load(r: &BackupRef) -> Result<BackupSpec, u8> {
-    let env: BTreeMap<String, String> = std::env::vars().collect();
-    let desired = crate::compose::load_dir(&r.config, &env).map_err(|diags| {
-        for d in &diags.0 {
-            eprintln!("{d}");
+/// The Backup named by `r`, from the config folder or the recorded job table; or the exit
+/// code (problems printed): 1 the config or the state cannot be read, 2 no such Backup.
+fn load(r: &BackupRef, instance: &str) -> Result<BackupSpec, u8> {
+    let (found, names, place) = match &r.config {
+        Some(dir) => {
+            let env: BTreeMap<String, String> = std::env::vars().collect();
+            let desired = crate::compose::load_dir(dir, &env).map_err(|diags| {
+                for d in &diags.0 {
+                    eprintln!("{d}");
+                }
+                eprintln!("{} problem(s) found in {}.", diags.0.len(), dir.display());
+                1u8
+            })?;
+            pick(
+                desired.jobs.backups(),
+                &r.backup,
+                format!("{} declares", dir.display()),
+            )
         }
-        eprintln!(
-            "{} problem(s) found in {}.",
-            diags.0.len(),
-            r.config.display()
-        );
-        1u8
-    })?;
-    let found = desired
-        .jobs
-        .backups()
-        .find(|(n, _)| *n == r.backup)
-        .map(|(_, b)| b.clone());
+        None => {
+            let st = crate::jobs::state::load(&r.state_dir, instance).map_err(|e| {
+                eprintln!("error: {e}");
+                1u8
+            })?;
+            let backups = st.table.iter().filter_map(|(n, j)| match &j.task {
+                crate::model::jobs::Task::Backup(b) => Some((n.as_str(), &**b)),
+                _ => None,
+            });
+            pick(
+                backups,
+                &r.backup,
+                format!(
+                    "the last applied config (recorded in {}) declares",
+                    r.state_dir.display()
+                ),
+            )
+        }
+    };
     found.ok_or_else(|| {
-        let names: Vec<&str> = desired.jobs.backups().map(|(n, _)| n).collect();
         eprintln!(
-            "error: {} declares no Backup {:?} (backups: {})",
-            r.config.display(),
+            "error: {place} no Backup {:?} (backups: {})",
             r.backup,
             if names.is_empty() {
                 "none".to_string()
@@ -90,8 +116,25 @@ fn load(r: &BackupRef) -> Result<BackupSpec, u8> {
                 names.join(", ")
             }
         );
-        1
+        2
     })
+}
+
+/// The Backup `name` among `backups`, the names there are, and where they come from.
+fn pick<'a>(
+    backups: impl Iterator<Item = (&'a str, &'a BackupSpec)>,
+    name: &str,
+    place: String,
+) -> (Option<BackupSpec>, Vec<String>, String) {
+    let mut found = None;
+    let mut names = Vec::new();
+    for (n, b) in backups {
+        if n == name {
+            found = Some(b.clone());
+        }
+        names.push(n.to_string());
+    }
+    (found, names, place)
 }
 
 async fn context(instance: &str) -> Result<Context, u8> {
@@ -106,7 +149,7 @@ async fn context(instance: &str) -> Result<Context, u8> {
 
 /// `berth restore`: exit code.
 pub async fn restore_command(args: &RestoreArgs, instance: &str) -> u8 {
-    let spec = match load(&args.backup) {
+    let spec = match load(&args.backup, instance) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -189,7 +232,7 @@ struct Row<'a> {
 
 /// `berth backups`: exit code.
 pub async fn backups_command(args: &BackupsArgs, instance: &str) -> u8 {
-    let spec = match load(&args.backup) {
+    let spec = match load(&args.backup, instance) {
         Ok(s) => s,
         Err(code) => return code,
     };

@@ -23,7 +23,7 @@ mod run;
 use crate::docker::Engine;
 use crate::model::jobs::{BackupSpec, RunOutcome, RunResult};
 
-pub use backup::backup;
+pub use backup::{Cancelled, backup, backup_until};
 pub use json::Snapshot;
 
 /// Snapshot tags.

@@ -706,7 +706,7 @@ async fn the_restore_and_backups_commands_use_the_config_s_backup() {
         "error: Backup nightly does not back up volume x/y\n"
     );
     let (code, _, stderr) = berth(&["backups", "weekly"]);
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(2), "no such Backup, as jobs run's no such job");
     assert!(
         stderr.contains("declares no Backup \"weekly\" (backups: nightly)"),
         "{stderr}"

@@ -4,6 +4,7 @@ mod support;
 
 mod alerts;
 mod backup;
+mod backup_e2e;
 mod cli;
 mod config_files;
 mod defects;

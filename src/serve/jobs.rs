@@ -313,12 +313,21 @@ pub fn backup_status(name: &str, spec: &JobSpec, r: &RunRecord) -> Option<Status
                 .unwrap_or_else(|| other.as_str().to_string()),
         ),
     };
+    // The repository as plans show it (credentials out), every other secret hidden.
     let hide = |text: &str| {
+        let mut t = text.to_string();
+        if let Task::Backup(b) = &spec.task {
+            let repo = b.repository.expose();
+            if !repo.is_empty() {
+                t = t.replace(repo, &b.repository_display());
+            }
+        }
         spec.secrets()
             .iter()
+            .filter(|s| !matches!(&spec.task, Task::Backup(b) if std::ptr::eq(**s, &b.repository)))
             .map(|s| s.expose())
             .filter(|v| !v.is_empty())
-            .fold(text.to_string(), |t, v| t.replace(v, "(hidden)"))
+            .fold(t, |t, v| t.replace(v, "(hidden)"))
     };
     let markdown = (!o.log_tail.is_empty()).then(|| {
         format!(
@@ -403,12 +412,15 @@ mod tests {
         let s = backup_status(
             "srv",
             &backup(),
-            &record(RunResult::Failed, Some("restic: wrong password hunter2-pw")),
+            &record(
+                RunResult::Failed,
+                Some("restic /srv/restic: wrong password hunter2-pw"),
+            ),
         )
         .unwrap();
         assert_eq!(s.context, "berth/srv/backup/nightly");
         assert_eq!(s.state, State::Failure);
-        assert_eq!(s.description, "restic: wrong password (hidden)");
+        assert_eq!(s.description, "restic /srv/restic: wrong password (hidden)");
 
         let missed = backup_status(
             "srv",

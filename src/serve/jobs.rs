@@ -276,7 +276,9 @@ fn report(reporter: &Reporter, commit: Option<&str>, spec: &JobSpec, r: &RunReco
     };
     match commit {
         Some(commit) => reporter.writeback.status(commit, status),
-        None => tracing::debug!(job = %spec.name, "no commit recorded with the job table: no status"),
+        None => {
+            tracing::debug!(job = %spec.name, "no commit recorded with the job table: no status")
+        }
     }
 }
 

@@ -266,7 +266,9 @@ impl Metrics {
 
     /// A job's run started at `at` (Unix seconds).
     pub fn job_started(&self, job: &str, kind: &str, at: f64) {
-        self.job_last_start.get_or_create(&job_labels(job, kind)).set(at);
+        self.job_last_start
+            .get_or_create(&job_labels(job, kind))
+            .set(at);
     }
 
     /// A job's run (or a skipped / missed / interrupted record) ended.

@@ -101,7 +101,10 @@ fn a_scheduled_job_fires_under_serve_and_a_restart_catches_a_missed_run_once() {
         "a minute boundary"
     );
     s.wait_until("the metrics show it", Duration::from_secs(10), || {
-        s.metric("berth_job_runs_total", r#"job="tick",kind="exec",result="succeeded""#) >= 1.0
+        s.metric(
+            "berth_job_runs_total",
+            r#"job="tick",kind="exec",result="succeeded""#,
+        ) >= 1.0
     });
     assert!(s.metric("berth_job_last_success_timestamp_seconds", r#"job="tick""#) > 1.7e9);
     assert_eq!(s.stop(), 0);
@@ -402,13 +405,18 @@ fn a_failing_backup_under_serve_posts_a_failure_status_on_the_recorded_commit() 
     s.env
         .push(("BK_STATUS_PASSWORD".to_string(), PASSWORD.to_string()));
     let a = s.stack("a");
-    let not_a_repo = s.world.write("not-a-repo", "a file, not a restic repository\n");
+    let not_a_repo = s
+        .world
+        .write("not-a-repo", "a file, not a restic repository\n");
     let backup = format!(
         "kind: Backup\nname: nightly\nschedule: \"* * * * *\"\ntimezone: UTC\nrepository: {}\npassword: ${{BK_STATUS_PASSWORD}}\npaths: [/etc/hostname]\nretention: {{daily: 7}}\nimage: berth-test/restic:0.14\n",
         not_a_repo.display()
     );
     let commit = s.push(
-        &[("a/compose.yaml", &one_service(&a)), ("berth.yaml", &backup)],
+        &[
+            ("a/compose.yaml", &one_service(&a)),
+            ("berth.yaml", &backup),
+        ],
         "v1 with a backup",
     );
     s.start(Some(&fake));
@@ -456,9 +464,10 @@ fn a_failing_backup_under_serve_posts_a_failure_status_on_the_recorded_commit() 
             r#"job="nightly",kind="backup""#,
         ) >= 1.0
     });
-    assert!(s.metrics().contains(
-        r#"berth_job_last_success_timestamp_seconds{job="nightly",kind="backup"} 0"#
-    ));
+    assert!(
+        s.metrics()
+            .contains(r#"berth_job_last_success_timestamp_seconds{job="nightly",kind="backup"} 0"#)
+    );
     assert_eq!(s.stop(), 0);
     fake.assert_no_violations();
 }

@@ -75,9 +75,13 @@ fn a_scheduled_job_fires_under_serve_and_a_restart_catches_a_missed_run_once() {
     let a = s.stack("a");
     let instance = s.world.instance.clone();
     let dir = s.state_dir().to_path_buf();
-    // Every minute; recorded before serve starts, as an earlier apply would have.
-    let tick = exec_job("tick", &a, "* * * * *", "echo tick at $(date)");
-    record(&dir, &instance, std::slice::from_ref(&tick));
+    // Every minute, in the config: serve's apply records the table.
+    let tick = |schedule: &str| {
+        format!(
+            "kind: Job\nname: tick\nschedule: \"{schedule}\"\ntimezone: UTC\nrun:\n  exec: {{service: {a}/web, command: [sh, -c, 'echo tick at $(date)']}}\n"
+        )
+    };
+    s.push(&[("berth.yaml", &tick("* * * * *"))], "a job");
     s.start_with_v1(None);
     s.wait_until(
         "the scheduled run succeeded",
@@ -169,9 +173,7 @@ fn a_scheduled_job_fires_under_serve_and_a_restart_catches_a_missed_run_once() {
         .last_success()
         .unwrap()
         .ended;
-    let mut yearly = tick.clone();
-    yearly.schedule = "@yearly".into();
-    record(&dir, &instance, &[yearly]);
+    s.push(&[("berth.yaml", &tick("@yearly"))], "the job yearly");
     s.start(None);
     s.wait_until(
         "the success gauge from the history",

@@ -154,9 +154,13 @@ async fn run(
                             let Some(engine) = connect(&mut engine, &instance).await else {
                                 // Recorded failed: the Engine is not there.
                                 let outcome = crate::jobs::run::unreachable_outcome();
-                                let _ = state::update(&state_dir, &instance, |st| {
+                                let finished = state::update(&state_dir, &instance, |st| {
                                     st.finish(&job, run, Utc::now(), 0, outcome)
                                 });
+                                if let Ok(Some(record)) = finished {
+                                    note_record(&metrics, &job, spec.task.kind(), &record, false);
+                                    report(&reporter, commit.as_deref(), &spec, &record);
+                                }
                                 continue;
                             };
                             tracing::info!(job = %job, run, trigger = ?trigger, slot = ?slot, "job started");

@@ -117,6 +117,10 @@ pub async fn run(config: ServeConfig, shutdown: watch::Receiver<bool>) -> Result
     let (jobs, jobs_task) = super::jobs::spawn(
         config.state_dir.clone(),
         config.instance.clone(),
+        super::jobs::Reporter {
+            writeback: writeback.clone(),
+            name: config.name.clone(),
+        },
         metrics.clone(),
         shutdown.clone(),
     );

@@ -30,12 +30,37 @@ struct WebhookLabels {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct JobLabels {
     job: String,
+    kind: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct JobRunLabels {
     job: String,
+    kind: String,
     result: String,
+}
+
+/// Every `result` label `berth_job_runs_total` may carry (to remove a job's series).
+const RUN_RESULTS: [&str; 6] = [
+    "succeeded",
+    "failed",
+    "timed_out",
+    "skipped",
+    "missed",
+    "interrupted",
+];
+
+/// What the job metrics start from for a job that enters the table (or at startup): its
+/// history's last success, last start and failures in a row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobSeed {
+    pub job: String,
+    /// [`crate::model::jobs::Task::kind`].
+    pub kind: String,
+    /// Unix seconds; `None`: it never succeeded (the gauge is 0, so staleness alerts fire).
+    pub last_success: Option<f64>,
+    pub last_start: Option<f64>,
+    pub consecutive_failures: u64,
 }
 
 type F64Gauge = Gauge<f64, std::sync::atomic::AtomicU64>;
@@ -77,6 +102,9 @@ pub struct Metrics {
     job_last_success: Family<JobLabels, F64Gauge>,
     job_last_duration: Family<JobLabels, F64Gauge>,
     job_runs: Family<JobRunLabels, Counter>,
+    job_failures: Family<JobLabels, Gauge>,
+    /// The jobs (name → kind) whose series exist: the recorded table's.
+    jobs_known: Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 impl Default for Metrics {
@@ -157,10 +185,18 @@ impl Metrics {
         let job_runs = Family::<JobRunLabels, Counter>::default();
         registry.register(
             "berth_job_runs",
-            "Job runs and records, by result (succeeded, failed, timed_out, skipped, missed, interrupted)",
+            "Job runs and records, by kind and result (succeeded, failed, timed_out, skipped, missed, interrupted)",
             job_runs.clone(),
         );
+        let job_failures = Family::<JobLabels, Gauge>::default();
+        registry.register(
+            "berth_job_consecutive_failures",
+            "Failed, timed-out, missed or interrupted runs since the job's last success (skipped runs do not count)",
+            job_failures.clone(),
+        );
         Metrics {
+            job_failures,
+            jobs_known: Mutex::default(),
             job_last_start,
             job_last_success,
             job_last_duration,
@@ -229,41 +265,99 @@ impl Metrics {
     }
 
     /// A job's run started at `at` (Unix seconds).
-    pub fn job_started(&self, job: &str, at: f64) {
+    pub fn job_started(&self, job: &str, kind: &str, at: f64) {
         self.job_last_start
-            .get_or_create(&JobLabels {
-                job: job.to_string(),
-            })
+            .get_or_create(&job_labels(job, kind))
             .set(at);
     }
 
     /// A job's run (or a skipped / missed / interrupted record) ended.
-    pub fn job_finished(&self, job: &str, result: &str, ended: f64, duration: Option<f64>) {
+    pub fn job_finished(
+        &self,
+        job: &str,
+        kind: &str,
+        result: &str,
+        ended: f64,
+        duration: Option<f64>,
+    ) {
         self.job_runs
             .get_or_create(&JobRunLabels {
                 job: job.to_string(),
+                kind: kind.to_string(),
                 result: result.to_string(),
             })
             .inc();
         if let Some(d) = duration {
             self.job_last_duration
-                .get_or_create(&JobLabels {
-                    job: job.to_string(),
-                })
+                .get_or_create(&job_labels(job, kind))
                 .set(d);
         }
-        if result == "succeeded" {
-            self.job_success(job, ended);
+        let failures = self.job_failures.get_or_create(&job_labels(job, kind));
+        match result {
+            "succeeded" => {
+                failures.set(0);
+                self.job_success(job, kind, ended);
+            }
+            "skipped" => {}
+            _ => {
+                failures.inc();
+            }
         }
     }
 
     /// The job's last success (also from the history at startup, so a restart keeps it).
-    pub fn job_success(&self, job: &str, at: f64) {
+    pub fn job_success(&self, job: &str, kind: &str, at: f64) {
         self.job_last_success
-            .get_or_create(&JobLabels {
-                job: job.to_string(),
-            })
+            .get_or_create(&job_labels(job, kind))
             .set(at);
+    }
+
+    /// The recorded job table is `table` (at startup and whenever it may have changed): a job
+    /// new to the metrics gets its series from its seed — a last success of 0 when it never
+    /// succeeded, so a backup that never worked is stale at once — and the series of jobs that
+    /// left the table (or changed kind) are removed. Jobs already known keep their live values.
+    pub fn sync_jobs(&self, table: &[JobSeed]) {
+        let mut known = self.jobs_known.lock().unwrap_or_else(|e| e.into_inner());
+        let wanted: std::collections::BTreeMap<&str, &str> = table
+            .iter()
+            .map(|s| (s.job.as_str(), s.kind.as_str()))
+            .collect();
+        let gone: Vec<(String, String)> = known
+            .iter()
+            .filter(|(job, kind)| wanted.get(job.as_str()) != Some(&kind.as_str()))
+            .map(|(j, k)| (j.clone(), k.clone()))
+            .collect();
+        for (job, kind) in gone {
+            let l = job_labels(&job, &kind);
+            self.job_last_start.remove(&l);
+            self.job_last_success.remove(&l);
+            self.job_last_duration.remove(&l);
+            self.job_failures.remove(&l);
+            for result in RUN_RESULTS {
+                self.job_runs.remove(&JobRunLabels {
+                    job: job.clone(),
+                    kind: kind.clone(),
+                    result: result.to_string(),
+                });
+            }
+            known.remove(&job);
+        }
+        for seed in table {
+            if known.get(&seed.job) == Some(&seed.kind) {
+                continue;
+            }
+            let l = job_labels(&seed.job, &seed.kind);
+            self.job_last_success
+                .get_or_create(&l)
+                .set(seed.last_success.unwrap_or(0.0));
+            if let Some(at) = seed.last_start {
+                self.job_last_start.get_or_create(&l).set(at);
+            }
+            self.job_failures
+                .get_or_create(&l)
+                .set(i64::try_from(seed.consecutive_failures).unwrap_or(i64::MAX));
+            known.insert(seed.job.clone(), seed.kind.clone());
+        }
     }
 
     /// The OpenMetrics text exposition ([`CONTENT_TYPE`]).
@@ -272,6 +366,13 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
+    }
+}
+
+fn job_labels(job: &str, kind: &str) -> JobLabels {
+    JobLabels {
+        job: job.to_string(),
+        kind: kind.to_string(),
     }
 }
 
@@ -300,9 +401,9 @@ mod tests {
         m.drift_repaired(1);
         m.firewall_drift_repaired();
         m.git_fetch(Duration::from_millis(250));
-        m.job_started("vacuum", 100.0);
-        m.job_finished("vacuum", "succeeded", 112.5, Some(12.5));
-        m.job_finished("vacuum", "skipped", 113.0, None);
+        m.job_started("vacuum", "exec", 100.0);
+        m.job_finished("vacuum", "exec", "succeeded", 112.5, Some(12.5));
+        m.job_finished("vacuum", "exec", "skipped", 113.0, None);
         let text = m.encode();
         for want in [
             "# TYPE berth_reconciles counter",
@@ -320,16 +421,81 @@ mod tests {
             "berth_firewall_drift_repairs_total 1",
             "berth_git_fetch_duration_seconds_count 1",
             "berth_git_fetch_duration_seconds_sum 0.25",
-            r#"berth_job_last_start_timestamp_seconds{job="vacuum"} 100.0"#,
-            r#"berth_job_last_success_timestamp_seconds{job="vacuum"} 112.5"#,
-            r#"berth_job_last_duration_seconds{job="vacuum"} 12.5"#,
-            r#"berth_job_runs_total{job="vacuum",result="succeeded"} 1"#,
-            r#"berth_job_runs_total{job="vacuum",result="skipped"} 1"#,
+            r#"berth_job_last_start_timestamp_seconds{job="vacuum",kind="exec"} 100.0"#,
+            r#"berth_job_last_success_timestamp_seconds{job="vacuum",kind="exec"} 112.5"#,
+            r#"berth_job_last_duration_seconds{job="vacuum",kind="exec"} 12.5"#,
+            r#"berth_job_runs_total{job="vacuum",kind="exec",result="succeeded"} 1"#,
+            r#"berth_job_runs_total{job="vacuum",kind="exec",result="skipped"} 1"#,
+            r#"berth_job_consecutive_failures{job="vacuum",kind="exec"} 0"#,
         ] {
             assert!(text.contains(want), "missing {want:?} in:\n{text}");
         }
         assert!(!text.contains("aaaa"), "{text}");
         assert_eq!(text.matches("berth_last_applied_commit_info{").count(), 1);
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    fn seed(job: &str, kind: &str, last_success: Option<f64>, failures: u64) -> JobSeed {
+        JobSeed {
+            job: job.into(),
+            kind: kind.into(),
+            last_success,
+            last_start: None,
+            consecutive_failures: failures,
+        }
+    }
+
+    #[test]
+    fn the_table_seeds_job_series_and_removes_those_that_left() {
+        let m = Metrics::new();
+        m.sync_jobs(&[
+            seed("nightly", "backup", None, 2),
+            seed("vacuum", "exec", Some(50.0), 0),
+        ]);
+        let text = m.encode();
+        for want in [
+            // Never succeeded: 0, so `time() - x > 26h` (BerthBackupStale) fires at once.
+            r#"berth_job_last_success_timestamp_seconds{job="nightly",kind="backup"} 0.0"#,
+            r#"berth_job_consecutive_failures{job="nightly",kind="backup"} 2"#,
+            r#"berth_job_last_success_timestamp_seconds{job="vacuum",kind="exec"} 50.0"#,
+        ] {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
+
+        // Failures count up, a skipped run does not count, a success resets.
+        m.job_finished("nightly", "backup", "failed", 60.0, Some(1.0));
+        m.job_finished("nightly", "backup", "skipped", 61.0, None);
+        m.job_finished("nightly", "backup", "missed", 62.0, None);
+        assert!(
+            m.encode()
+                .contains(r#"berth_job_consecutive_failures{job="nightly",kind="backup"} 4"#)
+        );
+        m.job_finished("nightly", "backup", "succeeded", 70.0, Some(1.0));
+        let text = m.encode();
+        assert!(
+            text.contains(r#"berth_job_consecutive_failures{job="nightly",kind="backup"} 0"#),
+            "{text}"
+        );
+        assert!(text.contains(
+            r#"berth_job_last_success_timestamp_seconds{job="nightly",kind="backup"} 70.0"#
+        ));
+
+        // The same table again keeps the live values; a job that left loses every series; one
+        // whose kind changed starts over under its new kind.
+        m.sync_jobs(&[
+            seed("nightly", "backup", None, 9),
+            seed("vacuum", "container", None, 0),
+        ]);
+        let text = m.encode();
+        assert!(text.contains(
+            r#"berth_job_last_success_timestamp_seconds{job="nightly",kind="backup"} 70.0"#
+        ));
+        assert!(!text.contains(r#"kind="exec""#), "{text}");
+        assert!(text.contains(
+            r#"berth_job_last_success_timestamp_seconds{job="vacuum",kind="container"} 0.0"#
+        ));
+        m.sync_jobs(&[seed("vacuum", "container", None, 0)]);
+        let text = m.encode();
+        assert!(!text.contains(r#"job="nightly""#), "{text}");
     }
 }

@@ -13,6 +13,7 @@ use berth::model::jobs::{
     Concurrency, ContainerTask, ExecTask, JobSpec, JobsSpec, Missed, RunResult, ServiceRef, Task,
 };
 
+use crate::github_fake::GitHubFake;
 use crate::serve::Serve;
 use crate::support::{World, docker};
 
@@ -111,7 +112,10 @@ fn a_scheduled_job_fires_under_serve_and_a_restart_catches_a_missed_run_once() {
         "a minute boundary"
     );
     s.wait_until("the metrics show it", Duration::from_secs(10), || {
-        s.metric("berth_job_runs_total", r#"job="tick",result="succeeded""#) >= 1.0
+        s.metric(
+            "berth_job_runs_total",
+            r#"job="tick",kind="exec",result="succeeded""#,
+        ) >= 1.0
     });
     assert!(s.metric("berth_job_last_success_timestamp_seconds", r#"job="tick""#) > 1.7e9);
     assert_eq!(s.stop(), 0);
@@ -391,4 +395,88 @@ fn berth_jobs_run_exit_codes_timeouts_secrets_and_forbid() {
     assert_eq!(fail["last"]["outcome"]["exit_code"], 3);
     assert!(fail["next_run"].as_str().is_some());
     assert!(!json.contains("s3cr3t-value"));
+}
+
+/// A Backup that cannot work (its repository is a file), run by serve on schedule: a failure
+/// status on the commit its table was recorded from, the reason without the password, and the
+/// metrics the alerts use (never succeeded: last success 0; one failure in a row or more).
+#[test]
+fn a_failing_backup_under_serve_posts_a_failure_status_on_the_recorded_commit() {
+    const PASSWORD: &str = "bk-status-pw-s3cr3t";
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let fake = rt.block_on(GitHubFake::start());
+    let mut s = Serve::new("jobs-bk-status");
+    s.args = vec!["--poll-interval".into(), "1h".into()];
+    s.env
+        .push(("BK_STATUS_PASSWORD".to_string(), PASSWORD.to_string()));
+    let a = s.stack("a");
+    let not_a_repo = s
+        .world
+        .write("not-a-repo", "a file, not a restic repository\n");
+    let backup = format!(
+        "kind: Backup\nname: nightly\nschedule: \"* * * * *\"\ntimezone: UTC\nrepository: {}\npassword: ${{BK_STATUS_PASSWORD}}\npaths: [/etc/hostname]\nretention: {{daily: 7}}\nimage: berth-test/restic:0.14\n",
+        not_a_repo.display()
+    );
+    let commit = s.push(
+        &[
+            ("a/compose.yaml", &one_service(&a)),
+            ("berth.yaml", &backup),
+        ],
+        "v1 with a backup",
+    );
+    s.start(Some(&fake));
+    let context = "berth/it/backup/nightly";
+    s.wait_until(
+        "a failure status for the backup on the recorded commit",
+        Duration::from_secs(150),
+        || {
+            fake.statuses_for(&commit)
+                .iter()
+                .any(|x| x.context == context && x.state == "failure")
+        },
+    );
+    let st = state::load(s.state_dir(), &s.world.instance).unwrap();
+    assert_eq!(st.commit.as_deref(), Some(commit.as_str()));
+    let posted = fake
+        .statuses_for(&commit)
+        .into_iter()
+        .rfind(|x| x.context == context)
+        .unwrap();
+    let description = posted.description.unwrap_or_default();
+    let reason = results(s.state_dir(), &s.world.instance, "nightly")
+        .into_iter()
+        .find(|(r, _, _)| *r == RunResult::Failed)
+        .map(|(_, _, reason)| reason)
+        .expect("a failed run in the history");
+    assert!(!description.is_empty());
+    assert!(
+        description.chars().count() <= 140,
+        "{description:?} is over GitHub's limit"
+    );
+    assert!(
+        reason.starts_with(description.trim_end_matches('…')),
+        "the description {description:?} is the run's reason {reason:?}"
+    );
+    for r in fake.requests() {
+        assert!(!format!("{:?}", r.body).contains(PASSWORD), "{r:?}");
+    }
+    assert!(!s.log().contains(PASSWORD));
+
+    // What the alerts read: never succeeded, failing.
+    s.wait_until("the failure counted", Duration::from_secs(10), || {
+        s.metric(
+            "berth_job_consecutive_failures",
+            r#"job="nightly",kind="backup""#,
+        ) >= 1.0
+    });
+    assert!(
+        s.metrics()
+            .contains(r#"berth_job_last_success_timestamp_seconds{job="nightly",kind="backup"} 0"#)
+    );
+    assert_eq!(s.stop(), 0);
+    fake.assert_no_violations();
 }

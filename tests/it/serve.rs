@@ -30,7 +30,7 @@ pub(crate) struct Serve {
     /// Authenticate as a GitHub App with this private key instead of a token.
     app_key: Option<String>,
     /// Extra environment for the daemon.
-    env: Vec<(String, String)>,
+    pub(crate) env: Vec<(String, String)>,
 }
 
 impl Serve {

@@ -3,20 +3,21 @@
 //! a stack's name or its folder relative to the config root: `apps/blog/db`) are resolved
 //! against the loaded stacks here, so a typo is an error at the reference.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use super::kinds::Doc;
 use super::read::*;
-use crate::compose::read::{Cx, describe, parse_duration, suggest};
-use crate::compose::yaml::{Node, Pos, Value};
+use super::refs::{Refs, mount, network, service_ref, volume_ref};
+use super::values::*;
+use crate::compose::read::Cx;
+use crate::compose::yaml::{Node, Pos};
 use crate::model::jobs::{
     BackupSpec, CheckSpec, Concurrency, ContainerTask, DEFAULT_CATCH_UP, DEFAULT_HISTORY,
     DEFAULT_KEEP_COMMITS, DEFAULT_MIN_SIZE_RATIO, DEFAULT_TIMEOUT, Defaults, Dump, ExecTask,
-    JobSpec, Missed, Mount, MountSource, PruneSpec, Retention, ServiceRef, Task, VolumeRef,
+    JobSpec, Missed, Mount, PruneSpec, Retention, ServiceRef, Task, VolumeRef,
 };
-use crate::model::{Logging, Secret, StackSpec};
+use crate::model::{Logging, Secret};
 
 /// Keys every job kind has.
 const JOB_COMMON: &[&str] = &[
@@ -96,11 +97,6 @@ pub const DEFAULT_RESTIC_IMAGE: &str = "restic/restic:0.17.3";
 const REPOSITORY_SCHEMES: &[&str] = &[
     "sftp:", "rest:", "s3:", "b2:", "azure:", "gs:", "swift:", "rclone:",
 ];
-
-/// What the readers need besides the document: the loaded stacks.
-pub(super) struct Refs<'a> {
-    pub stacks: &'a BTreeMap<String, StackSpec>,
-}
 
 /// `kind: Job`.
 pub(super) fn job(cx: &mut Cx, d: &Doc, r: &Refs) -> Option<JobSpec> {
@@ -463,50 +459,6 @@ fn required_command(cx: &mut Cx, m: &Map, at: Pos, path: &str) -> Option<Vec<Str
     }
 }
 
-/// A command: a list of strings, or one string split the way a shell would (as Compose does).
-fn command(cx: &mut Cx, n: &Node, path: &str) -> Option<Vec<String>> {
-    let words = match &n.value {
-        Value::Str(s) => match shlex::split(s) {
-            Some(w) => w,
-            None => {
-                cx.err(n.pos, path, "unbalanced quotes in the command");
-                return None;
-            }
-        },
-        Value::Seq(items) => {
-            let mut out = Vec::new();
-            for i in items {
-                match &i.value {
-                    Value::Str(s) => out.push(s.clone()),
-                    Value::Int(v) => out.push(v.to_string()),
-                    v => {
-                        cx.err(
-                            i.pos,
-                            path,
-                            format!("items must be strings, found {}", v.kind()),
-                        );
-                        return None;
-                    }
-                }
-            }
-            out
-        }
-        v => {
-            cx.err(
-                n.pos,
-                path,
-                format!("must be a list of strings or a string, found {}", v.kind()),
-            );
-            return None;
-        }
-    };
-    if words.is_empty() {
-        cx.err(n.pos, path, "must not be empty");
-        return None;
-    }
-    Some(words)
-}
-
 fn dumps(cx: &mut Cx, n: &Node, r: &Refs) -> Vec<Dump> {
     let mut out: Vec<Dump> = Vec::new();
     let mut files: BTreeSet<String> = BTreeSet::new();
@@ -640,104 +592,6 @@ fn subset_ok(v: &str) -> bool {
     num.parse::<u64>().is_ok_and(|n| n > 0)
 }
 
-/// A non-negative integer (also as a string: what `${VAR}` gives).
-fn count(cx: &mut Cx, n: &Node, path: &str) -> Option<u32> {
-    let v = match &n.value {
-        Value::Int(i) => u32::try_from(*i).ok(),
-        Value::Str(s) => s.trim().parse::<u32>().ok(),
-        _ => None,
-    };
-    if v.is_none() {
-        cx.err(
-            n.pos,
-            path,
-            format!(
-                "must be a whole number of 0 or more, found {}",
-                describe(&n.value)
-            ),
-        );
-    }
-    v
-}
-
-/// A fraction in 0..=1 (`0.5`), or a percentage (`"50%"`).
-fn ratio(cx: &mut Cx, n: &Node, path: &str) -> Option<f64> {
-    let v = match &n.value {
-        Value::Float(f) => Some(*f),
-        Value::Int(i) => Some(*i as f64),
-        Value::Str(s) => match s.trim().strip_suffix('%') {
-            Some(p) => p.trim().parse::<f64>().ok().map(|p| p / 100.0),
-            None => s.trim().parse::<f64>().ok(),
-        },
-        _ => None,
-    };
-    match v {
-        Some(v) if (0.0..=1.0).contains(&v) => Some(v),
-        _ => {
-            cx.err(
-                n.pos,
-                path,
-                format!(
-                    "must be a fraction from 0 to 1 (0.5) or a percentage (\"50%\"), found {}",
-                    describe(&n.value)
-                ),
-            );
-            None
-        }
-    }
-}
-
-fn choice<T: Copy>(cx: &mut Cx, n: &Node, path: &str, options: &[(&str, T)]) -> Option<T> {
-    let s = text(cx, n, path)?;
-    match options.iter().find(|(k, _)| *k == s) {
-        Some((_, v)) => Some(*v),
-        None => {
-            let known: Vec<&str> = options.iter().map(|(k, _)| *k).collect();
-            cx.err(
-                n.pos,
-                path,
-                format!("must be one of {}, found {s:?}", known.join(", ")),
-            );
-            None
-        }
-    }
-}
-
-fn opt_duration(cx: &mut Cx, d: &Doc, key: &str, default: Duration) -> Option<Duration> {
-    let Some(n) = get(d.m, key) else {
-        return Some(default);
-    };
-    let s = text(cx, n, key)?;
-    match parse_duration(&s) {
-        Ok(ns) if ns > 0 => Some(Duration::from_nanos(ns as u64)),
-        Ok(_) => {
-            cx.err(n.pos, key, "must be longer than 0");
-            None
-        }
-        Err(e) => {
-            cx.err(n.pos, key, e);
-            None
-        }
-    }
-}
-
-fn required_text(cx: &mut Cx, d: &Doc, kind: &str, key: &str, what: &str) -> Option<(String, Pos)> {
-    match get(d.m, key) {
-        Some(n) => {
-            let s = text(cx, n, key)?;
-            if s.is_empty() {
-                cx.err(n.pos, key, "must not be empty");
-                return None;
-            }
-            Some((s, n.pos))
-        }
-        None => {
-            cx.err(d.pos, "", format!("a {kind} needs `{key}` ({what})"));
-            None
-        }
-    }
-}
-
 /// A host path, or a restic URL with a known scheme. The value is never echoed (it may hold
 /// credentials).
 fn repository(cx: &mut Cx, s: &str, pos: Pos) -> bool {
@@ -754,258 +608,6 @@ fn repository(cx: &mut Cx, s: &str, pos: Pos) -> bool {
         );
     }
     ok
-}
-
-fn seq<'n>(cx: &mut Cx, n: &'n Node, path: &str) -> &'n [Node] {
-    match &n.value {
-        Value::Seq(items) => items,
-        v => {
-            cx.err(n.pos, path, format!("must be a list, found {}", v.kind()));
-            &[]
-        }
-    }
-}
-
-/// A list of strings under `key`, each with its position.
-fn list(cx: &mut Cx, m: &Map, key: &str) -> Vec<(String, Pos)> {
-    let Some(n) = get(m, key) else {
-        return Vec::new();
-    };
-    seq(cx, n, key)
-        .iter()
-        .filter_map(|i| text(cx, i, key).map(|s| (s, i.pos)))
-        .collect()
-}
-
-/// A mapping (or a `KEY=VALUE` list) of secret values.
-fn env_map(cx: &mut Cx, n: &Node, path: &str) -> BTreeMap<String, Secret> {
-    let mut out = BTreeMap::new();
-    match &n.value {
-        Value::Seq(items) => {
-            for i in items {
-                let Some(s) = text(cx, i, path) else { continue };
-                match s.split_once('=') {
-                    Some((k, v)) if !k.is_empty() => {
-                        out.insert(k.to_string(), Secret::new(v));
-                    }
-                    _ => cx.err(i.pos, path, "items must be KEY=VALUE"),
-                }
-            }
-        }
-        Value::Map(m) => {
-            for (k, v) in m {
-                let val = match &v.value {
-                    Value::Str(s) => s.clone(),
-                    Value::Int(i) => i.to_string(),
-                    Value::Float(f) => f.to_string(),
-                    Value::Bool(b) => b.to_string(),
-                    Value::Null => String::new(),
-                    other => {
-                        cx.err(
-                            v.pos,
-                            &format!("{path}.{}", k.name),
-                            format!("must be a string, found {}", other.kind()),
-                        );
-                        continue;
-                    }
-                };
-                out.insert(k.name.clone(), Secret::new(val));
-            }
-        }
-        v => cx.err(
-            n.pos,
-            path,
-            format!(
-                "must be a mapping or a list of KEY=VALUE, found {}",
-                v.kind()
-            ),
-        ),
-    }
-    out
-}
-
-fn str_map(cx: &mut Cx, n: &Node, path: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let Some(m) = as_map(cx, n, path) else {
-        return out;
-    };
-    for (k, v) in m {
-        let val = match &v.value {
-            Value::Str(s) => s.clone(),
-            Value::Int(i) => i.to_string(),
-            Value::Bool(b) => b.to_string(),
-            other => {
-                cx.err(
-                    v.pos,
-                    &format!("{path}.{}", k.name),
-                    format!("must be a string, found {}", other.kind()),
-                );
-                continue;
-            }
-        };
-        out.insert(k.name.clone(), val);
-    }
-    out
-}
-
-/// `STACK/NAME` → the stack and the name. STACK is a stack's name or its folder relative to
-/// the config root (`apps/blog` for `apps/blog/compose.yaml`).
-fn split_ref<'s>(
-    cx: &mut Cx,
-    r: &'s Refs,
-    s: &str,
-    pos: Pos,
-    path: &str,
-    what: &str,
-) -> Option<(&'s StackSpec, String)> {
-    let Some((prefix, name)) = s
-        .rsplit_once('/')
-        .filter(|(p, n)| !p.is_empty() && !n.is_empty())
-    else {
-        cx.err(pos, path, format!("must be STACK/{what}, found {s:?}"));
-        return None;
-    };
-    let found = r.stacks.get(prefix).or_else(|| {
-        r.stacks.values().find(|st| {
-            st.file
-                .parent()
-                .is_some_and(|d| d == std::path::Path::new(prefix))
-        })
-    });
-    match found {
-        Some(st) => Some((st, name.to_string())),
-        None => {
-            let hint = suggest(
-                prefix,
-                r.stacks
-                    .keys()
-                    .map(String::as_str)
-                    .collect::<Vec<_>>()
-                    .iter(),
-            )
-            .map(|s| format!("; did you mean `{s}`?"))
-            .unwrap_or_default();
-            cx.err(
-                pos,
-                path,
-                format!("no stack `{prefix}` in the config (a stack's name or its folder){hint}"),
-            );
-            None
-        }
-    }
-}
-
-fn service_ref(cx: &mut Cx, r: &Refs, s: &str, pos: Pos, path: &str) -> Option<ServiceRef> {
-    let (st, name) = split_ref(cx, r, s, pos, path, "SERVICE")?;
-    if st.services.contains_key(&name) {
-        return Some(ServiceRef {
-            stack: st.name.clone(),
-            service: name,
-        });
-    }
-    let msg = match st.skipped.get(&name) {
-        Some(why) => format!(
-            "service `{name}` of stack `{}` is not deployed ({why})",
-            st.name
-        ),
-        None => {
-            let hint = suggest(
-                &name,
-                st.services
-                    .keys()
-                    .map(String::as_str)
-                    .collect::<Vec<_>>()
-                    .iter(),
-            )
-            .map(|s| format!("; did you mean `{s}`?"))
-            .unwrap_or_default();
-            format!("stack `{}` has no service `{name}`{hint}", st.name)
-        }
-    };
-    cx.err(pos, path, msg);
-    None
-}
-
-fn volume_ref(cx: &mut Cx, r: &Refs, s: &str, pos: Pos, path: &str) -> Option<VolumeRef> {
-    let (st, name) = split_ref(cx, r, s, pos, path, "VOLUME")?;
-    match st.volumes.get(&name) {
-        Some(v) => Some(VolumeRef {
-            stack: st.name.clone(),
-            volume: name,
-            engine_name: v.name.clone(),
-        }),
-        None => {
-            let hint = suggest(
-                &name,
-                st.volumes
-                    .keys()
-                    .map(String::as_str)
-                    .collect::<Vec<_>>()
-                    .iter(),
-            )
-            .map(|s| format!("; did you mean `{s}`?"))
-            .unwrap_or_default();
-            cx.err(pos, path, format!("stack `{}` has no named volume `{name}` (under its top-level `volumes:`){hint}", st.name));
-            None
-        }
-    }
-}
-
-/// `SOURCE:TARGET[:ro|:rw]` of a one-off container.
-fn mount(cx: &mut Cx, r: &Refs, s: &str, pos: Pos) -> Option<Mount> {
-    let path = "run.container.volumes";
-    let parts: Vec<&str> = s.split(':').collect();
-    let (source, target, read_only) = match parts.as_slice() {
-        [src, dst] => (*src, *dst, false),
-        [src, dst, "ro"] => (*src, *dst, true),
-        [src, dst, "rw"] => (*src, *dst, false),
-        _ => {
-            cx.err(
-                pos,
-                path,
-                format!("must be SOURCE:TARGET[:ro], found {s:?}"),
-            );
-            return None;
-        }
-    };
-    if !target.starts_with('/') {
-        cx.err(
-            pos,
-            path,
-            format!("the target must be an absolute path, found {target:?}"),
-        );
-        return None;
-    }
-    let source = if source.starts_with('/') {
-        MountSource::Host(PathBuf::from(source))
-    } else {
-        MountSource::Volume(volume_ref(cx, r, source, pos, path)?)
-    };
-    Some(Mount {
-        source,
-        target: target.to_string(),
-        read_only,
-    })
-}
-
-/// `STACK/NETWORK` → its Engine name; a plain name is an existing (external) network.
-fn network(cx: &mut Cx, r: &Refs, s: &str, pos: Pos) -> Option<String> {
-    if !s.contains('/') {
-        return Some(s.to_string());
-    }
-    let path = "run.container.networks";
-    let (st, name) = split_ref(cx, r, s, pos, path, "NETWORK")?;
-    match st.networks.get(&name) {
-        Some(n) => Some(n.name.clone()),
-        None => {
-            cx.err(
-                pos,
-                path,
-                format!("stack `{}` has no network `{name}`", st.name),
-            );
-            None
-        }
-    }
 }
 
 /// Schedule and zone checks: the scheduler's own parser, so what loads is what runs.

@@ -32,6 +32,8 @@ mod jobs;
 mod kinds;
 mod proxy;
 mod read;
+mod refs;
+mod values;
 
 #[cfg(test)]
 mod edge_tests;
@@ -114,7 +116,7 @@ pub fn load(
     find_manifests(root, root, &mut files, &mut diags);
     let mut decls = Vec::new();
     let mut set_refs = Vec::new();
-    let refs = jobs::Refs { stacks };
+    let refs = refs::Refs { stacks };
     for file in files {
         load_manifest(
             root,
@@ -231,7 +233,7 @@ fn load_manifest(
     root: &Path,
     file: &Path,
     env: &BTreeMap<String, String>,
-    refs: &jobs::Refs,
+    refs: &refs::Refs,
     out: &mut Vec<Decl>,
     set_refs: &mut Vec<edge::SetRef>,
     diags: &mut Vec<Diagnostic>,
@@ -305,7 +307,7 @@ fn document(
     m: &Map,
     doc_pos: Pos,
     src: &Source,
-    refs: &jobs::Refs,
+    refs: &refs::Refs,
     set_refs: &mut Vec<edge::SetRef>,
 ) -> Option<Decl> {
     let pos = key_pos(m, "kind").unwrap_or(doc_pos);

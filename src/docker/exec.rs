@@ -14,6 +14,10 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
 use super::ops::short;
+
+/// An exec's attached output.
+pub(super) type ExecOutputStream =
+    std::pin::Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
 use super::{DockerError, Engine, OLD_SUFFIX};
 use crate::model::jobs::ServiceRef;
 use crate::model::labels;
@@ -262,13 +266,17 @@ impl Engine {
             .map_err(|_| DockerError::Timeout { op: op.clone() })?
     }
 
-    /// Starts `cmd` in the running container `id` with its standard output as a stream of
-    /// bytes (binary safe; nothing is buffered beyond a chunk). No timeout: the caller bounds
-    /// it. Requests: 2 now, 1 more in [`ExecStream::finish`].
-    pub async fn exec_stream(&self, id: &str, cmd: &[String]) -> Result<ExecStream, DockerError> {
-        let op = format!("exec {:?} in {}", cmd, short(id));
-        let created = self
-            .docker
+    /// Creates and starts `cmd` in the running container `id` through `docker` (the Engine's
+    /// client, or a clone with a longer timeout), standard output and error attached: the
+    /// exec's id and its output. Requests: 2.
+    pub(super) async fn attach_exec(
+        &self,
+        docker: &bollard::Docker,
+        id: &str,
+        cmd: &[String],
+        op: &str,
+    ) -> Result<(String, ExecOutputStream), DockerError> {
+        let created = docker
             .create_exec(
                 id,
                 CreateExecOptions {
@@ -279,19 +287,27 @@ impl Engine {
                 },
             )
             .await
-            .map_err(|e| self.err(op.clone(), e))?;
-        let output = match self
-            .docker
+            .map_err(|e| self.err(op, e))?;
+        let output: ExecOutputStream = match docker
             .start_exec(&created.id, None)
             .await
-            .map_err(|e| self.err(op.clone(), e))?
+            .map_err(|e| self.err(op, e))?
         {
             StartExecResults::Attached { output, .. } => output,
             StartExecResults::Detached => Box::pin(futures_util::stream::empty()),
         };
+        Ok((created.id, output))
+    }
+
+    /// Starts `cmd` in the running container `id` with its standard output as a stream of
+    /// bytes (binary safe; nothing is buffered beyond a chunk). No timeout: the caller bounds
+    /// it. Requests: 2 now, 1 more in [`ExecStream::finish`].
+    pub async fn exec_stream(&self, id: &str, cmd: &[String]) -> Result<ExecStream, DockerError> {
+        let op = format!("exec {:?} in {}", cmd, short(id));
+        let (exec_id, output) = self.attach_exec(&self.docker, id, cmd, &op).await?;
         Ok(ExecStream {
             engine: self.clone(),
-            exec_id: created.id,
+            exec_id,
             op,
             output,
             stderr: Vec::new(),

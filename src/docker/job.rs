@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use bollard::query_parameters::{CreateContainerOptions, LogsOptions, StartContainerOptions};
 use futures_util::StreamExt;
@@ -95,29 +94,13 @@ impl Engine {
             .docker
             .clone()
             .with_timeout(timeout + Duration::from_secs(60));
-        let created = docker
-            .create_exec(
-                id,
-                CreateExecOptions {
-                    cmd: Some(cmd.to_vec()),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| self.err(op.clone(), e))?;
+        let (exec_id, mut s) = self.attach_exec(&docker, id, cmd, &op).await?;
         let mut output = Tail::new(max_output);
-        let started = docker
-            .start_exec(&created.id, None)
-            .await
-            .map_err(|e| self.err(op.clone(), e))?;
-        let mut ended = End::Exited;
         // Its host pid, for a stop from another berth process: asked beside the output until
         // the process runs (the Engine reports 0 for a moment) or has ended.
         let probe = async {
             for _ in 0..40 {
-                match docker.inspect_exec(&created.id).await {
+                match docker.inspect_exec(&exec_id).await {
                     Ok(i) => {
                         if let Some(pid) = i.pid.filter(|p| *p > 0) {
                             on_pid(pid);
@@ -132,28 +115,24 @@ impl Engine {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         };
-        if let StartExecResults::Attached { output: mut s, .. } = started {
-            let read = async {
-                while let Some(chunk) = s.next().await {
-                    match chunk {
-                        Ok(c) => output.push(&c.into_bytes()),
-                        Err(e) => return Err(self.err(op.clone(), e)),
-                    }
+        let read = async {
+            while let Some(chunk) = s.next().await {
+                match chunk {
+                    Ok(c) => output.push(&c.into_bytes()),
+                    Err(e) => return Err(self.err(op.clone(), e)),
                 }
-                Ok(())
-            };
-            let read = async { futures_util::future::join(read, probe).await.0 };
-            ended = until(read, timeout, stop).await?;
-            if ended != End::Exited {
-                {
-                    let inspected = docker
-                        .inspect_exec(&created.id)
-                        .await
-                        .map_err(|e| self.err(op.clone(), e))?;
-                    if let Some(pid) = inspected.pid.filter(|p| *p > 0) {
-                        crate::host::process::kill(pid);
-                    }
-                }
+            }
+            Ok(())
+        };
+        let read = async { futures_util::future::join(read, probe).await.0 };
+        let ended = until(read, timeout, stop).await?;
+        if ended != End::Exited {
+            let inspected = docker
+                .inspect_exec(&exec_id)
+                .await
+                .map_err(|e| self.err(op.clone(), e))?;
+            if let Some(pid) = inspected.pid.filter(|p| *p > 0) {
+                crate::host::process::kill(pid);
             }
         }
         if ended != End::Exited {
@@ -165,7 +144,7 @@ impl Engine {
             });
         }
         let inspected = docker
-            .inspect_exec(&created.id)
+            .inspect_exec(&exec_id)
             .await
             .map_err(|e| self.err(op, e))?;
         Ok(Finished {

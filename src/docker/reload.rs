@@ -1,7 +1,6 @@
 //! Telling a running container that its configuration changed, without recreating it: a
 //! signal or a command (`x-berth: on_config_change`).
 
-use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::query_parameters::KillContainerOptions;
 use futures_util::StreamExt;
 
@@ -29,39 +28,17 @@ impl Engine {
     /// output. Requests: 3.
     pub async fn exec(&self, id: &str, cmd: &[String]) -> Result<(i64, String), DockerError> {
         let op = format!("exec {:?} in {}", cmd, short(id));
-        let created = self
-            .docker
-            .create_exec(
-                id,
-                CreateExecOptions {
-                    cmd: Some(cmd.to_vec()),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| self.err(op.clone(), e))?;
+        let (exec_id, mut stream) = self.attach_exec(&self.docker, id, cmd, &op).await?;
         let mut output = String::new();
-        match self
-            .docker
-            .start_exec(&created.id, None)
-            .await
-            .map_err(|e| self.err(op.clone(), e))?
-        {
-            StartExecResults::Attached { output: mut s, .. } => {
-                while let Some(chunk) = s.next().await {
-                    let chunk = chunk.map_err(|e| self.err(op.clone(), e))?;
-                    if output.len() < OUTPUT_MAX {
-                        output.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
-                    }
-                }
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.err(op.clone(), e))?;
+            if output.len() < OUTPUT_MAX {
+                output.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
             }
-            StartExecResults::Detached => {}
         }
         let inspected = self
             .docker
-            .inspect_exec(&created.id)
+            .inspect_exec(&exec_id)
             .await
             .map_err(|e| self.err(op, e))?;
         let mut cut = OUTPUT_MAX.min(output.len());

@@ -19,40 +19,9 @@ use crate::model::jobs::{
 };
 use crate::model::{Logging, Secret};
 
-/// Keys every job kind has.
-const JOB_COMMON: &[&str] = &[
-    "kind",
-    "name",
-    "schedule",
-    "timezone",
-    "concurrency",
-    "timeout",
-    "retries",
-    "missed",
-    "catch_up",
-    "history",
-];
-pub const JOB_KEYS: &[&str] = &[
-    "kind",
-    "name",
-    "schedule",
-    "timezone",
-    "run",
-    "concurrency",
-    "timeout",
-    "retries",
-    "missed",
-    "catch_up",
-    "history",
-];
-pub const RUN_KEYS: &[&str] = &["exec", "container"];
-pub const EXEC_KEYS: &[&str] = &["service", "command"];
-pub const CONTAINER_KEYS: &[&str] = &["image", "command", "volumes", "environment", "networks"];
+/// The keys of each job kind: these, and [`JOB_COMMON`].
+pub const JOB_KEYS: &[&str] = &["run"];
 pub const BACKUP_KEYS: &[&str] = &[
-    "kind",
-    "name",
-    "schedule",
-    "timezone",
     "repository",
     "password",
     "environment",
@@ -64,22 +33,14 @@ pub const BACKUP_KEYS: &[&str] = &[
     "check",
     "image",
     "min_size_ratio",
-    "concurrency",
-    "timeout",
-    "retries",
-    "missed",
-    "catch_up",
-    "history",
 ];
-pub const DUMP_KEYS: &[&str] = &["service", "command", "file"];
-pub const RETENTION_KEYS: &[&str] = &["last", "hourly", "daily", "weekly", "monthly", "yearly"];
-pub const CHECK_KEYS: &[&str] = &["schedule", "read_data_subset"];
-pub const PRUNE_KEYS: &[&str] = &[
+pub const PRUNE_KEYS: &[&str] = &["keep_commits"];
+/// Keys every job kind has.
+pub const JOB_COMMON: &[&str] = &[
     "kind",
     "name",
     "schedule",
     "timezone",
-    "keep_commits",
     "concurrency",
     "timeout",
     "retries",
@@ -87,6 +48,15 @@ pub const PRUNE_KEYS: &[&str] = &[
     "catch_up",
     "history",
 ];
+
+pub const RUN_KEYS: &[&str] = &["exec", "container"];
+pub const EXEC_KEYS: &[&str] = &["service", "command"];
+pub const CONTAINER_KEYS: &[&str] = &["image", "command", "volumes", "environment", "networks"];
+
+pub const DUMP_KEYS: &[&str] = &["service", "command", "file"];
+pub const RETENTION_KEYS: &[&str] = &["last", "hourly", "daily", "weekly", "monthly", "yearly"];
+pub const CHECK_KEYS: &[&str] = &["schedule", "read_data_subset"];
+
 pub const DEFAULTS_KEYS: &[&str] = &["kind", "logging"];
 pub const LOGGING_KEYS: &[&str] = &["driver", "options"];
 
@@ -100,7 +70,7 @@ const REPOSITORY_SCHEMES: &[&str] = &[
 
 /// `kind: Job`.
 pub(super) fn job(cx: &mut Cx, d: &Doc, r: &Refs) -> Option<JobSpec> {
-    check_keys(cx, d.m, "", "Job", JOB_KEYS);
+    check_keys(cx, d.m, "", "Job", &[JOB_COMMON, JOB_KEYS].concat());
     let before = cx.diags.len();
     let task = match get(d.m, "run") {
         None => {
@@ -122,7 +92,7 @@ pub(super) fn job(cx: &mut Cx, d: &Doc, r: &Refs) -> Option<JobSpec> {
 
 /// `kind: Backup`: the backup job, and its `check` job (`<name>/check`) when it has one.
 pub(super) fn backup(cx: &mut Cx, d: &Doc, r: &Refs) -> Option<(JobSpec, Option<JobSpec>)> {
-    check_keys(cx, d.m, "", "Backup", BACKUP_KEYS);
+    check_keys(cx, d.m, "", "Backup", &[JOB_COMMON, BACKUP_KEYS].concat());
     let before = cx.diags.len();
     let job = common(cx, d, "Backup", None);
     let repository = required_text(
@@ -215,7 +185,7 @@ pub(super) fn backup(cx: &mut Cx, d: &Doc, r: &Refs) -> Option<(JobSpec, Option<
 
 /// `kind: Prune`: images no container uses and no recent commit references.
 pub(super) fn prune(cx: &mut Cx, d: &Doc) -> Option<JobSpec> {
-    check_keys(cx, d.m, "", "Prune", PRUNE_KEYS);
+    check_keys(cx, d.m, "", "Prune", &[JOB_COMMON, PRUNE_KEYS].concat());
     let before = cx.diags.len();
     let job = common(cx, d, "Prune", Some("prune"));
     let keep_commits = match get(d.m, "keep_commits") {
@@ -339,7 +309,6 @@ fn common(cx: &mut Cx, d: &Doc, kind: &str, default_name: Option<&str>) -> Optio
         }),
         None => Some(DEFAULT_HISTORY),
     };
-    let _ = JOB_COMMON;
     (cx.diags.len() == before).then_some(())?;
     Some(JobSpec {
         name: name?,

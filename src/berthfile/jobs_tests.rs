@@ -211,7 +211,7 @@ fn errors_are_located() {
         ),
         (
             "kind: Job\nname: j\nschedule: \"@daily\"\nretry: 1\nrun: {exec: {service: blog/db, command: [x]}}\n",
-            "berth.yaml:4:1: unknown key `retry` in Job (known keys: kind, name, schedule, timezone, run,",
+            "berth.yaml:4:1: unknown key `retry` in Job (known keys: kind, name, schedule, timezone, concurrency, timeout, retries,",
         ),
         (
             "kind: Backup\nname: b\nschedule: \"@daily\"\npassword: x\npaths: [/srv]\n",

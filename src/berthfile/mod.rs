@@ -61,7 +61,7 @@ use kinds::{Doc, ServiceRef};
 use read::{Map, Source, get, key_pos};
 
 pub use edge::{ADDRESS_SET_KEYS, ALLOW_KEYS, FIREWALL_KEYS, parse_cidr, parse_port_range};
-pub use jobs::{BACKUP_KEYS, DEFAULT_RESTIC_IMAGE, JOB_KEYS, PRUNE_KEYS};
+pub use jobs::{BACKUP_KEYS, DEFAULT_RESTIC_IMAGE, JOB_COMMON, JOB_KEYS, PRUNE_KEYS};
 pub use kinds::{DIRECTORY_KEYS, FILE_KEYS, ON_CHANGE_KEYS, SYSCTL_KEYS, UNIT_KEYS};
 pub use proxy::{PROXY_KEYS, ROUTE_KEYS};
 pub use read::{MAX_SOURCE_BYTES, UNIT_TYPES, unit_name_problem};

@@ -86,7 +86,8 @@ fn a_job_with_every_key() {
             source: MountSource::Volume(VolumeRef {
                 stack: "blog".into(),
                 volume: "dbdata".into(),
-                engine_name: "blog_dbdata".into()
+                engine_name: "blog_dbdata".into(),
+                folder: "apps/blog".into(),
             }),
             target: "/data".into(),
             read_only: true

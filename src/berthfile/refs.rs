@@ -96,6 +96,11 @@ pub(super) fn volume_ref(
             stack: st.name.clone(),
             volume: name,
             engine_name: v.name.clone(),
+            folder: st
+                .file
+                .parent()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default(),
         }),
         None => {
             let hint = did_you_mean(&name, st.volumes.keys());

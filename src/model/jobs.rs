@@ -178,6 +178,18 @@ pub struct VolumeRef {
     /// The volume's name on the Engine (`<stack>_<volume>` unless `name:` says otherwise),
     /// resolved by the loader.
     pub engine_name: String,
+    /// The stack's folder relative to the config root (`apps/blog`): a volume may be named
+    /// `apps/blog/dbdata` as well as `blog/dbdata`.
+    #[serde(default)]
+    pub folder: String,
+}
+
+impl VolumeRef {
+    /// Whether `written` names this volume: `STACK/VOLUME` by the stack's name or its folder.
+    pub fn is(&self, written: &str) -> bool {
+        written == self.to_string()
+            || (!self.folder.is_empty() && written == format!("{}/{}", self.folder, self.volume))
+    }
 }
 
 impl std::fmt::Display for VolumeRef {

@@ -193,7 +193,7 @@ fn target(spec: &BackupSpec, args: &RestoreArgs) -> Result<Target, String> {
         return spec
             .volumes
             .iter()
-            .find(|r| r.to_string() == *v)
+            .find(|r| r.is(v))
             .map(|r| Target::Volume(r.clone()))
             .ok_or_else(|| format!("Backup {} does not back up volume {v}", spec.name));
     }
@@ -301,14 +301,15 @@ mod tests {
     fn spec() -> BackupSpec {
         let mut s = crate::restic::tests::spec("/srv/restic");
         s.volumes = vec![crate::model::jobs::VolumeRef {
-            stack: "apps/blog".into(),
+            stack: "blog".into(),
             volume: "dbdata".into(),
-            engine_name: "apps-blog_dbdata".into(),
+            engine_name: "blog_dbdata".into(),
+            folder: "apps/blog".into(),
         }];
         s.paths = vec![PathBuf::from("/etc/berth")];
         s.dumps = vec![crate::model::jobs::Dump {
             service: crate::model::jobs::ServiceRef {
-                stack: "apps/blog".into(),
+                stack: "blog".into(),
                 service: "db".into(),
             },
             command: vec!["pg_dumpall".into()],
@@ -327,10 +328,13 @@ mod tests {
     fn what_to_restore_is_one_source_of_the_backup() {
         let s = spec();
         let t = |a: &[&str]| target(&s, &parse(a).unwrap());
-        assert_eq!(
-            t(&["--volume", "apps/blog/dbdata"]).unwrap(),
-            Target::Volume(s.volumes[0].clone())
-        );
+        // By the stack's folder or by its name.
+        for v in ["apps/blog/dbdata", "blog/dbdata"] {
+            assert_eq!(
+                t(&["--volume", v]).unwrap(),
+                Target::Volume(s.volumes[0].clone())
+            );
+        }
         assert_eq!(
             t(&["--path", "/etc/berth"]).unwrap(),
             Target::Path("/etc/berth".into())

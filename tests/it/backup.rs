@@ -65,6 +65,7 @@ impl Fixture {
             stack: self.stack.clone(),
             volume: volume.into(),
             engine_name: format!("{}_{volume}", self.stack),
+            folder: String::new(),
         }
     }
 

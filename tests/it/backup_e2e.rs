@@ -260,8 +260,9 @@ fn apply_then_jobs_run_then_lose_the_data_then_restore_from_the_recorded_backup(
         "nightly",
         "--snapshot",
         "latest",
+        // By the stack's folder, as the manifest may name it (`apps/blog/dbdata`).
         "--volume",
-        &format!("{stack}/files"),
+        "app/files",
     ]);
     let restore_ms = t.elapsed().as_millis();
     let restored = restored.expect(0);

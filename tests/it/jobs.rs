@@ -190,6 +190,25 @@ fn a_scheduled_job_fires_under_serve_and_a_restart_catches_a_missed_run_once() {
             (v - last_success.timestamp_millis() as f64 / 1000.0).abs() < 0.01
         },
     );
+
+    // A schedule change takes effect at once, without restarting berth: back to every minute
+    // (pushed, announced by a webhook), and a scheduled run follows.
+    let scheduled = || {
+        results(&dir, &instance, "tick")
+            .iter()
+            .filter(|(r, t, _)| *r == RunResult::Succeeded && *t == Trigger::Schedule)
+            .count()
+    };
+    let before = scheduled();
+    let c = s.push(&[("berth.yaml", &job("* * * * *"))], "every minute again");
+    let event = crate::serve::push_event(&c);
+    let (code, body) = s.webhook("push", &event, "d-schedule", Some(crate::serve::SECRET));
+    assert_eq!(code, 202, "{body}");
+    s.wait_until(
+        "a scheduled run after the schedule change, no restart",
+        Duration::from_secs(150),
+        || scheduled() > before,
+    );
 }
 
 fn berth_jobs(w: &World, args: &[&str]) -> (i32, String, String) {

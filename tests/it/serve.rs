@@ -13,7 +13,7 @@ use sha2::Sha256;
 use crate::github_fake::{FAKE_APP_ID, FAKE_REPO, FAKE_TOKEN, GitHubFake};
 use crate::support::{GitDaemon, GitRepo, World, docker, free_port, inspect};
 
-const SECRET: &str = "test-webhook-secret";
+pub(crate) const SECRET: &str = "test-webhook-secret";
 
 /// A running `berth serve` with its repository, state dir and (optionally) GitHub stand-in.
 /// Shared with the other serve tests (`defects.rs`).
@@ -272,7 +272,7 @@ fn fixture(name: &str) -> Value {
 }
 
 /// GitHub's real push example, pointed at our branch and commit.
-fn push_event(commit: &str) -> Value {
+pub(crate) fn push_event(commit: &str) -> Value {
     let mut v = fixture("push.1.json");
     v["ref"] = "refs/heads/main".into();
     v["after"] = commit.into();

@@ -448,6 +448,11 @@ fn pull_request_preview_posts_plan_applies_nothing_and_updates_one_comment() {
     // A PR branch changing the image, published as refs/pull/7/head like GitHub does.
     s.repo
         .write("a/compose.yaml", &one_service(&a, "berth-test/app:2"));
+    // And a job: the preview lists it; nothing records it.
+    s.repo.write(
+        "berth.yaml",
+        &format!("kind: Job\nname: vacuum\nschedule: \"0 2 * * 0\"\ntimezone: Europe/Paris\nrun:\n  exec: {{service: {a}/web, command: [vacuumdb, -az]}}\n"),
+    );
     let head1 = s.repo.commit("pr v2");
     s.repo.push_ref("refs/pull/7/head");
     let (code, body) = s.webhook(
@@ -470,6 +475,15 @@ fn pull_request_preview_posts_plan_applies_nothing_and_updates_one_comment() {
         comments[0].body
     );
     assert!(!comments[0].body.contains("s3cr3t-value"));
+    assert!(
+        comments[0]
+            .body
+            .contains("+ job vacuum: exec at \"0 2 * * 0\" (Europe/Paris); next run "),
+        "{}",
+        comments[0].body
+    );
+    let jobs = berth::jobs::load(s.state_dir(), &s.world.instance).unwrap();
+    assert!(jobs.table.is_empty(), "a preview recorded jobs");
     let preview = fake
         .statuses_for(&head1)
         .into_iter()

@@ -65,7 +65,8 @@ impl Fixture {
             stack: self.stack.clone(),
             volume: volume.into(),
             engine_name: format!("{}_{volume}", self.stack),
-            folder: String::new(),
+            // The fixture's stack lives in `app/`.
+            folder: "app".into(),
         }
     }
 

@@ -176,7 +176,7 @@ pub async fn check(cx: &Context, spec: &BackupSpec, read_data_subset: Option<&st
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::Secret;
     use crate::model::jobs::Retention;

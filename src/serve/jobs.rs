@@ -355,8 +355,7 @@ pub fn backup_status(name: &str, spec: &JobSpec, r: &RunRecord) -> Option<Status
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Secret;
-    use crate::model::jobs::{BackupSpec, Concurrency, Missed, Retention, RunOutcome};
+    use crate::model::jobs::{Concurrency, Missed, RunOutcome};
 
     fn job(name: &str, task: Task) -> JobSpec {
         JobSpec {
@@ -375,23 +374,8 @@ mod tests {
     }
 
     fn backup() -> JobSpec {
-        job(
-            "nightly",
-            Task::Backup(Box::new(BackupSpec {
-                name: "nightly".into(),
-                repository: Secret::new("/srv/restic"),
-                password: Secret::new("hunter2-pw"),
-                environment: Default::default(),
-                volumes: vec![],
-                paths: vec![],
-                dumps: vec![],
-                stop: vec![],
-                retention: Retention::default(),
-                check: None,
-                image: "restic".into(),
-                min_size_ratio: 0.5,
-            })),
-        )
+        let spec = crate::restic::tests::spec("/srv/restic");
+        job("nightly", Task::Backup(Box::new(spec)))
     }
 
     fn record(result: RunResult, reason: Option<&str>) -> RunRecord {

@@ -17,9 +17,11 @@
 # Then hack/test-backup-images.sh: berth-test/restic:0.14 and berth-test/postgres:15 for the
 # backup tests (and restic + rclone on this machine); its own recipe and fast path.
 #
-# Usage: hack/test-images.sh [--force]
+# Usage: hack/test-images.sh [--force] [--no-backup-images]
 #   Idempotent: exits at once when all images exist with the current recipe.
 #   --force (or BERTH_TEST_IMAGES_FORCE=1) rebuilds anyway.
+#   --no-backup-images (or BERTH_TEST_BACKUP_IMAGES=0) skips hack/test-backup-images.sh: only
+#   the four images above, nothing installed but busybox-static (hack/demo.sh uses this).
 set -euo pipefail
 
 # Bump when the image contents below change, so old images get rebuilt.
@@ -31,12 +33,24 @@ die() { echo "test-images: error: $*" >&2; exit 1; }
 log() { echo "test-images: $*" >&2; }
 
 force=${BERTH_TEST_IMAGES_FORCE:-0}
-case "${1:-}" in
-  --force) force=1 ;;
-  "") ;;
-  -h|--help) awk 'NR>1 && /^#/ {sub(/^# ?/, ""); print; next} NR>1 {exit}' "$0"; exit 0 ;;
-  *) die "unknown argument: $1 (usage: $0 [--force])" ;;
-esac
+backup=${BERTH_TEST_BACKUP_IMAGES:-1}
+for arg in "$@"; do
+  case "$arg" in
+    --force) force=1 ;;
+    --no-backup-images) backup=0 ;;
+    -h|--help) awk 'NR>1 && /^#/ {sub(/^# ?/, ""); print; next} NR>1 {exit}' "$0"; exit 0 ;;
+    *) die "unknown argument: $arg (usage: $0 [--force] [--no-backup-images])" ;;
+  esac
+done
+
+# The backup tests' images, after ours. Not `exec`: the EXIT trap below must still remove the
+# build folder once this script ends.
+backup_images() {
+  [[ $backup == 1 ]] || return 0
+  local args=()
+  [[ $force == 1 ]] && args+=(--force)
+  bash "$(dirname "$0")/test-backup-images.sh" ${args[@]+"${args[@]}"}
+}
 
 command -v docker >/dev/null 2>&1 || die "docker CLI not found in PATH"
 if ! server=$(timeout 20 docker version --format '{{.Server.Version}}' 2>&1); then
@@ -53,7 +67,8 @@ if [[ $force != 1 ]]; then
   if [[ $all_ok == 1 ]]; then
     echo "test-images: up to date (recipe $RECIPE): $(for i in "${IMAGES[@]}"; do
       printf '%s=%s ' "$i" "$(docker image inspect --format '{{.Id}}' "$i" | cut -c8-19)"; done)"
-    exec bash "$(dirname "$0")/test-backup-images.sh" ${1:+"$1"}
+    backup_images
+    exit 0
   fi
 fi
 
@@ -94,7 +109,8 @@ if ! is_static "$BUSYBOX"; then
 fi
 
 # --- build context --------------------------------------------------------------
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/berth-test-images.XXXXXX")
+# The pid in the name: hack/test-leftovers.sh tells a build in progress from a leftover.
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/berth-test-images.$$.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
 root=$tmp/base/rootfs
@@ -187,4 +203,4 @@ done
 
 echo "test-images: built in $(( $(date +%s) - start ))s (recipe $RECIPE, docker $server): $(for i in "${IMAGES[@]}"; do
   printf '%s=%s ' "$i" "$(docker image inspect --format '{{.Id}}' "$i" | cut -c8-19)"; done)"
-exec bash "$(dirname "$0")/test-backup-images.sh" ${1:+"$1"}
+backup_images

@@ -5,7 +5,7 @@
 //! Loading the config is not part of it: the CLI reads a folder, serve a git commit (cached per
 //! commit), and both hand over a [`Desired`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::apply::{self, ApplyError, ApplyEvent, ApplyOptions, ApplyReport};
@@ -153,10 +153,10 @@ pub async fn reconcile(
         Mode::Plan => None,
         // A bad route is left out of Caddy's config and reported; the rest is applied.
         Mode::Apply if the_plan.errors.iter().all(plan::PlanError::is_contained) => {
-            Some(without_failed_stacks(&the_plan))
+            Some(the_plan.without_withheld())
         }
         Mode::Apply => Some(the_plan.clone()),
-        Mode::ApplyHealthyStacks => Some(without_failed_stacks(&the_plan)),
+        Mode::ApplyHealthyStacks => Some(the_plan.without_withheld()),
     };
     outcome.plan = Some(the_plan);
     let Some(to_apply) = to_apply.filter(|p| flow == Flow::Continue && p.has_changes()) else {
@@ -346,71 +346,6 @@ pub async fn observe_proxy(desired: &Desired, observed: &Observed) -> Option<Obs
     })
 }
 
-/// The stacks a plan error belongs to (`None`: the whole config, e.g. the empty-config guard).
-pub fn error_stack(e: &plan::PlanError) -> Option<&str> {
-    use plan::PlanError::*;
-    match e {
-        NameConflict { stack, .. }
-        | BuildNotSupported { stack, .. }
-        | ImageMissing { stack, .. }
-        | ExternalMissing { stack, .. }
-        | ReloadNeedsFolder { stack, .. }
-        | Exposed { stack, .. } => Some(stack),
-        HostNotOwned { .. }
-        | HostRefused { .. }
-        | EmptyHost { .. }
-        | Lockout { .. }
-        | FirewallRefused { .. } => Some(plan::HOST_GROUP),
-        Route { group, .. } => Some(group),
-        Proxy { .. } => Some(plan::EDGE_GROUP),
-        EmptyDesired { .. } | Cycle { .. } => None,
-    }
-}
-
-/// `plan` without the stacks that have errors: their changes go, pulls only serve the rest.
-/// A config-wide error leaves nothing to apply.
-pub fn without_failed_stacks(p: &Plan) -> Plan {
-    let mut failed: BTreeSet<&str> = BTreeSet::new();
-    for e in &p.errors {
-        match error_stack(e) {
-            Some(s) => {
-                failed.insert(s);
-            }
-            None => return Plan::default(),
-        }
-    }
-    let mut out = Plan {
-        unchanged: p.unchanged.clone(),
-        unchanged_host: p.unchanged_host.clone(),
-        skipped: p.skipped.clone(),
-        warnings: p.warnings.clone(),
-        ..Plan::default()
-    };
-    for c in &p.changes {
-        let mut c = c.clone();
-        if let plan::Payload::Image(img) = &mut c.payload {
-            img.services.retain(|s| !failed.contains(s.stack.as_str()));
-            if img.services.is_empty() {
-                out.withheld.push(c.addr);
-                continue;
-            }
-        } else if c.addr.group().is_some_and(|s| failed.contains(s)) {
-            out.withheld.push(c.addr);
-            continue;
-        }
-        out.changes.push(c);
-    }
-    // The proxy serves every stack: it does not wait for a withheld stack's containers (their
-    // routes keep the containers that run now, or are left out when there is none).
-    let withheld = out.withheld.clone();
-    for c in &mut out.changes {
-        if c.payload.kind() == plan::Kind::Proxy {
-            c.needs.retain(|n| !withheld.contains(&n.addr));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,10 +354,47 @@ mod tests {
     fn a_bad_route_withholds_only_its_stack() {
         let (d, o) = crate::plan::proxy_tests::bad_routes();
         let p = plan::plan(&d, &o, &PlanOptions::default());
-        let groups: Vec<Option<&str>> = p.errors.iter().map(error_stack).collect();
-        assert_eq!(groups, [Some("other"); 3]);
-        let rest = without_failed_stacks(&p);
+        let groups: Vec<Option<plan::Group>> = p.errors.iter().map(|e| e.group()).collect();
+        assert_eq!(groups, vec![Some(plan::Group::stack("other")); 3]);
+        let rest = p.without_withheld();
         assert!(rest.change(&crate::kinds::route::addr()).is_some());
         assert!(rest.errors.is_empty());
+    }
+
+    /// A bad route to a fixed address is berth's own proxy group, never a stack's: a stack
+    /// named `edge` (or `proxy`) goes ahead with it.
+    #[test]
+    fn a_bad_address_route_withholds_no_stack_whatever_its_name() {
+        use crate::model::edge::{RouteSpec, Source, Upstream};
+        for name in ["edge", "proxy", "host-proxy"] {
+            let (mut d, mut o) = crate::plan::proxy_tests::bad_routes();
+            let other = d.stacks.remove("other").unwrap();
+            d.stacks.insert(
+                name.into(),
+                crate::model::StackSpec {
+                    name: name.into(),
+                    routes: vec![],
+                    ..other
+                },
+            );
+            d.edge.routes.push(RouteSpec {
+                host: "old.example.org".into(),
+                path: None,
+                to: Upstream::Address("127.0.0.1:8001".into()),
+                access: Source::Set("office".into()),
+                origin: crate::model::host::Origin::default(),
+            });
+            o.containers.retain(|c| c.stack() != Some("other"));
+            let p = plan::plan(&d, &o, &PlanOptions::default());
+            assert_eq!(p.errors.len(), 1, "{:?}", p.errors);
+            assert_eq!(p.errors[0].group(), Some(plan::Group::Proxy));
+            let rest = p.without_withheld();
+            assert!(rest.withheld.is_empty(), "{name}: {:?}", rest.withheld);
+            assert!(
+                rest.changes.iter().any(|c| c.addr.stack() == Some(name)),
+                "{name}: its containers are created: {:?}",
+                rest.changes
+            );
+        }
     }
 }

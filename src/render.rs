@@ -143,11 +143,35 @@ fn meta_text(m: &crate::model::host::Meta) -> String {
     format!("mode {:04o}, owner {}:{}", m.mode, m.uid, m.gid)
 }
 
-/// The whole plan as text, ending with the summary line.
+/// The whole plan as text, ending with the summary line, as `berth apply` would carry it out:
+/// refused whole when it has an error that is not a bad route, else without the stacks that
+/// bad routes hold back.
 pub fn plan_text(plan: &Plan) -> String {
+    text(plan, false)
+}
+
+/// The plan as text as `berth serve` carries it out: each group with an error is withheld
+/// (named, with why) and the others go ahead.
+pub fn plan_text_by_group(plan: &Plan) -> String {
+    text(plan, true)
+}
+
+fn text(plan: &Plan, by_group: bool) -> String {
+    let held = plan.withheld_groups();
+    let refused_whole = if by_group {
+        held.is_none()
+    } else {
+        !plan.errors.iter().all(crate::plan::PlanError::is_contained)
+    };
     let mut out = String::new();
     for c in &plan.changes {
-        let _ = writeln!(out, "{}", change_line(c));
+        // A refused plan says so once at the end; else each change left out says it here.
+        let mark = if !refused_whole && plan.is_withheld(c) {
+            "(withheld) "
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "{mark}{}", change_line(c));
         let reasons: &[Reason] = &c.reasons;
         for r in reasons {
             // A diff is a block of its own lines, indented under its reason.
@@ -174,8 +198,8 @@ pub fn plan_text(plan: &Plan) -> String {
     for e in &plan.errors {
         let _ = writeln!(out, "! {e}");
     }
-    let summary = plan.summary();
     if plan.errors.is_empty() {
+        let summary = plan.summary();
         if plan.has_changes() {
             let _ = writeln!(out, "Plan: {summary}.");
         } else {
@@ -185,17 +209,50 @@ pub fn plan_text(plan: &Plan) -> String {
             }
             let _ = writeln!(out, " up to date.");
         }
-    } else if plan.errors.iter().all(crate::plan::PlanError::is_contained) {
+        return out;
+    }
+    let (Some(held), false) = (held, refused_whole) else {
+        let whole = if by_group {
+            " concern the whole config"
+        } else {
+            ""
+        };
         let _ = writeln!(
             out,
-            "Plan: {summary}; {} route(s) cannot be served: they are left out and their stacks are not changed.",
+            "Plan cannot be applied: {} error(s){whole}. Nothing will be changed.",
             plan.errors.len()
         );
+        return out;
+    };
+    let rest = plan.without_withheld();
+    if rest.has_changes() {
+        let _ = writeln!(out, "Plan: {}.", rest.summary());
     } else {
+        let _ = writeln!(out, "No other changes.");
+    }
+    if !held.is_empty() {
+        let groups: Vec<String> = held
+            .iter()
+            .map(|(g, errors)| match errors.len() {
+                1 => format!("{g} (1 error)"),
+                n => format!("{g} ({n} errors)"),
+            })
+            .collect();
         let _ = writeln!(
             out,
-            "Plan cannot be applied: {} error(s). Nothing will be changed.",
-            plan.errors.len()
+            "Withheld, left as they run: {}; everything else goes ahead.",
+            groups.join(", ")
+        );
+    }
+    let left_out = plan
+        .errors
+        .iter()
+        .filter(|e| e.withholds() == crate::plan::Withholds::Nothing)
+        .count();
+    if left_out > 0 {
+        let _ = writeln!(
+            out,
+            "{left_out} route(s) to a fixed address cannot be served: left out of Caddy's config."
         );
     }
     out

@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::docker::DockerError;
-use crate::plan::{Addr, PlanError, Wait};
+use crate::plan::{Addr, Group, PlanError, Wait};
 
 /// One step as it happens, for the CLI to print.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,8 +148,12 @@ pub struct ApplyReport {
     pub removed: usize,
     pub networks_removed: usize,
     pub volumes_removed: usize,
-    /// Host changes carried out (files, directories, sysctls, units).
+    /// Host changes carried out (files, directories, sysctls, units, the firewall).
     pub host: usize,
+    /// Caddy config loads.
+    pub proxy: usize,
+    /// Job table records.
+    pub jobs: usize,
     /// Containers reloaded: (container ID, the config digest they now hold).
     pub reloads: Vec<(String, String)>,
     /// Changes that failed, in the order they failed.
@@ -170,6 +174,8 @@ impl ApplyReport {
             + self.reloaded
             + self.removed
             + self.host
+            + self.proxy
+            + self.jobs
             + self.networks_removed
             + self.volumes_removed
             > 0
@@ -191,6 +197,12 @@ impl fmt::Display for ApplyReport {
         }
         if self.host > 0 {
             write!(f, ", {} host changes", self.host)?;
+        }
+        if self.proxy > 0 {
+            write!(f, ", Caddy config loaded")?;
+        }
+        if self.jobs > 0 {
+            write!(f, ", job table recorded")?;
         }
         Ok(())
     }
@@ -236,7 +248,7 @@ pub enum StepError {
     /// A host change failed; `message` says what, and what was put back (never a secret).
     #[error("{addr}: {message}")]
     Host {
-        addr: String,
+        addr: Addr,
         message: String,
         transient: bool,
     },
@@ -253,21 +265,21 @@ impl StepError {
         }
     }
 
-    /// The stacks this failure belongs to.
-    pub fn stacks(&self) -> Vec<String> {
+    /// The groups this failure belongs to (a shared pull: every stack that needed it).
+    pub fn groups(&self) -> Vec<Group> {
         match self {
             StepError::Pull { services, .. } => {
-                let mut s: Vec<String> = services
+                let mut s: Vec<Group> = services
                     .iter()
-                    .map(|s| s.split('/').next().unwrap_or(s).to_string())
+                    .map(|s| Group::stack(s.split('/').next().unwrap_or(s)))
                     .collect();
                 s.dedup();
                 s
             }
             StepError::Object { stack, .. }
             | StepError::Service { stack, .. }
-            | StepError::Dependency { stack, .. } => vec![stack.clone()],
-            StepError::Host { .. } => vec![crate::plan::HOST_GROUP.to_string()],
+            | StepError::Dependency { stack, .. } => vec![Group::stack(stack)],
+            StepError::Host { addr, .. } => addr.group().into_iter().collect(),
         }
     }
 }

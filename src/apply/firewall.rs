@@ -11,7 +11,7 @@ impl<D: Driver, H: HostDriver> Exec<'_, D, H> {
     pub(super) async fn firewall(&self, c: &Change, p: &FirewallPayload) -> Result<(), StepError> {
         let addr = c.addr.to_string();
         let fail = |message: String, transient: bool| StepError::Host {
-            addr: addr.clone(),
+            addr: c.addr.clone(),
             transient,
             message,
         };

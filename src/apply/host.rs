@@ -41,7 +41,7 @@ impl<D: Driver, H: HostDriver> Exec<'_, D, H> {
                 message.push_str(&format!("; {r}"));
             }
             StepError::Host {
-                addr: addr.clone(),
+                addr: c.addr.clone(),
                 transient: e.is_transient(),
                 message,
             }

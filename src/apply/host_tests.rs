@@ -559,7 +559,7 @@ async fn a_change_that_needs_a_withheld_host_change_is_not_attempted() {
         .insert("net.nope".into(), Err("no such sysctl".into()));
     let p = plan(&d, &o, &PlanOptions::default());
     assert_eq!(p.errors.len(), 1, "{:?}", p.errors);
-    let healthy = crate::pipeline::without_failed_stacks(&p);
+    let healthy = p.without_withheld();
     let err = apply(&NoDocker::default(), &host, &healthy, &fast(), &mut |_| {})
         .await
         .unwrap_err();

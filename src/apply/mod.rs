@@ -256,16 +256,11 @@ fn count(r: &mut ApplyReport, c: &Change) {
         (Kind::Container, Op::Start) => &mut r.started,
         (Kind::Container, Op::Reload) => &mut r.reloaded,
         (Kind::Container, Op::Delete | Op::Pull | Op::Update | Op::Stop) => &mut r.removed,
-        (
-            Kind::File
-            | Kind::Directory
-            | Kind::Sysctl
-            | Kind::Unit
-            | Kind::Firewall
-            | Kind::Proxy
-            | Kind::Jobs,
-            _,
-        ) => &mut r.host,
+        (Kind::File | Kind::Directory | Kind::Sysctl | Kind::Unit | Kind::Firewall, _) => {
+            &mut r.host
+        }
+        (Kind::Proxy, _) => &mut r.proxy,
+        (Kind::Jobs, _) => &mut r.jobs,
     };
     *n += 1;
 }
@@ -368,7 +363,7 @@ impl<D: Driver, H: HostDriver> Exec<'_, D, H> {
                     .record_jobs(&p.table)
                     .await
                     .map_err(|e| StepError::Host {
-                        addr: c.addr.to_string(),
+                        addr: c.addr.clone(),
                         transient: e.is_transient(),
                         message: format!("cannot record the job table: {e}"),
                     })?

@@ -47,11 +47,9 @@ impl ProxyDriver for NoProxy {
     }
 }
 
-const ADDR: &str = "proxy:caddy";
-
 fn fail(message: String, transient: bool) -> StepError {
     StepError::Host {
-        addr: ADDR.into(),
+        addr: crate::kinds::route::addr(),
         message,
         transient,
     }
@@ -84,7 +82,7 @@ impl<D: Driver, H: HostDriver> Exec<'_, D, H> {
         }
         let n = self.load_config(p, &BTreeMap::new()).await?;
         self.emit(ApplyEvent::Host {
-            addr: ADDR.into(),
+            addr: crate::kinds::route::addr().to_string(),
             did: format!("config loaded ({n} routes)"),
         });
         Ok(())
@@ -269,7 +267,7 @@ impl<D: Driver, H: HostDriver> Exec<'_, D, H> {
             return Err(cleanup(format!("switching the proxy: {e}")).await);
         }
         self.emit(ApplyEvent::Host {
-            addr: ADDR.into(),
+            addr: crate::kinds::route::addr().to_string(),
             did: format!("routes switched to the new {real_name}"),
         });
         // The proxy sends nothing to the old one any more.

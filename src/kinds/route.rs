@@ -27,7 +27,7 @@ use crate::model::edge::{
 };
 use crate::model::{ServiceSpec, StackSpec, container_name};
 use crate::plan::{
-    Addr, AdminTarget, Change, Dial, EDGE_GROUP, Kind, Need, Op, Payload, PlanError, PlanWarning,
+    Addr, AdminTarget, Change, Dial, Group, Kind, Need, Op, Payload, PlanError, PlanWarning,
     PlannedSite, ProxyPayload, Reason, Wait,
 };
 
@@ -329,8 +329,8 @@ fn access_text(s: &PlannedSite) -> String {
 
 fn route_error(r: &RouteSpec, reason: String) -> PlanError {
     let group = match &r.to {
-        Upstream::Service { stack, .. } => stack.clone(),
-        Upstream::Address(_) => EDGE_GROUP.to_string(),
+        Upstream::Service { stack, .. } => Group::stack(stack),
+        Upstream::Address(_) => Group::Proxy,
     };
     PlanError::Route {
         group,

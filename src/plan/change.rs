@@ -58,14 +58,6 @@ impl Kind {
             Kind::Jobs => "jobs",
         }
     }
-
-    /// A host setting (berth.yaml), as opposed to an Engine object.
-    pub fn is_host(self) -> bool {
-        matches!(
-            self,
-            Kind::File | Kind::Directory | Kind::Sysctl | Kind::Unit | Kind::Firewall | Kind::Jobs
-        )
-    }
 }
 
 /// Where an object belongs: a stack (its status context, its ownership label), or the host as a
@@ -122,18 +114,79 @@ impl Addr {
         Addr::new(kind, Scope::Host, name)
     }
 
-    /// The status group it reports under: its stack, or [`HOST_GROUP`] for host settings
-    /// (images belong to the stacks that use them: `None`).
-    pub fn group(&self) -> Option<&str> {
-        match (&self.scope, self.kind.is_host()) {
-            (Scope::Stack(s), _) => Some(s),
-            (Scope::Host, true) => Some(HOST_GROUP),
-            (Scope::Host, false) => None,
+    /// The group it reports under and is withheld with: its stack, or one of berth's own
+    /// groups (host settings, the proxy, the job table). Images belong to the stacks that use
+    /// them: `None`.
+    pub fn group(&self) -> Option<Group> {
+        match (&self.scope, self.kind) {
+            (Scope::Stack(s), _) => Some(Group::Stack(s.clone())),
+            (Scope::Host, Kind::Image) => None,
+            (Scope::Host, Kind::Proxy) => Some(Group::Proxy),
+            (Scope::Host, Kind::Jobs) => Some(Group::Jobs),
+            (Scope::Host, _) => Some(Group::Host),
         }
     }
 }
 
-/// The status group (commit status context `berth/<instance>/host`) of every host setting.
+/// What a change or a plan error belongs to: the commit status it is reported under, and what
+/// an error holds back in serve (a stack with an error is left as it runs, the others go on).
+/// berth's own groups are variants, never strings, so no stack name can stand for one of them
+/// (a stack may be called `edge` or `proxy`); the one name they share with stacks on GitHub,
+/// `host`, is refused as a stack name by the loader.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Group {
+    /// A stack: its containers, networks and volumes (`berth/<instance>/<stack>`).
+    Stack(String),
+    /// Host settings: files, directories, sysctls, units, the firewall
+    /// (`berth/<instance>/host`).
+    Host,
+    /// Caddy's config: every route, `kind: Proxy`, routes to fixed addresses
+    /// (`berth/<instance>/host/proxy`).
+    Proxy,
+    /// The job table berth's scheduler runs (`berth/<instance>/host/jobs`).
+    Jobs,
+}
+
+impl Group {
+    pub fn stack(name: impl Into<String>) -> Group {
+        Group::Stack(name.into())
+    }
+
+    /// The stack's name, for a stack.
+    pub fn as_stack(&self) -> Option<&str> {
+        match self {
+            Group::Stack(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// What follows `berth/<instance>/` in the group's commit status context. Stack names are
+    /// one path segment and never `host`: the others cannot collide with them.
+    pub fn context_suffix(&self) -> String {
+        match self {
+            Group::Stack(s) => s.clone(),
+            Group::Host => HOST_GROUP.to_string(),
+            Group::Proxy => format!("{HOST_GROUP}/proxy"),
+            Group::Jobs => format!("{HOST_GROUP}/jobs"),
+        }
+    }
+}
+
+/// For people: `stack web`, `host settings`, `the proxy config`, `the job table`.
+impl fmt::Display for Group {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Group::Stack(s) => write!(f, "stack {s}"),
+            Group::Host => f.write_str("host settings"),
+            Group::Proxy => f.write_str("the proxy config"),
+            Group::Jobs => f.write_str("the job table"),
+        }
+    }
+}
+
+/// The status context of host settings (`berth/<instance>/host`), and so a stack name the
+/// loader refuses.
 pub const HOST_GROUP: &str = "host";
 
 impl fmt::Display for Addr {

@@ -12,6 +12,7 @@ mod firewall_change;
 mod host_change;
 mod proxy_change;
 mod reason;
+mod withhold;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -20,9 +21,9 @@ use serde::Serialize;
 
 pub use change::{
     Addr, AdminTarget, AfterChange, Allowed, Bytes, Change, ContainerPayload, Current, Dial,
-    DirPayload, FilePayload, FileState, FirewallApplied, FirewallPayload, HOST_GROUP, ImagePayload,
-    JobsPayload, Kind, Need, NetworkPayload, Op, Payload, PlannedSite, ProxyPayload, Record,
-    Reload, Scope, SysctlPayload, UnitPayload, UnitVerb, VolumePayload, Wait,
+    DirPayload, FilePayload, FileState, FirewallApplied, FirewallPayload, Group, HOST_GROUP,
+    ImagePayload, JobsPayload, Kind, Need, NetworkPayload, Op, Payload, PlannedSite, ProxyPayload,
+    Record, Reload, Scope, SysctlPayload, UnitPayload, UnitVerb, VolumePayload, Wait,
 };
 pub use reason::{PullReason, Reason, short_id};
 
@@ -222,9 +223,10 @@ pub enum PlanError {
     /// be read).
     FirewallRefused { origin: String, reason: String },
     /// A route that cannot be served. It is left out of Caddy's config (the other routes are
-    /// loaded) and reported on `group`: the stack of its service, or [`EDGE_GROUP`].
+    /// loaded) and reported on `group`: the stack of its service, or [`Group::Proxy`] for a
+    /// route to a fixed address.
     Route {
-        group: String,
+        group: Group,
         origin: String,
         route: String,
         reason: String,
@@ -233,14 +235,56 @@ pub enum PlanError {
     Proxy { origin: String, reason: String },
 }
 
-/// The status group of `kind: Route` and `kind: Proxy` problems.
-pub const EDGE_GROUP: &str = "edge";
-
 impl PlanError {
     /// A problem confined to what it names (a bad route): the rest of the plan can be applied.
     pub fn is_contained(&self) -> bool {
         matches!(self, PlanError::Route { .. })
     }
+
+    /// The group the error is reported under (`None`: the whole config, e.g. the empty-config
+    /// guard or a cycle).
+    pub fn group(&self) -> Option<Group> {
+        use PlanError::*;
+        match self {
+            NameConflict { stack, .. }
+            | BuildNotSupported { stack, .. }
+            | ImageMissing { stack, .. }
+            | ExternalMissing { stack, .. }
+            | ReloadNeedsFolder { stack, .. }
+            | Exposed { stack, .. } => Some(Group::stack(stack)),
+            HostNotOwned { .. }
+            | HostRefused { .. }
+            | EmptyHost { .. }
+            | Lockout { .. }
+            | FirewallRefused { .. } => Some(Group::Host),
+            Route { group, .. } => Some(group.clone()),
+            Proxy { .. } => Some(Group::Proxy),
+            EmptyDesired { .. } | Cycle { .. } => None,
+        }
+    }
+
+    /// What the error holds back when the plan is applied group by group (serve, and the CLI
+    /// when every error is contained): its group — a bad route its stack, whose containers
+    /// would lose their route — except that a bad route to a fixed address holds back nothing
+    /// (it is only left out of Caddy's config).
+    pub fn withholds(&self) -> Withholds {
+        match (self, self.group()) {
+            (_, None) => Withholds::Everything,
+            (PlanError::Route { .. }, Some(Group::Proxy)) => Withholds::Nothing,
+            (_, Some(g)) => Withholds::Group(g),
+        }
+    }
+}
+
+/// What a plan error holds back of a group-by-group apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Withholds {
+    /// The whole config: nothing is applied.
+    Everything,
+    /// Every change of the group.
+    Group(Group),
+    /// Nothing beyond what the error itself leaves out.
+    Nothing,
 }
 
 impl fmt::Display for PlanError {
@@ -421,7 +465,7 @@ impl fmt::Display for Summary {
             } else {
                 ""
             };
-            write!(f, "{sep}Caddy config loaded")?;
+            write!(f, "{sep}Caddy config to load")?;
         }
         if self.jobs > 0 {
             let sep = if containers > 0 || self.host > 0 || self.proxy > 0 {
@@ -429,7 +473,7 @@ impl fmt::Display for Summary {
             } else {
                 ""
             };
-            write!(f, "{sep}job table changed")?;
+            write!(f, "{sep}job table to record")?;
         }
         Ok(())
     }

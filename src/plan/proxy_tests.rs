@@ -494,7 +494,7 @@ fn a_newcomer_cannot_take_a_live_site_over() {
         .collect();
     assert_eq!(routes.len(), 1, "{routes:?}");
     assert!(
-        matches!(routes[0], PlanError::Route { group, .. } if group == "aaa"),
+        matches!(routes[0], PlanError::Route { group, .. } if *group == crate::plan::Group::stack("aaa")),
         "the newcomer is refused: {routes:?}"
     );
     assert!(

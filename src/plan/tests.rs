@@ -112,7 +112,14 @@ pub(super) fn check(name: &str, desired: &Desired, observed: &Observed, opts: Pl
     }
     // Planning is deterministic.
     assert_eq!(plan, super::plan(desired, observed, opts));
-    insta::assert_snapshot!(name, format!("{text}{}", edges(&plan)));
+    // With errors, also the text serve logs: each withheld group named, the rest going ahead.
+    let by_group = crate::render::plan_text_by_group(&plan);
+    let serve = if plan.errors.is_empty() || by_group == text {
+        String::new()
+    } else {
+        format!("--- applied group by group (serve) ---\n{by_group}")
+    };
+    insta::assert_snapshot!(name, format!("{text}{serve}{}", edges(&plan)));
     plan
 }
 
@@ -479,6 +486,35 @@ fn another_instances_containers_are_not_ours() {
     };
     check("other_instance", &desired(&[]), &observed, prod.clone());
     check("other_instance_conflict", &d, &observed, prod);
+}
+
+#[test]
+fn a_stack_with_an_error_is_withheld_by_name_and_the_others_go_ahead() {
+    let mut s = svc("blog-web");
+    s.build = true;
+    let d = desired(&[
+        stack("blog", &[("web", s), ("cache", svc("test/redis:7"))]),
+        stack("app", &[("web", svc("test/app:1"))]),
+    ]);
+    let p = check(
+        "withheld_stack",
+        &d,
+        &Observed::default(),
+        PlanOptions::default(),
+    );
+    let text = crate::render::plan_text_by_group(&p);
+    assert!(
+        text.contains("(withheld) + blog/cache: create container"),
+        "{text}"
+    );
+    assert!(text.contains("\n+ app/web: create container"), "{text}");
+    // Counted: only what goes ahead.
+    assert!(text.contains("Plan: 1 created,"), "{text}");
+    assert!(
+        text.contains("Withheld, left as they run: stack blog (1 error)"),
+        "{text}"
+    );
+    assert!(!text.contains("Nothing will be changed"), "{text}");
 }
 
 #[test]

@@ -15,7 +15,7 @@ use super::writeback::Writeback;
 use crate::apply::{ApplyError, ApplyEvent, ApplyOptions};
 use crate::model::{Desired, Observed};
 use crate::pipeline::{self, Flow, Hooks, Mode};
-use crate::plan::Plan;
+use crate::plan::{Group, Plan};
 
 /// serve's seams in the pipeline.
 struct BranchHooks<'a> {
@@ -25,7 +25,6 @@ struct BranchHooks<'a> {
     retrying: bool,
     instance: &'a str,
     desired: &'a Desired,
-    stacks: &'a [String],
     state: &'a Shared,
     writeback: &'a Writeback,
     metrics: &'a Metrics,
@@ -78,11 +77,7 @@ impl Hooks for BranchHooks<'_> {
     }
 
     fn planned(&mut self, plan: &Plan) -> Flow {
-        if plan
-            .errors
-            .iter()
-            .any(|e| pipeline::error_stack(e).is_none())
-        {
+        if plan.errors.iter().any(|e| e.group().is_none()) {
             return Flow::Stop;
         }
         if let Err(e) = install_worktree(self.worktree, self.export, self.state_dir) {
@@ -110,23 +105,23 @@ impl Hooks for BranchHooks<'_> {
                 commit = head,
                 "drift: the running state differs from the applied commit; repairing"
             );
-            tracing::warn!("{}", crate::render::plan_text(plan).trim_end());
+            tracing::warn!("{}", crate::render::plan_text_by_group(plan).trim_end());
         } else {
             tracing::info!(commit = head, cause = self.cause.as_str(), "applying");
-            tracing::info!("{}", crate::render::plan_text(plan).trim_end());
+            tracing::info!("{}", crate::render::plan_text_by_group(plan).trim_end());
         }
         if self.new_commit && self.pending_posted.as_deref() != Some(self.head) {
             *self.pending_posted = Some(self.head.to_string());
-            let by_stack = report::split_by_stack(plan);
-            let changing = self
-                .stacks
+            let by_group = report::split_by_group(plan);
+            // Withheld groups (with an error) are not applied: their status is the failure.
+            let changing = by_group
                 .iter()
-                .filter(|st| by_stack.get(*st).is_some_and(Plan::has_changes));
-            for stack in changing {
+                .filter(|(_, sub)| sub.has_changes() && sub.errors.is_empty());
+            for (group, _) in changing {
                 self.writeback.status(
                     self.head,
                     Status {
-                        context: report::context(self.context_name, Some(stack)),
+                        context: report::context(self.context_name, Some(group)),
                         state: report::State::Pending,
                         description: format!("applying {head}"),
                         markdown: None,
@@ -261,10 +256,14 @@ impl Daemon {
             }
         };
         let engine = self.engine().await?;
-        let mut stacks: Vec<String> = desired.stacks.keys().cloned().collect();
-        // Host settings report under one context of their own, like a stack.
+        // Every stack gets a status; berth's own groups only when the config declares them
+        // (or the plan has a change or an error in them, added below).
+        let mut groups: Vec<Group> = desired.stacks.keys().map(Group::stack).collect();
         if !desired.host.is_empty() || desired.edge.firewall.is_some() {
-            stacks.push(crate::plan::HOST_GROUP.to_string());
+            groups.push(Group::Host);
+        }
+        if desired.edge.proxy.is_some() {
+            groups.push(Group::Proxy);
         }
         // A firewall change must leave this server's own HTTP port and its git remote
         // answering, or it is rolled back: the remote is asked for a ref through the mirror's
@@ -300,7 +299,6 @@ impl Daemon {
             retrying,
             instance: &self.config.instance,
             desired: &desired,
-            stacks: &stacks,
             state: &self.state,
             writeback: &self.writeback,
             metrics: &self.metrics,
@@ -343,27 +341,23 @@ impl Daemon {
         let Some(the_plan) = outcome.plan else {
             return Ok(Reconciled::Unchanged);
         };
-        if let Some(e) = the_plan
-            .errors
-            .iter()
-            .find(|e| pipeline::error_stack(e).is_none())
-        {
+        if let Some(e) = the_plan.errors.iter().find(|e| e.group().is_none()) {
             let e = ServeError::Plan(e.clone());
             return Err(self.fail_commit(&head, &fingerprint, &observed_fp, e, &[]));
         }
         if let Some(e) = worktree_error {
             return Err(e);
         }
-        let by_stack = report::split_by_stack(&the_plan);
-        for s in by_stack.keys() {
-            if !stacks.contains(s) && s != "*" {
-                stacks.push(s.clone());
+        let by_group = report::split_by_group(&the_plan);
+        for g in by_group.keys() {
+            if !groups.contains(g) {
+                groups.push(g.clone());
             }
         }
         if !the_plan.has_changes() && the_plan.errors.is_empty() {
-            let outcomes: BTreeMap<String, StackOutcome> = stacks
+            let outcomes: BTreeMap<Group, StackOutcome> = groups
                 .iter()
-                .map(|s| (s.clone(), StackOutcome::UpToDate))
+                .map(|g| (g.clone(), StackOutcome::UpToDate))
                 .collect();
             self.post_outcomes(&head, &outcomes, &the_plan, &[]);
             self.record_success(&head);
@@ -371,13 +365,13 @@ impl Daemon {
         }
 
         let (outcomes, changed, transient) =
-            stack_outcomes(&stacks, &by_stack, outcome.applied.as_ref().map(|(_, r)| r));
-        for (stack, o) in &outcomes {
+            group_outcomes(&groups, &by_group, outcome.applied.as_ref().map(|(_, r)| r));
+        for (group, o) in &outcomes {
             if let StackOutcome::Failed { message } | StackOutcome::Retrying { message } = o {
                 if retrying {
-                    tracing::debug!(stack = %stack, error = %message, "apply failed");
+                    tracing::debug!(group = %group, error = %message, "apply failed");
                 } else {
-                    tracing::error!(stack = %stack, error = %message, "apply failed");
+                    tracing::error!(group = %group, error = %message, "apply failed");
                 }
             }
         }
@@ -386,8 +380,9 @@ impl Daemon {
         self.state.update(|s| {
             s.in_progress = None;
             if let Some(after) = &after {
-                for stack in &stacks {
-                    if outcomes.get(stack).map(StackOutcome::state) == Some(report::State::Success)
+                for stack in groups.iter().filter_map(Group::as_stack) {
+                    if outcomes.get(&Group::stack(stack)).map(StackOutcome::state)
+                        == Some(report::State::Success)
                     {
                         let containers = after
                             .containers
@@ -398,7 +393,7 @@ impl Daemon {
                             .map(|c| c.name.clone())
                             .collect();
                         s.stacks.insert(
-                            stack.clone(),
+                            stack.to_string(),
                             StackRecord {
                                 commit: head.clone(),
                                 containers,
@@ -409,16 +404,16 @@ impl Daemon {
             }
         });
         let mut log = log;
-        for (stack, o) in &outcomes {
+        for (group, o) in &outcomes {
             if let StackOutcome::Failed { message } | StackOutcome::Retrying { message } = o {
-                log.push(format!("{stack}: FAILED: {message}"));
+                log.push(format!("{group}: FAILED: {message}"));
             }
         }
         self.post_outcomes(&head, &outcomes, &the_plan, &log);
         let failures: Vec<String> = outcomes
             .iter()
             .filter(|(_, o)| o.state() != report::State::Success)
-            .map(|(s, o)| format!("{s}: {}", o.description()))
+            .map(|(g, o)| format!("{g}: {}", o.description()))
             .collect();
         if failures.is_empty() {
             self.record_success(&head);
@@ -506,21 +501,21 @@ impl Daemon {
     fn post_outcomes(
         &self,
         head: &str,
-        outcomes: &BTreeMap<String, StackOutcome>,
+        outcomes: &BTreeMap<Group, StackOutcome>,
         the_plan: &Plan,
         log: &[String],
     ) {
         let markdown = report::markdown(
             &format!("berth applied {}", report::short(head)),
             &the_plan.summary().to_string(),
-            &crate::render::plan_text(the_plan),
+            &crate::render::plan_text_by_group(the_plan),
             log,
         );
-        for (stack, outcome) in outcomes {
+        for (group, outcome) in outcomes {
             self.writeback.status(
                 head,
                 Status {
-                    context: report::context(&self.config.name, Some(stack)),
+                    context: report::context(&self.config.name, Some(group)),
                     state: outcome.state(),
                     description: outcome.description(),
                     markdown: Some(markdown.clone()),
@@ -533,13 +528,13 @@ impl Daemon {
     }
 }
 
-/// Each stack's outcome from its part of the plan and the apply's result; whether anything
+/// Each group's outcome from its part of the plan and the apply's result; whether anything
 /// changed; whether a failure was transient (worth a retry).
-fn stack_outcomes(
-    stacks: &[String],
-    by_stack: &BTreeMap<String, Plan>,
+fn group_outcomes(
+    groups: &[Group],
+    by_group: &BTreeMap<Group, Plan>,
     result: Option<&Result<crate::apply::ApplyReport, ApplyError>>,
-) -> (BTreeMap<String, StackOutcome>, bool, bool) {
+) -> (BTreeMap<Group, StackOutcome>, bool, bool) {
     let failures = result.map(|r| r.as_ref().err()).unwrap_or(None);
     let (failed, not_attempted) = match failures {
         Some(ApplyError::Failed { report }) => (&report.failed[..], &report.not_attempted[..]),
@@ -548,14 +543,14 @@ fn stack_outcomes(
     let mut transient = false;
     let mut changed = false;
     let mut outcomes = BTreeMap::new();
-    for stack in stacks {
-        let Some(sub) = by_stack.get(stack) else {
-            outcomes.insert(stack.clone(), StackOutcome::UpToDate);
+    for group in groups {
+        let Some(sub) = by_group.get(group) else {
+            outcomes.insert(group.clone(), StackOutcome::UpToDate);
             continue;
         };
         if let Some(e) = sub.errors.first() {
             outcomes.insert(
-                stack.clone(),
+                group.clone(),
                 StackOutcome::Failed {
                     message: e.to_string(),
                 },
@@ -563,16 +558,16 @@ fn stack_outcomes(
             continue;
         }
         if !sub.has_changes() {
-            outcomes.insert(stack.clone(), StackOutcome::UpToDate);
+            outcomes.insert(group.clone(), StackOutcome::UpToDate);
             continue;
         }
         let mine: Vec<_> = failed
             .iter()
-            .filter(|f| f.error.stacks().iter().any(|s| s == stack))
+            .filter(|f| f.error.groups().contains(group))
             .collect();
         let skipped: Vec<String> = not_attempted
             .iter()
-            .filter(|a| a.group() == Some(stack.as_str()))
+            .filter(|a| a.group().as_ref() == Some(group))
             .map(ToString::to_string)
             .collect();
         if !mine.is_empty() {
@@ -587,17 +582,17 @@ fn stack_outcomes(
             } else {
                 StackOutcome::Failed { message }
             };
-            outcomes.insert(stack.clone(), outcome);
+            outcomes.insert(group.clone(), outcome);
         } else if !skipped.is_empty() {
             outcomes.insert(
-                stack.clone(),
+                group.clone(),
                 StackOutcome::NotAttempted {
                     reason: format!("{} need a change that failed", skipped.join(", ")),
                 },
             );
         } else {
             changed = true;
-            outcomes.insert(stack.clone(), report::planned_outcome(sub));
+            outcomes.insert(group.clone(), report::planned_outcome(group, sub));
         }
     }
     (outcomes, changed, transient)

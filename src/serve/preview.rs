@@ -139,7 +139,7 @@ impl Daemon {
                 )
                 .await?;
                 let p = outcome.plan.unwrap_or_default();
-                let text = crate::render::plan_text(&p);
+                let text = crate::render::plan_text_by_group(&p);
                 let summary = if p.errors.is_empty() {
                     if p.has_changes() {
                         format!("would apply: {}", p.summary())

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use crate::plan::{Payload, Plan};
+use crate::plan::{Group, Payload, Plan};
 
 /// GitHub's limit on a status description.
 pub const DESCRIPTION_MAX: usize = 140;
@@ -52,15 +52,9 @@ pub struct Status {
 pub enum StackOutcome {
     /// Nothing needed changing.
     UpToDate,
-    /// Changes were applied.
-    Applied {
-        created: usize,
-        replaced: usize,
-        started: usize,
-        removed: usize,
-        /// Host changes (the `host` group: files, directories, sysctls, units).
-        host: usize,
-    },
+    /// Changes were applied: what changed, in the group's own words (`2 replaced, 1 created, 0
+    /// removed`, `3 host settings changed`, `Caddy config loaded (4 routes)`).
+    Applied { summary: String },
     /// The plan or an apply step failed; the message says which service and why.
     Failed { message: String },
     /// Not attempted because the reconcile stopped before it (e.g. the Engine went away).
@@ -70,9 +64,11 @@ pub enum StackOutcome {
     Retrying { message: String },
 }
 
-pub fn context(instance: &str, stack: Option<&str>) -> String {
-    match stack {
-        Some(stack) => format!("berth/{instance}/{stack}"),
+/// The commit status context of a group (`berth/<instance>/<stack>`, `berth/<instance>/host`),
+/// or the overall one (`berth/<instance>`).
+pub fn context(instance: &str, group: Option<&Group>) -> String {
+    match group {
+        Some(g) => format!("berth/{instance}/{}", g.context_suffix()),
         None => format!("berth/{instance}"),
     }
 }
@@ -128,22 +124,7 @@ impl StackOutcome {
     pub fn description(&self) -> String {
         let text = match self {
             StackOutcome::UpToDate => "up to date".to_string(),
-            StackOutcome::Applied {
-                host: host @ 1.., ..
-            } => format!("{host} host settings changed"),
-            StackOutcome::Applied {
-                created,
-                replaced,
-                started,
-                removed,
-                ..
-            } => {
-                let mut s = format!("{replaced} replaced, {created} created, {removed} removed");
-                if *started > 0 {
-                    let _ = write!(s, ", {started} started");
-                }
-                s
-            }
+            StackOutcome::Applied { summary } => summary.clone(),
             StackOutcome::Failed { message } => message.clone(),
             StackOutcome::NotAttempted { reason } => format!("not applied: {reason}"),
             StackOutcome::Retrying { message } => format!("will retry: {message}"),
@@ -153,26 +134,58 @@ impl StackOutcome {
     }
 }
 
-/// The per-stack outcome a plan would have if applied without error.
-pub fn planned_outcome(plan: &Plan) -> StackOutcome {
-    let s = plan.summary();
+/// The outcome `group`'s part of a plan has when applied without error.
+pub fn planned_outcome(group: &Group, plan: &Plan) -> StackOutcome {
     if !plan.has_changes() {
-        StackOutcome::UpToDate
-    } else {
-        StackOutcome::Applied {
-            created: s.created,
-            replaced: s.replaced,
-            started: s.started,
-            removed: s.removed,
-            host: s.host,
-        }
+        return StackOutcome::UpToDate;
     }
+    let s = plan.summary();
+    let summary = match group {
+        Group::Stack(_) => {
+            let mut text = format!(
+                "{} replaced, {} created, {} removed",
+                s.replaced, s.created, s.removed
+            );
+            if s.started > 0 {
+                let _ = write!(text, ", {} started", s.started);
+            }
+            if s.reloaded > 0 {
+                let _ = write!(text, ", {} reloaded", s.reloaded);
+            }
+            text
+        }
+        Group::Host => format!("{} host settings changed", s.host),
+        Group::Proxy => {
+            let routes: usize = plan
+                .changes
+                .iter()
+                .map(|c| match &c.payload {
+                    Payload::Proxy(p) => p.sites.len(),
+                    _ => 0,
+                })
+                .sum();
+            format!("Caddy config loaded ({routes} routes)")
+        }
+        Group::Jobs => {
+            let jobs: usize = plan
+                .changes
+                .iter()
+                .map(|c| match &c.payload {
+                    Payload::Jobs(p) => p.table.jobs.len(),
+                    _ => 0,
+                })
+                .sum();
+            format!("job table recorded ({jobs} jobs)")
+        }
+    };
+    StackOutcome::Applied { summary }
 }
 
-/// The stacks a plan touches or declares, each with its own sub-plan (for statuses: what each
-/// stack will see). A pull that serves several stacks appears in each.
-pub fn split_by_stack(plan: &Plan) -> BTreeMap<String, Plan> {
-    let mut out: BTreeMap<String, Plan> = BTreeMap::new();
+/// Each group a plan touches or declares, with its own sub-plan (for statuses: what each group
+/// will see). A pull that serves several stacks appears in each; a config-wide error (no group)
+/// is not in any: the caller reports it on the overall status.
+pub fn split_by_group(plan: &Plan) -> BTreeMap<Group, Plan> {
+    let mut out: BTreeMap<Group, Plan> = BTreeMap::new();
     for c in &plan.changes {
         if let Payload::Image(img) = &c.payload {
             let mut by_stack: BTreeMap<&str, Vec<crate::plan::ServiceRef>> = BTreeMap::new();
@@ -184,64 +197,66 @@ pub fn split_by_stack(plan: &Plan) -> BTreeMap<String, Plan> {
                 if let Payload::Image(i) = &mut c.payload {
                     i.services = services;
                 }
-                out.entry(stack.to_string()).or_default().changes.push(c);
+                out.entry(Group::stack(stack)).or_default().changes.push(c);
             }
             continue;
         }
-        let stack = c.addr.group().unwrap_or("*");
-        out.entry(stack.to_string())
-            .or_default()
-            .changes
-            .push(c.clone());
+        if let Some(g) = c.addr.group() {
+            out.entry(g).or_default().changes.push(c.clone());
+        }
     }
     for u in &plan.unchanged {
-        out.entry(u.stack.clone())
+        out.entry(Group::stack(&u.stack))
             .or_default()
             .unchanged
             .push(u.clone());
     }
     for a in &plan.unchanged_host {
-        out.entry(crate::plan::HOST_GROUP.to_string())
-            .or_default()
-            .unchanged_host
-            .push(a.clone());
+        if let Some(g) = a.group() {
+            out.entry(g).or_default().unchanged_host.push(a.clone());
+        }
     }
     for s in &plan.skipped {
-        out.entry(s.stack.clone())
+        out.entry(Group::stack(&s.stack))
             .or_default()
             .skipped
             .push(s.clone());
     }
     for e in &plan.errors {
-        let stack = crate::pipeline::error_stack(e).unwrap_or("*");
-        out.entry(stack.to_string())
-            .or_default()
-            .errors
-            .push(e.clone());
+        if let Some(g) = e.group() {
+            out.entry(g).or_default().errors.push(e.clone());
+        }
     }
     out
 }
 
-/// The overall status from the stacks' outcomes.
-pub fn overall(instance: &str, commit: &str, outcomes: &BTreeMap<String, StackOutcome>) -> Status {
-    let failed: Vec<(&String, &StackOutcome)> = outcomes
+/// The overall status from the groups' outcomes. Stacks are counted as stacks; berth's own
+/// groups (host settings, the proxy, the job table) are named when they changed or failed.
+pub fn overall(instance: &str, commit: &str, outcomes: &BTreeMap<Group, StackOutcome>) -> Status {
+    let failed: Vec<(&Group, &StackOutcome)> = outcomes
         .iter()
         .filter(|(_, o)| o.state() != State::Success)
         .collect();
+    let stacks = outcomes.keys().filter(|g| g.as_stack().is_some()).count();
     let changed = outcomes
-        .values()
-        .filter(|o| matches!(o, StackOutcome::Applied { .. }))
+        .iter()
+        .filter(|(g, o)| g.as_stack().is_some() && matches!(o, StackOutcome::Applied { .. }))
         .count();
     let (state, text) = if failed.is_empty() {
-        (
-            State::Success,
-            format!(
-                "{} stacks at {}: {changed} changed, {} unchanged",
-                outcomes.len(),
-                short(commit),
-                outcomes.len() - changed
-            ),
-        )
+        let mut text = format!(
+            "{stacks} stack{} at {}: {changed} changed, {} unchanged",
+            plural(stacks),
+            short(commit),
+            stacks - changed
+        );
+        for (g, o) in outcomes {
+            if g.as_stack().is_none()
+                && let StackOutcome::Applied { summary } = o
+            {
+                let _ = write!(text, "; {g}: {summary}");
+            }
+        }
+        (State::Success, text)
     } else {
         let (first, outcome) = failed[0];
         let state = if failed.iter().any(|(_, o)| o.state() == State::Failure) {
@@ -249,12 +264,16 @@ pub fn overall(instance: &str, commit: &str, outcomes: &BTreeMap<String, StackOu
         } else {
             State::Error
         };
+        let total = outcomes.len();
+        let counted = if stacks == total { "stacks" } else { "groups" };
+        let name = first
+            .as_stack()
+            .map_or_else(|| first.to_string(), str::to_string);
         (
             state,
             format!(
-                "{} of {} stacks failed; {first}: {}",
+                "{} of {total} {counted} failed; {name}: {}",
                 failed.len(),
-                outcomes.len(),
                 outcome.description()
             ),
         )
@@ -265,6 +284,10 @@ pub fn overall(instance: &str, commit: &str, outcomes: &BTreeMap<String, StackOu
         description: text,
         markdown: None,
     }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 /// Markdown: a heading, the summary, the plan, and (for applies) the log.
@@ -310,25 +333,70 @@ mod tests {
         );
         assert_eq!(d.chars().count(), DESCRIPTION_MAX);
         assert!(d.ends_with('…'));
+    }
+
+    #[test]
+    fn each_group_says_what_changed_in_its_own_words() {
+        use crate::plan::{Addr, Change, JobsPayload, Kind, Op};
+        let change = |addr: Addr, payload| Change {
+            addr,
+            op: Op::Update,
+            reasons: vec![],
+            needs: vec![],
+            payload,
+        };
+        let jobs = Plan {
+            changes: vec![change(
+                Addr::host(Kind::Jobs, "schedule"),
+                Payload::Jobs(JobsPayload {
+                    table: Default::default(),
+                }),
+            )],
+            ..Plan::default()
+        };
+        let split = split_by_group(&jobs);
+        assert_eq!(split.keys().collect::<Vec<_>>(), [&Group::Jobs]);
         assert_eq!(
-            StackOutcome::Applied {
-                created: 1,
-                replaced: 2,
-                started: 0,
-                removed: 0,
-                host: 0,
-            }
-            .description(),
-            "2 replaced, 1 created, 0 removed"
+            planned_outcome(&Group::Jobs, &split[&Group::Jobs]).description(),
+            "job table recorded (0 jobs)"
         );
+        let outcomes = BTreeMap::from([
+            (Group::stack("web"), StackOutcome::UpToDate),
+            (
+                Group::Jobs,
+                planned_outcome(&Group::Jobs, &split[&Group::Jobs]),
+            ),
+        ]);
+        // A job is not a stack: one stack, and the job table named on its own.
+        assert_eq!(
+            overall("srv", "0123456789", &outcomes).description,
+            "1 stack at 0123456: 0 changed, 1 unchanged; the job table: job table recorded (0 jobs)"
+        );
+    }
+
+    #[test]
+    fn berths_own_groups_never_share_a_context_with_a_stack() {
+        let groups = [
+            Group::stack("edge"),
+            Group::stack("proxy"),
+            Group::stack("jobs"),
+            Group::Host,
+            Group::Proxy,
+            Group::Jobs,
+        ];
+        let contexts: std::collections::BTreeSet<String> =
+            groups.iter().map(|g| context("srv", Some(g))).collect();
+        assert_eq!(contexts.len(), groups.len(), "{contexts:?}");
+        assert_eq!(context("srv", Some(&Group::Host)), "berth/srv/host");
+        assert_eq!(context("srv", Some(&Group::Proxy)), "berth/srv/host/proxy");
     }
 
     #[test]
     fn one_failed_stack_fails_the_overall_status() {
         let outcomes = BTreeMap::from([
-            ("a".to_string(), StackOutcome::UpToDate),
+            (Group::stack("a"), StackOutcome::UpToDate),
             (
-                "web".to_string(),
+                Group::stack("web"),
                 StackOutcome::Failed {
                     message: "web/app: health check failed after 60s".into(),
                 },
@@ -364,12 +432,13 @@ mod tests {
             }],
             ..Plan::default()
         };
-        let split = split_by_stack(&plan);
+        let split = split_by_group(&plan);
         for stack in ["a", "b"] {
+            let g = Group::stack(stack);
             assert!(
-                matches!(&split[stack].changes[..], [Change { payload: Payload::Image(i), .. }] if i.services == [sref(stack)]),
+                matches!(&split[&g].changes[..], [Change { payload: Payload::Image(i), .. }] if i.services == [sref(stack)]),
                 "{stack}: {:?}",
-                split[stack].changes
+                split[&g].changes
             );
         }
     }

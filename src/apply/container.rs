@@ -207,8 +207,8 @@ impl<D: Driver, H: HostDriver> Exec<'_, D, H> {
             .await
             .map_err(err)?;
         let started = match d.start(&id).await.map_err(err) {
-            Ok(()) if has_healthcheck(spec) => self
-                .wait_healthy(st, service, &id, spec)
+            Ok(()) => self
+                .wait_ready(st, service, &id, spec)
                 .await
                 .map_err(|e| wait_err(st, service, e)),
             other => other,
@@ -324,9 +324,7 @@ impl<D: Driver, H: HostDriver> Exec<'_, D, H> {
                 .restore(stack, service, &old, Some(&new_id), e.to_string())
                 .await);
         }
-        if has_healthcheck(spec)
-            && let Err(e) = self.wait_healthy(stack, service, &new_id, spec).await
-        {
+        if let Err(e) = self.wait_ready(stack, service, &new_id, spec).await {
             return Err(self
                 .restore(stack, service, &old, Some(&new_id), e.to_string())
                 .await);
@@ -415,6 +413,44 @@ impl<D: Driver, H: HostDriver> Exec<'_, D, H> {
         }
     }
 
+    /// Waits for a container just started to be up: to pass its health check when it has one —
+    /// declared in the Compose file or by its image's `HEALTHCHECK` (the Engine reports a
+    /// health status for either) — else nothing more. A health check the Compose file disables
+    /// (`test: [NONE]`) is not waited for.
+    pub(super) async fn wait_ready(
+        &self,
+        stack: &str,
+        service: &str,
+        id: &str,
+        spec: &ServiceSpec,
+    ) -> Result<(), WaitError> {
+        if has_healthcheck(spec) {
+            return self.wait_healthy(stack, service, id, spec).await;
+        }
+        if spec
+            .healthcheck
+            .as_ref()
+            .is_some_and(|h| h.test.first().map(String::as_str) == Some("NONE"))
+        {
+            return Ok(());
+        }
+        let (state, health) = match self.driver.inspect_state(id).await {
+            Ok(s) => s,
+            Err(e) if e.is_not_found() => return Err(WaitError::Gone),
+            Err(e) => return Err(WaitError::Docker(e)),
+        };
+        match check(Wait::Ready, &state, health) {
+            Check::Done => Ok(()),
+            Check::Failed(why) => Err(WaitError::Failed(why)),
+            // The image's health check: its interval is the image's (30 s unless it says
+            // otherwise), so the first look comes after at most FIRST_LOOK_MAX.
+            Check::Wait => {
+                tokio::time::sleep(FIRST_LOOK_MAX).await;
+                self.wait_for(stack, service, id, Wait::Ready).await
+            }
+        }
+    }
+
     /// Waits for a container just started to pass its health check. Its first probe runs one
     /// `interval` after the start (Docker's default: 30 s), so polling before then only loads the
     /// Engine while other containers are still being created: the first look comes after the
@@ -465,7 +501,7 @@ impl<D: Driver, H: HostDriver> Exec<'_, D, H> {
             if elapsed >= timeout {
                 let t = human_duration(timeout);
                 return Err(WaitError::Failed(match until {
-                    Wait::Healthy => format!("health check failed after {t}"),
+                    Wait::Healthy | Wait::Ready => format!("health check failed after {t}"),
                     Wait::Completed => format!("did not complete within {t}"),
                     Wait::Running | Wait::Applied => format!("not running after {t}"),
                 }));
@@ -514,6 +550,16 @@ pub(super) fn check(until: Wait, state: &ContainerState, health: Option<Health>)
                     .into(),
             ),
             (_, Some(Health::Starting)) | (S::Restarting, None) => Check::Wait,
+        },
+        Wait::Ready => match (state, health) {
+            (S::Exited(code), Some(_)) => {
+                Check::Failed(format!("exited (code {code}) before becoming healthy"))
+            }
+            (_, Some(Health::Healthy)) => Check::Done,
+            (_, Some(Health::Unhealthy)) => Check::Failed("unhealthy".into()),
+            (_, Some(Health::Starting)) => Check::Wait,
+            // No health check: up is running (or done, for a one-shot).
+            (_, None) => check(Wait::Running, state, None),
         },
         Wait::Completed => match state {
             S::Exited(0) => Check::Done,

@@ -10,7 +10,7 @@ use backon::{ExponentialBuilder, Retryable};
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 
-use super::container::{WaitError, has_healthcheck};
+use super::container::WaitError;
 use super::{ApplyEvent, Driver, Exec, HostDriver, StepError};
 use crate::caddy::render::{self, Site};
 use crate::caddy::{Caddy, CaddyError};
@@ -235,11 +235,7 @@ impl<D: Driver, H: HostDriver> Exec<'_, D, H> {
         if let Err(e) = d.start(&new_id).await {
             return Err(cleanup(e.to_string()).await);
         }
-        let up = if has_healthcheck(spec) {
-            self.wait_healthy(stack, service, &new_id, spec).await
-        } else {
-            self.wait_for(stack, service, &new_id, Wait::Running).await
-        };
+        let up = self.wait_ready(stack, service, &new_id, spec).await;
         if let Err(e) = up {
             return Err(cleanup(e.to_string()).await);
         }

@@ -47,6 +47,20 @@ fn health_checks() {
         check(Wait::Running, &S::Running, None),
         Check::Done
     ));
+    // Up: healthy with a health check (whoever declared it), else running.
+    assert!(matches!(
+        check(Wait::Ready, &S::Running, Some(Health::Starting)),
+        Check::Wait
+    ));
+    assert!(matches!(
+        check(Wait::Ready, &S::Running, Some(Health::Healthy)),
+        Check::Done
+    ));
+    assert!(matches!(check(Wait::Ready, &S::Running, None), Check::Done));
+    assert!(matches!(
+        check(Wait::Ready, &S::Running, Some(Health::Unhealthy)),
+        Check::Failed(_)
+    ));
     assert!(matches!(
         check(Wait::Running, &S::Created, None),
         Check::Failed(_)
@@ -105,6 +119,8 @@ struct FakeState {
     fail_create: Vec<String>,
     /// Container names whose next start fails (once per entry).
     fail_start: Vec<String>,
+    /// Images that declare a `HEALTHCHECK` of their own.
+    image_healthcheck: Vec<String>,
 }
 
 #[derive(Clone, Default)]
@@ -226,7 +242,21 @@ impl Driver for Fake {
         if self.0.lock().unwrap().fail_create.iter().any(|n| n == name) {
             return Err(engine_err("create"));
         }
-        let checks = if has_healthcheck(spec) { 3 } else { 0 };
+        let disabled = spec
+            .healthcheck
+            .as_ref()
+            .is_some_and(|h| h.test.first().map(String::as_str) == Some("NONE"));
+        let image_has = self
+            .0
+            .lock()
+            .unwrap()
+            .image_healthcheck
+            .contains(&spec.image);
+        let checks = if has_healthcheck(spec) || (image_has && !disabled) {
+            3
+        } else {
+            0
+        };
         Ok(self.add(name, checks))
     }
     async fn start(&self, id: &str) -> Result<(), DockerError> {
@@ -431,6 +461,50 @@ async fn independent_creates_wait_for_health_side_by_side() {
         last_start < first_healthy,
         "all three started before the first became healthy: {calls:?}"
     );
+}
+
+/// Health is the container's, whichever declared it: a new container whose *image* has a
+/// `HEALTHCHECK` is created only once healthy (what routes and dependents then see), unless the
+/// Compose file disables it.
+#[tokio::test(start_paused = true)]
+async fn a_new_container_waits_for_its_images_health_check_too() {
+    for (healthcheck, waits) in [
+        (None, true),
+        (
+            Some(Healthcheck {
+                test: vec!["NONE".into()],
+                ..Default::default()
+            }),
+            false,
+        ),
+    ] {
+        let spec = ServiceSpec {
+            image: "test/with-healthcheck:1".into(),
+            replicas: 1,
+            healthcheck: healthcheck.clone(),
+            ..Default::default()
+        };
+        let d = one_stack(vec![("web", spec)]);
+        let p = plan(&d, &present(&d), &PlanOptions::default());
+        let fake = Fake::default();
+        fake.0
+            .lock()
+            .unwrap()
+            .image_healthcheck
+            .push("test/with-healthcheck:1".into());
+        let mut events = Vec::new();
+        apply(&fake, &NoHost, &p, &fast(), &mut |e| {
+            events.push(e.to_string())
+        })
+        .await
+        .unwrap();
+        let calls = fake.calls();
+        assert_eq!(
+            calls.iter().any(|c| c.starts_with("healthy")),
+            waits,
+            "{healthcheck:?}: {calls:?}"
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -108,17 +108,9 @@ pub fn plan(ctx: &Context, out: &mut Planned) {
         if let Payload::Container(p) = &c.payload {
             match c.op {
                 Op::Create | Op::Replace | Op::Start => {
-                    let healthy = p.service_spec().is_some_and(|(_, s)| {
-                        s.healthcheck.as_ref().is_some_and(|h| {
-                            !h.test.is_empty() && h.test.first().map(String::as_str) != Some("NONE")
-                        })
-                    });
-                    let wait = if healthy {
-                        Wait::Healthy
-                    } else {
-                        Wait::Running
-                    };
-                    changing.insert(p.name.clone(), (c.addr.clone(), wait));
+                    // Healthy when it has a health check, the Compose file's or the image's:
+                    // the image's is known only once the container runs.
+                    changing.insert(p.name.clone(), (c.addr.clone(), Wait::Ready));
                 }
                 Op::Delete => {
                     let name = p.current.as_ref().map_or(&p.name, |c| &c.name);

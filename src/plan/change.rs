@@ -244,6 +244,9 @@ pub enum Wait {
     Running,
     /// The container's health check passes (`service_healthy`).
     Healthy,
+    /// The container is up: healthy when it has a health check — its Compose file's or its
+    /// image's `HEALTHCHECK`, whichever declared it — else running (what a route waits for).
+    Ready,
     /// The container exited 0 (`service_completed_successfully`).
     Completed,
 }
@@ -254,6 +257,7 @@ impl fmt::Display for Wait {
             Wait::Applied => "be applied",
             Wait::Running => "be running",
             Wait::Healthy => "be healthy",
+            Wait::Ready => "be up (healthy, if it has a health check)",
             Wait::Completed => "complete successfully",
         })
     }

@@ -228,6 +228,13 @@ impl Remote {
 
     /// A network failure of `op`, classified.
     fn net_error(&self, op: &'static str, err: &gix::Error) -> GitError {
+        if let Some(message) = local_remote_missing(&self.url) {
+            return GitError::Remote {
+                op,
+                url: self.url_redacted.clone(),
+                message,
+            };
+        }
         let message = self.scrub(&error_text(err));
         let timed_out = err.is_cancelled()
             || err.iter_errors().any(|e| {
@@ -982,6 +989,44 @@ fn error_text(err: &(dyn std::error::Error + 'static)) -> String {
         current = e.source();
     }
     parts.join(": ")
+}
+
+/// Why a local remote (`file://…` or a path) cannot be read when its folder is not there as
+/// berth sees it: it does not exist, or berth's sandbox hides it (the unit's `PrivateTmp=yes`
+/// gives berth a /tmp and /var/tmp of its own). `None` for other remotes, or when it is there.
+fn local_remote_missing(url: &str) -> Option<String> {
+    let path = match url.strip_prefix("file://") {
+        Some(p) => Path::new(p),
+        None if url.starts_with('/') => Path::new(url),
+        None => return None,
+    };
+    if path.exists() {
+        return None;
+    }
+    let sandboxed = own_mount_namespace();
+    let in_tmp = path.starts_with("/tmp") || path.starts_with("/var/tmp");
+    Some(match (sandboxed, in_tmp) {
+        (true, true) => format!(
+            "no such repository folder {} as berth sees it: berth runs with a /tmp and /var/tmp of its own (berth.service has PrivateTmp=yes), which hides a repository under them; keep it elsewhere (e.g. under /srv)",
+            path.display()
+        ),
+        (true, false) => format!(
+            "no such repository folder {} as berth sees it (berth runs in a mount namespace of its own: does a sandbox option of its unit hide the path?)",
+            path.display()
+        ),
+        (false, _) => format!("no such repository folder {}", path.display()),
+    })
+}
+
+/// Whether berth runs in another mount namespace than PID 1 (a systemd unit's sandbox).
+fn own_mount_namespace() -> bool {
+    match (
+        std::fs::read_link("/proc/self/ns/mnt"),
+        std::fs::read_link("/proc/1/ns/mnt"),
+    ) {
+        (Ok(mine), Ok(init)) => mine != init,
+        _ => false,
+    }
 }
 
 /// Whether a message says the remote refused (as opposed to being unreachable or overloaded).

@@ -141,6 +141,7 @@ pub async fn run(config: ServeConfig, shutdown: watch::Receiver<bool>) -> Result
         loaded: None,
         pending_posted: None,
         preview_attempts: BTreeMap::new(),
+        last_permanent: None,
     };
     daemon.queue.push(Work::Branch {
         cause: Cause::Startup,
@@ -226,6 +227,9 @@ pub(super) struct Daemon {
     pub(super) pending_posted: Option<String>,
     /// Pull request → failed preview attempts in a row.
     pub(super) preview_attempts: BTreeMap<u64, u32>,
+    /// The permanent failure last logged: the same one again (the next poll finds the
+    /// repository still missing) is not logged again.
+    pub(super) last_permanent: Option<String>,
 }
 
 /// What a branch reconcile did.
@@ -297,6 +301,7 @@ impl Daemon {
                 Ok(_) => {
                     self.readiness.reconcile_ok();
                     self.retry = None;
+                    self.last_permanent = None;
                     // The reconcile may have recorded a new job table: decide again now.
                     self.jobs.poke();
                 }
@@ -305,10 +310,23 @@ impl Daemon {
                     // Retries come from the backoff timer; polls of the same head stay idle.
                     self.readiness.reconcile_transient_failure(&reason);
                     self.schedule_retry(&reason);
+                    self.last_permanent = None;
                 }
                 Err(e) => {
                     let reason = e.to_string();
-                    tracing::error!(%reason, "reconcile failed; not retried until something changes");
+                    // Logged once: the same failure found again (a poll that still finds the
+                    // repository missing) is not news. A new commit, a config change, or a
+                    // resync that finds the Engine changed tries again; so does the next poll
+                    // while no commit could be read at all.
+                    if self.last_permanent.as_deref() == Some(reason.as_str()) {
+                        tracing::debug!(%reason, "reconcile failed again, the same way");
+                    } else {
+                        tracing::error!(
+                            %reason,
+                            "reconcile failed permanently (logged once; tried again on a new commit, a config change, or a changed Engine)"
+                        );
+                    }
+                    self.last_permanent = Some(reason.clone());
                     self.readiness.reconcile_permanent_failure(&reason);
                     self.retry = None;
                 }

@@ -504,6 +504,29 @@ fn unreachable_registry_is_retried_with_one_line_per_retry() {
     fake.assert_no_violations();
 }
 
+/// A permanent failure is logged once, however often a poll finds it again (a missing
+/// repository is tried at every poll); the message says the folder does not exist.
+#[test]
+fn a_permanent_failure_is_logged_once_not_at_every_poll() {
+    let mut s = serve_polling("perm-once");
+    let missing = s.world.path().join("no-such-origin.git");
+    s.set_url(&format!("file://{}", missing.display()));
+    s.spawn(None);
+    s.wait_until("four failed polls", Duration::from_secs(60), || {
+        s.metric("berth_reconciles_total", "failure_permanent") >= 4.0
+    });
+    let log = s.log();
+    assert_eq!(
+        log.matches("failed permanently").count(),
+        1,
+        "logged more than once:\n{log}"
+    );
+    assert!(
+        log.contains("no such repository folder"),
+        "the error does not say the folder is missing:\n{log}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 6. A container owned by another berth instance
 // ---------------------------------------------------------------------------------------------

@@ -17,6 +17,34 @@ use crate::support::{Run, World, docker, git};
 pub const IMAGE: &str = "berth-test/host:2";
 const UNIT: &str = include_str!("../../dist/berth.service");
 
+/// Where test hosts' shared folders go: the checkout's `target/tmp`, unless that is under
+/// `/tmp` or `/var/tmp` (a clone in /tmp), which berth's unit cannot see (`PrivateTmp=yes`
+/// gives it its own): then `/var/lib/berth-it`, which every unit sees at the same path.
+fn shared_base(target_tmp: &Path) -> PathBuf {
+    let hidden = ["/tmp", "/var/tmp"]
+        .iter()
+        .any(|t| target_tmp.starts_with(t));
+    if hidden {
+        PathBuf::from("/var/lib/berth-it")
+    } else {
+        target_tmp.to_path_buf()
+    }
+}
+
+#[test]
+fn shared_folders_are_never_where_the_units_private_tmp_hides_them() {
+    for (checkout, visible) in [
+        ("/work/berth/target/tmp", true),
+        ("/tmp/berth/target/tmp", false),
+        ("/var/tmp/x/target/tmp", false),
+        ("/tmpfoo/target/tmp", true),
+    ] {
+        let base = shared_base(Path::new(checkout));
+        assert_eq!(base == Path::new(checkout), visible, "{checkout}");
+        assert!(!base.starts_with("/tmp") && !base.starts_with("/var/tmp"));
+    }
+}
+
 /// One booted test host; the container is removed on drop.
 pub struct TestHost {
     name: String,
@@ -84,9 +112,8 @@ impl TestHost {
 
     fn boot_with(test: &str, outer_engine: bool, networks: &[&str]) -> TestHost {
         check_image();
-        // Not under /tmp: a unit with PrivateTmp=yes would not see it.
-        let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-        std::fs::create_dir_all(&base).expect("create CARGO_TARGET_TMPDIR");
+        let base = shared_base(Path::new(env!("CARGO_TARGET_TMPDIR")));
+        std::fs::create_dir_all(&base).expect("create the test hosts' shared folder");
         let dir = tempfile::Builder::new()
             .prefix(&format!("host-{test}-"))
             .tempdir_in(&base)

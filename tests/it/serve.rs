@@ -73,6 +73,20 @@ impl Serve {
     }
 
     pub(crate) fn start(&mut self, fake: Option<&GitHubFake>) {
+        self.spawn(fake);
+        self.wait_until("berth serve is ready", Duration::from_secs(60), || {
+            reqwest::blocking_get(&format!("http://127.0.0.1:{}/readyz", self.port))
+                .is_some_and(|(code, _)| code == 200)
+        });
+    }
+
+    /// Follow `url` instead of the test's repository.
+    pub(crate) fn set_url(&mut self, url: &str) {
+        self.url = url.to_string();
+    }
+
+    /// Start the daemon without waiting for it to be ready.
+    pub(crate) fn spawn(&mut self, fake: Option<&GitHubFake>) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -109,10 +123,6 @@ impl Serve {
             }
         }
         self.child = Some(cmd.spawn().expect("spawn berth serve"));
-        self.wait_until("berth serve is ready", Duration::from_secs(60), || {
-            reqwest::blocking_get(&format!("http://127.0.0.1:{}/readyz", self.port))
-                .is_some_and(|(code, _)| code == 200)
-        });
     }
 
     /// The common opening: stack `a` with one service (`berth-test/app:1`) pushed as v1,

@@ -14,7 +14,7 @@ use berth::model::jobs::{
 use berth::restic::restore::{self, Target};
 use berth::restic::{self as restic, Context};
 
-use crate::support::{World, docker, free_port, inspect};
+use crate::support::{World, docker, free_port, inspect, test_labels};
 
 const RESTIC_IMAGE: &str = "berth-test/restic:0.14";
 
@@ -506,7 +506,9 @@ async fn a_locked_repository_fails_the_run_with_who_holds_the_lock() {
     let holder = format!("{}-holder", f.w.instance);
     f.w.adopt(&holder);
     let mut child = Command::new("docker")
-        .args(["run", "-i", "--rm", "--name", &holder, "-v"])
+        .args(["run", "-i", "--rm", "--name", &holder])
+        .args(test_labels())
+        .arg("-v")
         .arg(format!("{}:/repo", repo.display()))
         .args([
             "-e",

@@ -1,7 +1,7 @@
 //! `berth validate / plan / apply` end to end: the real binary against the real Docker Engine,
 //! with the Docker CLI as the witness.
 
-use crate::support::{World, docker, engine_now, inspect, mutating_events};
+use crate::support::{World, docker, docker_run, engine_now, inspect, mutating_events};
 
 /// Two services: `web` depends on a healthy `db`; `web` keeps data in a named volume.
 fn two_services(stack: &str, web_image: &str, secret: &str) -> String {
@@ -183,8 +183,7 @@ fn removed_service_is_pruned_and_its_volume_kept() {
     let names: Vec<String> = w.containers().into_keys().collect();
     assert_eq!(names, [format!("{stack}-db-1")]);
     let volume = format!("{stack}_data");
-    let data = docker(&[
-        "run",
+    let data = docker_run(&[
         "--rm",
         "-v",
         &format!("{volume}:/data"),
@@ -203,7 +202,7 @@ fn unmanaged_containers_are_never_touched() {
     let squatter = format!("{stack}-web-1");
     let bystander = format!("{}-bystander", w.instance);
     for name in [&squatter, &bystander] {
-        docker(&["run", "-d", "--name", name, "berth-test/busybox:1"]);
+        docker_run(&["-d", "--name", name, "berth-test/busybox:1"]);
     }
     w.adopt(&squatter);
     w.adopt(&bystander);

@@ -20,7 +20,7 @@ use berth::plan::{
     PullReason, Reason, ServiceRef, VolumePayload,
 };
 
-use crate::support::{World, docker, free_port};
+use crate::support::{World, docker, docker_run, free_port};
 
 const APP1: &str = "berth-test/app:1";
 const APP2: &str = "berth-test/app:2";
@@ -696,7 +696,7 @@ async fn failing_replace_restores_the_old_container() {
 
     // 2. The new container cannot start: its host port is taken by someone else.
     let port = free_port();
-    let blocker = docker(&["run", "-d", "-p", &format!("127.0.0.1:{port}:8080"), APP1]);
+    let blocker = docker_run(&["-d", "-p", &format!("127.0.0.1:{port}:8080"), APP1]);
     w.adopt(&blocker);
     st.services.insert(
         "app".into(),

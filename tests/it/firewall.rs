@@ -7,14 +7,16 @@
 use std::time::{Duration, Instant};
 
 use crate::host::{TestHost, poll};
-use crate::support::{Run, World, docker, network_on_free_subnet};
+use crate::support::{Networks, Run, World, docker, docker_run};
 
-/// The two outer networks and their clients; removed on drop.
+/// The two outer networks and their clients; removed on drop, also when the test fails (the
+/// networks after the clients, with anything still attached disconnected).
 pub(crate) struct Lan {
     pub(crate) tail_net: String,
     pub(crate) inet_net: String,
     pub(crate) tail: String,
     pub(crate) inet: String,
+    _networks: Networks,
 }
 
 impl Lan {
@@ -23,19 +25,17 @@ impl Lan {
         let pid = std::process::id();
         let tail_net = format!("berth-fw-tail-{test}-{pid}");
         let inet_net = format!("berth-fw-inet-{test}-{pid}");
-        network_on_free_subnet(&tail_net, "100.64");
-        network_on_free_subnet(&inet_net, "198.18");
+        let mut networks = Networks::new();
+        networks.on_free_subnet(&tail_net, "100.64");
+        networks.on_free_subnet(&inet_net, "198.18");
         let client = |net: &str, name: String| {
             let _ = std::process::Command::new("docker")
                 .args(["rm", "-f", &name])
                 .output();
-            docker(&[
-                "run",
+            docker_run(&[
                 "-d",
                 "--name",
                 &name,
-                "--label",
-                "io.berth.test=1",
                 "--network",
                 net,
                 "--entrypoint",
@@ -52,6 +52,7 @@ impl Lan {
             inet_net,
             tail,
             inet,
+            _networks: networks,
         }
     }
 
@@ -67,11 +68,7 @@ impl Drop for Lan {
                 .args(["rm", "-f", c])
                 .output();
         }
-        for n in [&self.tail_net, &self.inet_net] {
-            let _ = std::process::Command::new("docker")
-                .args(["network", "rm", n])
-                .output();
-        }
+        // `networks` goes next, as a field.
     }
 }
 

@@ -8,17 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::host::poll;
-use crate::support::{World, docker, network_on_free_subnet, pebble_cert};
-
-struct Nets(Vec<String>);
-
-impl Drop for Nets {
-    fn drop(&mut self) {
-        for n in &self.0 {
-            let _ = Command::new("docker").args(["network", "rm", n]).output();
-        }
-    }
-}
+use crate::support::{Networks, World, docker_run, pebble_cert};
 
 fn curl(client: &str, ip: &str, name: &str) -> String {
     let out = Command::new("docker")
@@ -50,13 +40,11 @@ fn caddy_as_a_stack_service_serves_routes_by_access_set() {
     let edge = format!("berth-pxc-edge-{pid}");
     let tail = format!("berth-pxc-tail-{pid}");
     let inet = format!("berth-pxc-inet-{pid}");
-    let e = network_on_free_subnet(&edge, "10.253");
-    let mut nets = Nets(vec![edge.clone()]);
-    let t = network_on_free_subnet(&tail, "100.64");
-    nets.0.push(tail.clone());
-    let i = network_on_free_subnet(&inet, "10.252");
-    nets.0.push(inet.clone());
-    // World after the networks: its containers go first.
+    let mut nets = Networks::new();
+    let e = nets.on_free_subnet(&edge, "10.253");
+    let t = nets.on_free_subnet(&tail, "100.64");
+    let i = nets.on_free_subnet(&inet, "10.252");
+    // World after the networks: its containers go first, then the networks.
     let w = World::new("pxcont");
     let caddy_edge = format!("{e}.200");
     let caddy_tail = format!("{t}.200");
@@ -178,8 +166,7 @@ networks:
     let client = |net: &str, ip: String, role: &str| {
         let name = format!("berth-pxc-{role}-{pid}");
         let _ = Command::new("docker").args(["rm", "-f", &name]).output();
-        docker(&[
-            "run",
+        docker_run(&[
             "-d",
             "--name",
             &name,
@@ -215,5 +202,4 @@ networks:
     wait(&t, &caddy_tail, "app1.example.org", "200");
     wait(&t, &caddy_tail, "admin.example.org", "200");
     wait(&i, &caddy_inet, "admin.example.org", "403");
-    drop(nets);
 }

@@ -5,6 +5,32 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Once;
 
+/// The label of everything a test creates by hand on the Engine (containers, networks,
+/// volumes): `hack/test-leftovers.sh` fails the test run when one is left. Images with it are the
+/// test images (hack/test-images.sh) and stay.
+pub const TEST_LABEL: &str = "io.berth.test=1";
+
+/// `--label` arguments for an object a test creates: [`TEST_LABEL`] and the test process's id
+/// (`io.berth.test.pid`), so that the leftover check tells a run in progress from a finished one.
+pub fn test_labels() -> [String; 4] {
+    [
+        "--label".into(),
+        TEST_LABEL.into(),
+        "--label".into(),
+        format!("io.berth.test.pid={}", std::process::id()),
+    ]
+}
+
+/// `docker run <args…>` with [`test_labels`]; its trimmed output (the id with `-d`). Panics on
+/// failure. Remove the container with [`World::adopt`] or a guard of the test's own.
+pub fn docker_run(args: &[&str]) -> String {
+    let mut all: Vec<&str> = vec!["run"];
+    let labels = test_labels();
+    all.extend(labels.iter().map(String::as_str));
+    all.extend_from_slice(args);
+    docker(&all)
+}
+
 /// Build the local test images once per test run (fast when they exist).
 pub fn test_images() {
     static ONCE: Once = Once::new();
@@ -43,7 +69,8 @@ impl World {
         }
     }
 
-    /// Remove this container (started by the test, not by berth) when the world goes.
+    /// Remove this container (started by the test, not by berth, e.g. with [`docker_run`]) when
+    /// the world goes.
     pub fn adopt(&self, name: &str) {
         self.extra.borrow_mut().push(name.to_string());
     }
@@ -83,7 +110,7 @@ impl World {
         Run::from(out)
     }
 
-    /// The CLI's state dir for this world (not the machine's /var/lib/berth).
+    /// The CLI's state dir for this world (not the machine's /var/lib/berth); removed on drop.
     pub fn state_dir(&self) -> PathBuf {
         std::env::temp_dir().join(format!("berth-state-{}", self.instance))
     }
@@ -139,6 +166,7 @@ impl Drop for World {
                     .output();
             }
         }
+        let _ = std::fs::remove_dir_all(self.state_dir());
     }
 }
 
@@ -205,10 +233,11 @@ pub fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// Create the Docker network `name` (labelled `io.berth.test=1`) on a free /24 under
-/// `prefix` (two octets, e.g. "100.64"); returns the subnet's first three octets. Tests
-/// running side by side, or networks left on the Engine by anything else, never collide: a
-/// taken subnet makes the Engine answer "Pool overlaps", and the next one is tried.
+/// Create the Docker network `name` (with [`test_labels`]) on a free /24 under `prefix` (two
+/// octets, e.g. "100.64"); returns the subnet's first three octets. Tests running side by side,
+/// or networks left on the Engine by anything else, never collide: a taken subnet makes the
+/// Engine answer "Pool overlaps", and the next one is tried. [`Networks::on_free_subnet`] also
+/// removes it when the test ends.
 pub fn network_on_free_subnet(name: &str, prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -220,7 +249,8 @@ pub fn network_on_free_subnet(name: &str, prefix: &str) -> String {
         let third = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % 254 + 1;
         let base = format!("{prefix}.{third}");
         let out = Command::new("docker")
-            .args(["network", "create", "--label", "io.berth.test=1"])
+            .args(["network", "create"])
+            .args(test_labels())
             .args(["--subnet", &format!("{base}.0/24"), name])
             .output()
             .expect("run docker");
@@ -234,6 +264,61 @@ pub fn network_on_free_subnet(name: &str, prefix: &str) -> String {
         );
     }
     panic!("no free /24 under {prefix} for {name}");
+}
+
+/// Docker networks a test created (with [`test_labels`]), removed when this guard is dropped —
+/// also when the test panics. Containers still attached (a test host, a client, a container
+/// berth started) are disconnected first: the Engine refuses to remove a network in use, and
+/// the guard may well go before them.
+#[derive(Default)]
+pub struct Networks(Vec<String>);
+
+impl Networks {
+    pub fn new() -> Networks {
+        Networks::default()
+    }
+
+    /// [`network_on_free_subnet`], removed on drop; the subnet's first three octets.
+    pub fn on_free_subnet(&mut self, name: &str, prefix: &str) -> String {
+        let base = network_on_free_subnet(name, prefix);
+        self.0.push(name.to_string());
+        base
+    }
+
+    /// A network on a subnet the Engine picks, removed on drop.
+    pub fn create(&mut self, name: &str) {
+        let _ = Command::new("docker")
+            .args(["network", "rm", name])
+            .output();
+        let mut args: Vec<String> = vec!["network".into(), "create".into()];
+        args.extend(test_labels());
+        args.push(name.to_string());
+        docker(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        self.0.push(name.to_string());
+    }
+}
+
+impl Drop for Networks {
+    /// Best effort: must not panic (a panic while a test is failing aborts the run).
+    fn drop(&mut self) {
+        for name in &self.0 {
+            let attached = Command::new("docker")
+                .args(["network", "inspect", "--format"])
+                .arg("{{range $id, $_ := .Containers}}{{$id}} {{end}}")
+                .arg(name)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            for id in attached.split_whitespace() {
+                let _ = Command::new("docker")
+                    .args(["network", "disconnect", "--force", name, id])
+                    .output();
+            }
+            let _ = Command::new("docker")
+                .args(["network", "rm", name])
+                .output();
+        }
+    }
 }
 
 /// A self-signed P-256 certificate for pebble (`/CN=pebble`, `san` such as `DNS:pebble` or

@@ -217,6 +217,18 @@ async fn run(command: Command, instance: &str) -> Result<u8> {
                 Ok(d) => d,
                 Err(code) => return Ok(code),
             };
+            // What `plan` would refuse whatever runs: reported here too.
+            let errors = berth::plan::config_errors(&desired);
+            if !errors.is_empty() {
+                for e in &errors {
+                    eprintln!("{e}");
+                }
+                eprintln!(
+                    "{} problem(s) found that `plan` and `apply` refuse; nothing was changed.",
+                    errors.len()
+                );
+                return Ok(1);
+            }
             let services: usize = desired.stacks.values().map(|s| s.services.len()).sum();
             println!(
                 "{}: valid ({} stacks, {} services, {} host settings, {} jobs)",

@@ -241,6 +241,28 @@ impl PlanError {
         matches!(self, PlanError::Route { .. })
     }
 
+    /// Whether the config files alone decide it (not what the Engine or the host holds).
+    pub fn is_from_config(&self) -> bool {
+        use PlanError::*;
+        match self {
+            BuildNotSupported { .. }
+            | ReloadNeedsFolder { .. }
+            | Cycle { .. }
+            | Exposed { .. }
+            | Lockout { .. }
+            | Route { .. }
+            | Proxy { .. } => true,
+            NameConflict { .. }
+            | ImageMissing { .. }
+            | ExternalMissing { .. }
+            | EmptyDesired { .. }
+            | HostNotOwned { .. }
+            | HostRefused { .. }
+            | EmptyHost { .. }
+            | FirewallRefused { .. } => false,
+        }
+    }
+
     /// The group the error is reported under (`None`: the whole config, e.g. the empty-config
     /// guard or a cycle).
     pub fn group(&self) -> Option<Group> {
@@ -505,6 +527,21 @@ impl Plan {
 
 fn is_zero(n: &usize) -> bool {
     *n == 0
+}
+
+/// The errors `plan` gives whatever runs: those the files alone decide (a `build:`, a reload
+/// that cannot reach a single mounted file, a `depends_on` cycle, a port the Firewall does not
+/// allow, a lockout, a bad route or Proxy). `berth validate` reports them without an Engine.
+pub fn config_errors(desired: &Desired) -> Vec<PlanError> {
+    let opts = PlanOptions {
+        allow_empty: true,
+        ..PlanOptions::default()
+    };
+    plan(desired, &Observed::default(), &opts)
+        .errors
+        .into_iter()
+        .filter(PlanError::is_from_config)
+        .collect()
 }
 
 /// Decide everything. Pure: the same inputs always give the same plan.

@@ -370,6 +370,45 @@ fn unreachable_docker_says_how_to_fix_it() {
     assert!(stderr.contains("DOCKER_HOST"), "{stderr}");
 }
 
+/// What `plan` refuses for reasons in the files, `validate` refuses too (with no Engine asked):
+/// a `build:` today, a Firewall that locks SSH out.
+#[test]
+fn validate_refuses_what_plan_refuses_from_the_files() {
+    let w = World::new("validate-plan");
+    let stack = w.stack("blog");
+    w.write(
+        "blog/compose.yaml",
+        &format!("name: {stack}\nservices:\n  web:\n    build: .\n"),
+    );
+    let validate = w.berth(&["validate"]).expect(1);
+    assert!(
+        validate.stderr.contains("build not supported"),
+        "{}",
+        validate.stderr
+    );
+    let plan = w.berth(&["plan"]).expect(1);
+    assert!(
+        plan.stdout.contains("build not supported"),
+        "{}",
+        plan.stdout
+    );
+
+    w.write(
+        "blog/compose.yaml",
+        &format!("name: {stack}\nservices:\n  web:\n    image: berth-test/app:1\n"),
+    );
+    w.write(
+        "host/berth.yaml",
+        "kind: Firewall\nallow:\n  - ports: [443/tcp]\n",
+    );
+    let validate = w.berth(&["validate"]).expect(1);
+    assert!(
+        validate.stderr.contains("lock everyone out"),
+        "{}",
+        validate.stderr
+    );
+}
+
 #[test]
 fn reference_manifests_and_demo_validate() {
     let root = env!("CARGO_MANIFEST_DIR");

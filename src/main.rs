@@ -256,6 +256,16 @@ async fn run(command: Command, instance: &str) -> Result<u8> {
                 .context("cannot read the Engine's or the host's state")?;
             log_requests(&engine);
             let plan = outcome.plan.unwrap_or_default();
+            // Job tables, host settings and reloads are compared with the state dir: say which.
+            let recorded = pipeline::recorded_state(&opts.state_dir, instance);
+            let dir_text = opts.state_dir.display();
+            if recorded.is_empty() {
+                eprintln!(
+                    "note: compared with the state in {dir_text} for instance {instance}, which holds nothing for it: if berth applies with another --state-dir or --instance, pass the same ones"
+                );
+            } else {
+                eprintln!("note: compared with the state in {dir_text} for instance {instance}");
+            }
             if json {
                 let versioned = JsonPlan {
                     format_version: JSON_PLAN_VERSION,

@@ -201,6 +201,21 @@ pub async fn reconcile(
     Ok(outcome)
 }
 
+/// The files `dir` holds for `instance` (its job table, host inventory, applied images,
+/// reloads): what a plan compares with beyond the Engine. None: nothing was recorded there for
+/// this instance (another `--state-dir` or `--instance` than the one that applied).
+pub fn recorded_state(dir: &Path, instance: &str) -> Vec<PathBuf> {
+    [
+        crate::jobs::state::path(dir, instance),
+        crate::host::inventory_path(dir, instance),
+        crate::applied::Applied::path(dir, instance),
+        dir.join(Reloads::file(instance)),
+    ]
+    .into_iter()
+    .filter(|p| p.exists())
+    .collect()
+}
+
 /// The job table the last apply recorded (`jobs-<instance>.json`), as the planner compares it.
 fn observe_jobs(dir: &Path, instance: &str) -> crate::model::jobs::ObservedJobs {
     match crate::jobs::load(dir, instance) {

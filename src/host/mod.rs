@@ -11,6 +11,7 @@ mod firewall;
 mod firewall_boot;
 mod firewalld;
 pub(crate) use firewall::remote_is_local;
+pub(crate) use inventory::path as inventory_path;
 mod fs;
 mod inventory;
 mod observe;

@@ -409,6 +409,37 @@ fn validate_refuses_what_plan_refuses_from_the_files() {
     );
 }
 
+/// `plan` says which state dir and instance it compared with, and when that holds nothing for
+/// the instance (a plan beside a berth that applies with another `--state-dir`).
+#[test]
+fn plan_says_which_state_it_compared_with() {
+    let w = World::new("plan-state");
+    let stack = w.stack("app");
+    w.write(
+        "app/compose.yaml",
+        &format!("name: {stack}\nservices:\n  web:\n    image: berth-test/app:1\n"),
+    );
+    let state = w.state_dir();
+    let plan = w.berth(&["plan"]).expect(2);
+    assert!(
+        plan.stderr.contains(&format!(
+            "compared with the state in {} for instance {}, which holds nothing for it",
+            state.display(),
+            w.instance
+        )),
+        "{}",
+        plan.stderr
+    );
+    w.berth(&["apply"]).expect(0);
+    let plan = w.berth(&["plan"]).expect(0);
+    assert!(
+        plan.stderr.contains("compared with the state in")
+            && !plan.stderr.contains("holds nothing"),
+        "{}",
+        plan.stderr
+    );
+}
+
 #[test]
 fn reference_manifests_and_demo_validate() {
     let root = env!("CARGO_MANIFEST_DIR");

@@ -398,6 +398,7 @@ mod tests {
                 to: Upstream::Address("127.0.0.1:8001".into()),
                 access: Source::Set("office".into()),
                 origin: crate::model::host::Origin::default(),
+                keys: Default::default(),
             });
             o.containers.retain(|c| c.stack() != Some("other"));
             let p = plan::plan(&d, &o, &PlanOptions::default());

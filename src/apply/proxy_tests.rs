@@ -72,6 +72,7 @@ fn routed(image: &str) -> Desired {
         },
         access: Source::Anywhere,
         origin: o.clone(),
+        keys: Default::default(),
     }];
     d.edge.proxy = Some(ProxySpec {
         admin: ProxyAdmin::Url("http://127.0.0.1:2019".into()),

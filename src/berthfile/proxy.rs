@@ -9,7 +9,7 @@ use super::read::*;
 use crate::compose::read::Cx;
 use crate::compose::routes::{access, host_name, path_matcher};
 use crate::compose::yaml::Value;
-use crate::model::edge::{Headers, ProxyAdmin, ProxySpec, RouteSpec, Source, Upstream};
+use crate::model::edge::{Headers, ProxyAdmin, ProxySpec, RouteKeys, RouteSpec, Source, Upstream};
 
 pub const ROUTE_KEYS: &[&str] = &["kind", "host", "path", "to", "access"];
 pub const PROXY_KEYS: &[&str] = &[
@@ -65,6 +65,11 @@ pub(super) fn route(cx: &mut Cx, d: &Doc) -> Option<RouteSpec> {
         to: Upstream::Address(to?),
         access: access?,
         origin: d.origin.clone(),
+        keys: RouteKeys {
+            host: get(d.m, "host").map(|n| cx.origin(n.pos)),
+            to: get(d.m, "to").map(|n| cx.origin(n.pos)),
+            access: get(d.m, "access").map(|n| cx.origin(n.pos)),
+        },
     })
 }
 

@@ -186,3 +186,37 @@ fn access_with_host_bits_and_an_admin_url_with_a_password_are_refused() {
         ]
     );
 }
+
+/// A route's plan error points at the key it is about, not at the route's document.
+#[test]
+fn route_errors_point_at_the_offending_key() {
+    let d = load(&[
+        ("apps/compose.yaml", APP),
+        (
+            "proxy/berth.yaml",
+            "kind: Proxy\nadmin: http://127.0.0.1:2019\n---\nkind: Route\nhost: old.example.org\nto: 127.0.0.1:8001\naccess: office\n",
+        ),
+        (
+            "other/compose.yaml",
+            "services:\n  web:\n    image: test/app:1\n    x-berth:\n      routes:\n        - host: app2.example.org\n          port: 3000\n",
+        ),
+    ])
+    .unwrap();
+    let errors: Vec<String> = crate::plan::config_errors(&d)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        errors.iter().any(|e| e.starts_with(
+            "proxy/berth.yaml:7:9: route old.example.org: access: unknown address set `office`"
+        )),
+        "{errors:?}"
+    );
+    // other/web exposes no 3000 (its image is unknown here, so only the taken host counts).
+    assert!(
+        errors.iter().any(|e| e.starts_with(
+            "other/compose.yaml:6:17: route app2.example.org: app2.example.org is already routed"
+        )),
+        "{errors:?}"
+    );
+}

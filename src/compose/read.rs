@@ -34,6 +34,19 @@ impl Cx {
         }
     }
 
+    /// Where `pos` is, as a declaration's origin (the file it is in, relative to the root).
+    pub fn origin(&self, pos: Pos) -> crate::model::host::Origin {
+        let file = match pos.file {
+            0 => &self.file,
+            n => self.others.get(usize::from(n) - 1).unwrap_or(&self.file),
+        };
+        crate::model::host::Origin {
+            file: file.clone(),
+            line: pos.line,
+            col: pos.col,
+        }
+    }
+
     /// A located note (see [`Cx::notes`]).
     pub fn note(&mut self, pos: Pos, path: &str, msg: impl fmt::Display) {
         let before = self.diags.len();

@@ -8,7 +8,7 @@ use ipnet::IpNet;
 
 use super::read::*;
 use super::yaml::{Node, Value};
-use crate::model::edge::{RouteSpec, Source, Upstream};
+use crate::model::edge::{RouteKeys, RouteSpec, Source, Upstream};
 use crate::model::host::Origin;
 
 /// The keys of one entry of `x-berth.routes`.
@@ -78,6 +78,11 @@ pub(super) fn service_routes(
                     file: cx.file.clone(),
                     line: it.pos.line,
                     col: it.pos.col,
+                },
+                keys: RouteKeys {
+                    host: get(m, "host").map(|n| cx.origin(n.pos)),
+                    to: get(m, "port").map(|n| cx.origin(n.pos)),
+                    access: get(m, "access").map(|n| cx.origin(n.pos)),
                 },
             });
         }

@@ -23,7 +23,8 @@ use ipnet::IpNet;
 use super::{Context, Planned};
 use crate::caddy::render::{self, Settings, Site};
 use crate::model::edge::{
-    ObservedProxy, ProxyAdmin, ProxySpec, RouteSpec, Source, TAILNET, Upstream, tailnet_default,
+    ObservedProxy, ProxyAdmin, ProxySpec, RouteKey, RouteSpec, Source, TAILNET, Upstream,
+    tailnet_default,
 };
 use crate::model::{ServiceSpec, StackSpec, container_name};
 use crate::plan::{
@@ -46,6 +47,7 @@ pub fn plan(ctx: &Context, out: &mut Planned) {
         for r in routes {
             out.plan.errors.push(route_error(
                 r,
+                None,
                 "no `kind: Proxy` in the config declares the Caddy that would serve it".into(),
             ));
         }
@@ -72,7 +74,7 @@ pub fn plan(ctx: &Context, out: &mut Planned) {
     let mut sites: Vec<PlannedSite> = Vec::new();
     for r in &routes {
         match check(ctx, &caddy, r) {
-            Err(reason) => out.plan.errors.push(route_error(r, reason)),
+            Err((key, reason)) => out.plan.errors.push(route_error(r, Some(key), reason)),
             Ok(site) => {
                 let key = (r.host.clone(), r.path.clone());
                 if let Some(&(first, at)) = seen.get(&key) {
@@ -85,6 +87,7 @@ pub fn plan(ctx: &Context, out: &mut Planned) {
                     };
                     out.plan.errors.push(route_error(
                         loser,
+                        Some(RouteKey::Host),
                         format!(
                             "{} is already routed by {} (to {})",
                             loser.name(),
@@ -319,14 +322,15 @@ fn access_text(s: &PlannedSite) -> String {
     }
 }
 
-fn route_error(r: &RouteSpec, reason: String) -> PlanError {
+/// A route's error, located at the key it is about (else at the route).
+fn route_error(r: &RouteSpec, key: Option<RouteKey>, reason: String) -> PlanError {
     let group = match &r.to {
         Upstream::Service { stack, .. } => Group::stack(stack),
         Upstream::Address(_) => Group::Proxy,
     };
     PlanError::Route {
         group,
-        origin: r.origin.to_string(),
+        origin: key.map_or(&r.origin, |k| r.origin_of(k)).to_string(),
         route: r.name(),
         reason,
     }
@@ -394,7 +398,7 @@ fn locate_caddy<'a>(
 }
 
 /// One route, checked: the site to render, or why it cannot be served.
-fn check(ctx: &Context, caddy: &Caddy, r: &RouteSpec) -> Result<PlannedSite, String> {
+fn check(ctx: &Context, caddy: &Caddy, r: &RouteSpec) -> Result<PlannedSite, (RouteKey, String)> {
     let edge = &ctx.desired.edge;
     let allow: Option<Vec<IpNet>> = match &r.access {
         Source::Anywhere => None,
@@ -408,9 +412,12 @@ fn check(ctx: &Context, caddy: &Caddy, r: &RouteSpec) -> Result<PlannedSite, Str
                     known.push(TAILNET);
                 }
                 known.sort();
-                return Err(format!(
-                    "access: unknown address set `{name}` (known: {}; or write CIDRs)",
-                    known.join(", ")
+                return Err((
+                    RouteKey::Access,
+                    format!(
+                        "access: unknown address set `{name}` (known: {}; or write CIDRs)",
+                        known.join(", ")
+                    ),
                 ));
             }
         },
@@ -420,9 +427,9 @@ fn check(ctx: &Context, caddy: &Caddy, r: &RouteSpec) -> Result<PlannedSite, Str
             .service
             .and_then(|(st, sv)| client_address_problem(st, sv))
     {
-        return Err(format!(
-            "access: {} cannot be enforced: {problem}",
-            r.access
+        return Err((
+            RouteKey::Access,
+            format!("access: {} cannot be enforced: {problem}", r.access),
         ));
     }
     let (dial, stack) = match &r.to {
@@ -432,8 +439,11 @@ fn check(ctx: &Context, caddy: &Caddy, r: &RouteSpec) -> Result<PlannedSite, Str
                 .service
                 .is_some_and(|(_, sv)| sv.network_mode.as_deref() != Some("host"));
             if in_container && is_loopback(a) {
-                return Err(format!(
-                    "to: {a} is the Caddy container itself, not the host: Caddy runs in a container; use an address it can reach (the host's address on a Docker network, e.g. the bridge gateway), or run Caddy on the host (`admin:`) or with network_mode: host"
+                return Err((
+                    RouteKey::To,
+                    format!(
+                        "to: {a} is the Caddy container itself, not the host: Caddy runs in a container; use an address it can reach (the host's address on a Docker network, e.g. the bridge gateway), or run Caddy on the host (`admin:`) or with network_mode: host"
+                    ),
                 ));
             }
             (Dial::Fixed(a.clone()), None)
@@ -447,42 +457,50 @@ fn check(ctx: &Context, caddy: &Caddy, r: &RouteSpec) -> Result<PlannedSite, Str
                 .desired
                 .stacks
                 .get(stack)
-                .ok_or_else(|| format!("no stack `{stack}` in the config"))?;
-            let sv = st
-                .services
-                .get(service)
-                .ok_or_else(|| format!("stack `{stack}` has no deployed service `{service}`"))?;
+                .ok_or_else(|| (RouteKey::To, format!("no stack `{stack}` in the config")))?;
+            let sv = st.services.get(service).ok_or_else(|| {
+                (
+                    RouteKey::To,
+                    format!("stack `{stack}` has no deployed service `{service}`"),
+                )
+            })?;
             if !exposes(ctx, sv, *port) {
-                return Err(format!(
-                    "{stack}/{service} does not expose port {port} (neither its image nor its Compose file): add it to the service's `expose:` (or `ports:`)"
+                return Err((
+                    RouteKey::To,
+                    format!(
+                        "{stack}/{service} does not expose port {port} (neither its image nor its Compose file): add it to the service's `expose:` (or `ports:`)"
+                    ),
                 ));
             }
             if sv.network_mode.is_some() {
-                return Err(format!(
-                    "{stack}/{service} uses network_mode: Caddy can only reach it on a Docker network of its own"
+                return Err((
+                    RouteKey::To,
+                    format!(
+                        "{stack}/{service} uses network_mode: Caddy can only reach it on a Docker network of its own"
+                    ),
                 ));
             }
             let nets: Vec<&str> = sv.networks.keys().map(String::as_str).collect();
             let network = match (caddy.service, caddy.network) {
                 (_, Some(n)) if nets.contains(&n) => n.to_string(),
                 (_, Some(n)) => {
-                    return Err(format!(
+                    return Err((RouteKey::To, format!(
                         "{stack}/{service} is not on network {n} (the Proxy's `network:`), so Caddy cannot reach it"
-                    ));
+                    )));
                 }
                 (Some((_, caddy_sv)), None) => nets
                     .iter()
                     .find(|n| caddy_sv.networks.contains_key(**n))
                     .map(|n| n.to_string())
                     .ok_or_else(|| {
-                        format!(
+                        (RouteKey::To, format!(
                             "{stack}/{service} shares no network with the Caddy container: put both on one network"
-                        )
+                        ))
                     })?,
                 (None, None) => nets
                     .first()
                     .map(|n| n.to_string())
-                    .ok_or_else(|| format!("{stack}/{service} is on no network"))?,
+                    .ok_or_else(|| (RouteKey::To, format!("{stack}/{service} is on no network")))?,
             };
             (
                 Dial::Container {

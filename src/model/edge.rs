@@ -220,10 +220,41 @@ pub struct RouteSpec {
     pub path: Option<String>,
     pub to: Upstream,
     pub access: Source,
+    /// The route: its `kind: Route` document's `kind:` key, or its `x-berth.routes` entry.
     pub origin: Origin,
+    /// Where each of its keys was written, for errors about one of them.
+    pub keys: RouteKeys,
+}
+
+/// Where a route's keys were written (`None`: not written, or not known): an error about the
+/// upstream or the access points at that key rather than at the route.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RouteKeys {
+    pub host: Option<Origin>,
+    /// `to:` of a `kind: Route`, `port:` of an `x-berth.routes` entry.
+    pub to: Option<Origin>,
+    pub access: Option<Origin>,
+}
+
+/// Which of a route's keys a problem is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteKey {
+    Host,
+    To,
+    Access,
 }
 
 impl RouteSpec {
+    /// Where `key` was written, else where the route was.
+    pub fn origin_of(&self, key: RouteKey) -> &Origin {
+        let at = match key {
+            RouteKey::Host => &self.keys.host,
+            RouteKey::To => &self.keys.to,
+            RouteKey::Access => &self.keys.access,
+        };
+        at.as_ref().unwrap_or(&self.origin)
+    }
+
     /// The route's address name: `app1.example.org` or `app1.example.org/admin/*`.
     pub fn name(&self) -> String {
         match &self.path {

@@ -26,6 +26,7 @@ fn route(host: &str, path: Option<&str>, service: &str, port: u16, access: Sourc
         },
         access,
         origin: origin("apps/compose.yaml", 7),
+        keys: Default::default(),
     }
 }
 
@@ -183,6 +184,7 @@ pub(crate) fn bad_routes() -> (Desired, Observed) {
             },
             access: Source::Anywhere,
             origin: origin("other/compose.yaml", 9),
+            keys: Default::default(),
         },
         // The host and path apps/app has.
         RouteSpec {
@@ -195,6 +197,7 @@ pub(crate) fn bad_routes() -> (Desired, Observed) {
             },
             access: Source::Anywhere,
             origin: origin("other/compose.yaml", 13),
+            keys: Default::default(),
         },
         // An unknown address set.
         RouteSpec {
@@ -207,6 +210,7 @@ pub(crate) fn bad_routes() -> (Desired, Observed) {
             },
             access: Source::Set("office".into()),
             origin: origin("other/compose.yaml", 17),
+            keys: Default::default(),
         },
     ];
     d.stacks.insert("other".into(), other);
@@ -216,6 +220,7 @@ pub(crate) fn bad_routes() -> (Desired, Observed) {
         to: Upstream::Address("127.0.0.1:8000".into()),
         access: Source::Cidrs(vec!["100.64.0.0/10".parse().unwrap()]),
         origin: origin("proxy/berth.yaml", 12),
+        keys: Default::default(),
     });
     let mut o = observed(&d, serde_json::Value::Null);
     // What observe inspects for other/web's 8080: its image exposes nothing.
@@ -266,6 +271,7 @@ fn a_route_goes_before_its_container_and_a_route_only_replace_hands_over() {
         },
         access: Source::Anywhere,
         origin: origin("api/compose.yaml", 7),
+        keys: Default::default(),
     }];
     // The Engine runs apps/app and api/api (test/app:1); Caddy routes both.
     let mut was = old.clone();
@@ -434,6 +440,7 @@ fn a_route_to_loopback_is_refused_when_caddy_runs_in_a_container() {
         to: Upstream::Address("127.0.0.1:8000".into()),
         access: Source::Anywhere,
         origin: origin("berth.yaml", 3),
+        keys: Default::default(),
     });
     let errors = |d: &Desired| -> Vec<String> {
         let o = observed(d, serde_json::Value::Null);
@@ -478,6 +485,7 @@ fn a_newcomer_cannot_take_a_live_site_over() {
         },
         access: Source::Anywhere,
         origin: origin("aaa/compose.yaml", 7),
+        keys: Default::default(),
     }];
     d.stacks.insert("aaa".into(), aaa);
     let mut o = observed(&d, live);

@@ -164,7 +164,7 @@ pub fn planned_outcome(group: &Group, plan: &Plan) -> StackOutcome {
                     _ => 0,
                 })
                 .sum();
-            format!("Caddy config loaded ({routes} routes)")
+            format!("Caddy config loaded ({routes} route{})", plural(routes))
         }
         Group::Jobs => {
             let jobs: usize = plan
@@ -175,7 +175,7 @@ pub fn planned_outcome(group: &Group, plan: &Plan) -> StackOutcome {
                     _ => 0,
                 })
                 .sum();
-            format!("job table recorded ({jobs} jobs)")
+            format!("job table recorded ({jobs} job{})", plural(jobs))
         }
     };
     StackOutcome::Applied { summary }

@@ -527,6 +527,49 @@ fn a_permanent_failure_is_logged_once_not_at_every_poll() {
     );
 }
 
+/// Under serve, a stack whose plan has an error is withheld and the others are applied: the
+/// log says exactly that (which stack, why, and that the rest goes ahead), never "Nothing
+/// will be changed"; the statuses count stacks.
+#[test]
+fn serve_names_the_withheld_stack_and_applies_the_others() {
+    let rt = runtime();
+    let fake = rt.block_on(GitHubFake::start());
+    let mut s = serve_polling("withheld");
+    let (good, bad) = (s.world.stack("good"), s.world.stack("bad"));
+    let commit = s.push(
+        &[
+            (
+                "good/compose.yaml",
+                &one_service(&good, "image: berth-test/app:1"),
+            ),
+            ("bad/compose.yaml", &one_service(&bad, "build: .")),
+        ],
+        "one good stack, one that cannot be built",
+    );
+    s.start(Some(&fake));
+    s.wait_until("the overall status", Duration::from_secs(60), || {
+        !overall(&fake, &commit, "failure").is_empty()
+    });
+    assert!(running(&format!("{good}-web-1")));
+    let log = s.log();
+    assert!(
+        log.contains(&format!(
+            "Withheld, left as they run: stack {bad} (1 error); everything else goes ahead."
+        )),
+        "{log}"
+    );
+    assert!(!log.contains("Nothing will be changed"), "{log}");
+    let failure = &overall(&fake, &commit, "failure")[0];
+    let d = failure.description.clone().unwrap_or_default();
+    assert!(
+        d.starts_with(&format!(
+            "1 of 2 stacks failed; {bad}: {bad}/web: build not supported"
+        )),
+        "{d}"
+    );
+    fake.assert_no_violations();
+}
+
 // ---------------------------------------------------------------------------------------------
 // 6. A container owned by another berth instance
 // ---------------------------------------------------------------------------------------------

@@ -458,6 +458,25 @@ fn a_failing_backup_under_serve_posts_a_failure_status_on_the_recorded_commit() 
                 .any(|x| x.context == context && x.state == "failure")
         },
     );
+    // A Backup is not a stack, nor a host setting: one stack counted, no `host` status, the
+    // job table under its own context.
+    let statuses = fake.statuses_for(&commit);
+    assert!(
+        !statuses.iter().any(|x| x.context == "berth/it/host"),
+        "{statuses:?}"
+    );
+    let last = |context: &str| {
+        statuses
+            .iter()
+            .rfind(|x| x.context == context)
+            .and_then(|x| x.description.clone())
+            .unwrap_or_default()
+    };
+    assert!(last("berth/it").starts_with("1 stack at "), "{statuses:?}");
+    assert!(
+        last("berth/it/host/jobs").starts_with("job table recorded"),
+        "{statuses:?}"
+    );
     let st = state::load(s.state_dir(), &s.world.instance).unwrap();
     assert_eq!(st.commit.as_deref(), Some(commit.as_str()));
     let posted = fake

@@ -361,7 +361,7 @@ fn routes_are_served_with_https_access_sets_and_headers() {
     let bad = c.berth("apply").expect(1);
     assert!(
         bad.stdout.contains(&format!(
-            "broken/compose.yaml:14:11: route bad.example.org: {broken}/app does not expose port 9999"
+            "broken/compose.yaml:15:17: route bad.example.org: {broken}/app does not expose port 9999"
         )),
         "{}",
         bad.stdout
@@ -396,6 +396,41 @@ fn routes_are_served_with_https_access_sets_and_headers() {
         "route change → served: {} ms (berth apply + first 200 through Caddy, certificate from pebble included)",
         start.elapsed().as_millis()
     );
+
+    // A bad `kind: Route` to a fixed address is the proxy's problem, never a stack's: a stack
+    // named `edge` (as in the README) still gets its change, and the bad route is named.
+    let edge_stack = |image: &str| {
+        format!("name: edge\nservices:\n  web:\n    image: {image}\n    stop_grace_period: 1s\n")
+    };
+    c.write("edge/compose.yaml", &edge_stack("berth-test/app:1"));
+    c.berth("apply").expect(0);
+    let before = docker(&["inspect", "-f", "{{.Id}}", "edge-web-1"]);
+    c.write("edge/compose.yaml", &edge_stack("berth-test/app:2"));
+    c.write(
+        "proxy/old.berth.yaml",
+        "kind: Route\nhost: old.example.org\nto: 127.0.0.1:8001\naccess: office\n",
+    );
+    let out = c.berth("apply").expect(1);
+    assert!(
+        out.stdout.contains(
+            "proxy/old.berth.yaml:4:9: route old.example.org: access: unknown address set `office`"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("~ edge/web: replace container edge-web-1")
+            && !out.stdout.contains("(withheld)"),
+        "{}",
+        out.stdout
+    );
+    let after = docker(&["inspect", "-f", "{{.Id}} {{.Config.Image}}", "edge-web-1"]);
+    assert!(
+        !after.starts_with(&before) && after.ends_with("berth-test/app:2"),
+        "edge/web was not replaced: {after}"
+    );
+    e.wait_for(&e.inet, "app1.example.org", "200");
 }
 
 /// A request loop through Caddy while the routed (route-only) service is replaced: zero

@@ -5,7 +5,7 @@
 //! Loading the config is not part of it: the CLI reads a folder, serve a git commit (cached per
 //! commit), and both hand over a [`Desired`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use crate::apply::{self, ApplyError, ApplyEvent, ApplyOptions, ApplyReport};
@@ -137,6 +137,9 @@ pub async fn reconcile(
     }
     if let Some(dir) = opts.state_dir.as_deref() {
         observed.jobs = observe_jobs(dir, &plan_opts.instance);
+        if desired.edge.proxy.is_some() {
+            observed.proxy_loaded = ProxyLoaded::load(dir, &plan_opts.instance).0;
+        }
     }
     let mut outcome = Outcome {
         observed,
@@ -191,6 +194,12 @@ pub async fn reconcile(
             tracing::warn!(error = %e, "cannot record reloads in the state dir; the next pass reloads again");
         }
     }
+    // The routes Caddy was given, when it took them: the next plan tells drift from new.
+    if let (Some(dir), Some(loaded)) = (opts.state_dir.as_deref(), proxy_loaded(&to_apply, &result))
+        && let Err(e) = loaded.save(dir, &plan_opts.instance)
+    {
+        tracing::warn!(error = %e, "cannot record the loaded routes in the state dir");
+    }
     // The images of what was applied, for `kind: Prune` (never an image of a recent config).
     if let Some(dir) = opts.state_dir.as_deref()
         && !matches!(result, Err(ApplyError::PlanHasErrors { .. }))
@@ -210,6 +219,7 @@ pub fn recorded_state(dir: &Path, instance: &str) -> Vec<PathBuf> {
         crate::host::inventory_path(dir, instance),
         crate::applied::Applied::path(dir, instance),
         dir.join(Reloads::file(instance)),
+        dir.join(ProxyLoaded::file(instance)),
     ]
     .into_iter()
     .filter(|p| p.exists())
@@ -260,21 +270,75 @@ impl Reloads {
 
     /// A missing or unreadable file is an empty record: the worst case is one more reload.
     fn load(dir: &Path, instance: &str) -> Reloads {
-        std::fs::read(dir.join(Self::file(instance)))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .map(Reloads)
-            .unwrap_or_default()
+        Reloads(load_record(dir, &Self::file(instance)))
     }
 
-    /// Written beside and renamed over, so a crash never leaves half a file.
     fn save(&self, dir: &Path, instance: &str) -> std::io::Result<()> {
-        std::fs::create_dir_all(dir)?;
-        let file = Self::file(instance);
-        let tmp = dir.join(format!(".{file}.tmp"));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&self.0).unwrap_or_default())?;
-        std::fs::rename(&tmp, dir.join(file))
+        save_record(dir, &Self::file(instance), &self.0)
     }
+}
+
+/// `proxy-<instance>.json`: the routes (Caddy `@id`s) of the last config Caddy took.
+#[derive(Debug, Default)]
+struct ProxyLoaded(BTreeSet<String>);
+
+impl ProxyLoaded {
+    fn file(instance: &str) -> String {
+        format!("proxy-{instance}.json")
+    }
+
+    /// A missing or unreadable file is an empty record: routes are then shown as new, not
+    /// as drift.
+    fn load(dir: &Path, instance: &str) -> ProxyLoaded {
+        ProxyLoaded(load_record(dir, &Self::file(instance)))
+    }
+
+    fn save(&self, dir: &Path, instance: &str) -> std::io::Result<()> {
+        save_record(dir, &Self::file(instance), &self.0)
+    }
+}
+
+/// The routes Caddy took in this apply: those of the proxy change, when it did not fail.
+fn proxy_loaded(applied: &Plan, result: &Result<ApplyReport, ApplyError>) -> Option<ProxyLoaded> {
+    let change = applied
+        .changes
+        .iter()
+        .find(|c| c.payload.kind() == plan::Kind::Proxy)?;
+    let plan::Payload::Proxy(p) = &change.payload else {
+        return None;
+    };
+    let failed = match result {
+        Ok(_) => false,
+        Err(ApplyError::Failed { report }) => {
+            report.failed.iter().any(|f| f.addr == change.addr)
+                || report.not_attempted.contains(&change.addr)
+        }
+        Err(_) => true,
+    };
+    (!failed).then(|| {
+        ProxyLoaded(
+            p.sites
+                .iter()
+                .map(|s| crate::caddy::render::route_id(&s.host, s.path.as_deref()))
+                .collect(),
+        )
+    })
+}
+
+/// A record of the state dir; missing or unreadable is the default.
+fn load_record<T: serde::de::DeserializeOwned + Default>(dir: &Path, file: &str) -> T {
+    std::fs::read(dir.join(file))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// Written beside and renamed over, so a crash never leaves half a file.
+fn save_record<T: serde::Serialize>(dir: &Path, file: &str, value: &T) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{file}.tmp"));
+    std::fs::write(&tmp, serde_json::to_vec_pretty(value).unwrap_or_default())?;
+    std::fs::rename(&tmp, dir.join(file))
 }
 
 /// The host settings the config declares or the inventory holds. A config without host

@@ -256,6 +256,46 @@ pub fn live_sites(cfg: &Value) -> BTreeMap<String, (String, Option<Vec<String>>)
     out
 }
 
+/// The hosts Caddy serves with routes berth did not load (no `berth:` `@id`): a hand edit,
+/// or Caddy's own Caddyfile after a restart.
+pub fn foreign_hosts(cfg: &Value) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let Some(servers) = cfg.pointer("/apps/http/servers").and_then(Value::as_object) else {
+        return out;
+    };
+    for r in servers
+        .values()
+        .filter_map(|srv| srv.get("routes").and_then(Value::as_array))
+        .flatten()
+    {
+        let berths = r
+            .get("@id")
+            .and_then(Value::as_str)
+            .is_some_and(|id| id.starts_with("berth:"));
+        if berths {
+            continue;
+        }
+        for m in r
+            .get("match")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            for h in m
+                .get("host")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(h) = h.as_str() {
+                    out.insert(h.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -85,6 +85,7 @@ impl Engine {
             reloaded: Default::default(),
             host: Default::default(),
             proxy: None,
+            proxy_loaded: Default::default(),
             jobs: Default::default(),
         })
     }

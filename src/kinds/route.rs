@@ -164,6 +164,7 @@ pub fn plan(ctx: &Context, out: &mut Planned) {
         None => None,
     };
     let live_sites = live.map(render::live_sites).unwrap_or_default();
+    let foreign_hosts = live.map(render::foreign_hosts).unwrap_or_default();
     let mut moved = false;
     for (s, r) in sites.iter().zip(&resolved) {
         let access = access_text(s);
@@ -173,6 +174,21 @@ pub fn plan(ctx: &Context, out: &mut Planned) {
             Dial::Fixed(_) => false,
         };
         match live_sites.get(&id) {
+            // Loaded before and gone from Caddy: drift, with what Caddy has instead.
+            None if live.is_some() && ctx.observed.proxy_loaded.contains(&id) => {
+                let found = if foreign_hosts.contains(&s.host) {
+                    "a route of its own for this host"
+                } else {
+                    "nothing for it"
+                };
+                reasons.push(Reason::Route {
+                    line: format!(
+                        "+ route {} → {} ({access}): berth loaded it, Caddy no longer serves it (changed by hand or by a restart: drift); found {found}",
+                        r_name(s),
+                        s.upstream
+                    ),
+                })
+            }
             None => reasons.push(Reason::Route {
                 line: format!("+ route {} → {} ({access})", r_name(s), s.upstream),
             }),
@@ -193,9 +209,9 @@ pub fn plan(ctx: &Context, out: &mut Planned) {
                             r_name(s),
                             s.upstream,
                             if renewed {
-                                "its container changes"
+                                "its container changes".to_string()
                             } else {
-                                "upstream address changed"
+                                format!("Caddy sends it to {dial}, not {}", r.dial)
                             }
                         ),
                     });

@@ -136,6 +136,27 @@ fn a_hand_edit_in_caddy_is_drift() {
     check("proxy_drift", &d, &o, PlanOptions::default());
 }
 
+/// Caddy's config replaced by hand (or its Caddyfile after a restart): each route berth had
+/// loaded is shown as drift, with what Caddy has instead — not as a new route.
+#[test]
+fn routes_berth_loaded_and_caddy_lost_are_drift_with_what_was_found() {
+    let d = desired("test/app:1");
+    let loaded_before = loaded(&d);
+    let cfg = serde_json::json!({"apps": {"http": {"servers": {"mine": {"listen": [":443"], "routes": [
+        {"match": [{"host": ["app1.example.org"]}], "handle": [{"handler": "static_response", "body": "hand-made"}]}
+    ]}}}}});
+    let mut o = observed(&d, cfg);
+    o.proxy_loaded = crate::caddy::render::live_sites(&loaded_before)
+        .into_keys()
+        .collect();
+    let p = check("proxy_hand_replaced", &d, &o, PlanOptions::default());
+    let text = crate::render::plan_text(&p);
+    assert!(
+        text.contains("berth loaded it, Caddy no longer serves it (changed by hand or by a restart: drift); found a route of its own for this host"),
+        "{text}"
+    );
+}
+
 #[test]
 fn a_moved_or_removed_route_and_an_unreachable_caddy() {
     let d = desired("test/app:1");

@@ -334,7 +334,11 @@ fn routes_are_served_with_https_access_sets_and_headers() {
     e.wait_for(&e.tail, "app1.example.org", "000");
     let drift = c.berth("plan").expect(2);
     assert!(
-        drift.stdout.contains("+ route app1.example.org"),
+        drift.stdout.contains(
+            "+ route app1.example.org → it-pxroutes"
+        ) && drift.stdout.contains(
+            "berth loaded it, Caddy no longer serves it (changed by hand or by a restart: drift); found nothing for it"
+        ),
         "{}",
         drift.stdout
     );

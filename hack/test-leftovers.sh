@@ -15,7 +15,9 @@
 #     of another instance (the demo's, `demo`) never is;
 #   - ${TMPDIR:-/tmp}/berth-state-it-<test>-<pid> (a test's CLI state dir, support.rs World) and
 #     ${TMPDIR:-/tmp}/berth-test-images.<pid>.* (hack/test-images.sh's build folder; older
-#     versions made them without the pid).
+#     versions made them without the pid), and a test host's shared folder,
+#     host-<test>-<pid>-<random> in target/tmp or, for a checkout under /tmp, /var/lib/berth-it
+#     (tests/it/host.rs).
 # Each belongs to a process: the label io.berth.test.pid, else the number at the end of its
 # instance label or of its name. While that process runs, the object belongs to a test run in
 # progress (another terminal, another checkout) and is left alone; else it is a leftover.
@@ -100,10 +102,13 @@ for kind in container network volume; do
     found "$kind" "$id" "$name${instance:+ (instance $instance)}"
   done <<<"$lines"
 done
-for dir in "$tmp"/berth-state-it-* "$tmp"/berth-test-images.*; do
+root=$(cd "$(dirname "$0")/.." && pwd)
+for dir in "$tmp"/berth-state-it-* "$tmp"/berth-test-images.* \
+           "$root"/target/tmp/host-* /var/lib/berth-it/host-*; do
   [[ -e $dir ]] || continue
   pid=
-  [[ ${dir##*/} =~ ^berth-state-it-.*-([0-9]+)$ || ${dir##*/} =~ ^berth-test-images\.([0-9]+)\. ]] \
+  [[ ${dir##*/} =~ ^berth-state-it-.*-([0-9]+)$ || ${dir##*/} =~ ^berth-test-images\.([0-9]+)\. \
+     || ${dir##*/} =~ ^host-.*-([0-9]+)-[^-]+$ ]] \
     && pid=${BASH_REMATCH[1]}
   alive "$pid" && continue
   found folder "$dir" "$dir"

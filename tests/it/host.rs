@@ -115,7 +115,7 @@ impl TestHost {
         let base = shared_base(Path::new(env!("CARGO_TARGET_TMPDIR")));
         std::fs::create_dir_all(&base).expect("create the test hosts' shared folder");
         let dir = tempfile::Builder::new()
-            .prefix(&format!("host-{test}-"))
+            .prefix(&format!("host-{test}-{}-", std::process::id()))
             .tempdir_in(&base)
             .expect("tempdir for the test host");
         let name = format!("berth-host-{test}-{}", std::process::id());

@@ -427,11 +427,7 @@ impl<D: Driver, H: HostDriver> Exec<'_, D, H> {
         if has_healthcheck(spec) {
             return self.wait_healthy(stack, service, id, spec).await;
         }
-        if spec
-            .healthcheck
-            .as_ref()
-            .is_some_and(|h| h.test.first().map(String::as_str) == Some("NONE"))
-        {
+        if healthcheck_disabled(spec) {
             return Ok(());
         }
         let (state, health) = match self.driver.inspect_state(id).await {
@@ -569,6 +565,14 @@ pub(super) fn check(until: Wait, state: &ContainerState, health: Option<Health>)
             other => Check::Failed(format!("is {other}")),
         },
     }
+}
+
+/// A Compose file that turns the health check off (`test: [NONE]`, `disable: true`), the
+/// image's included.
+pub(super) fn healthcheck_disabled(spec: &ServiceSpec) -> bool {
+    spec.healthcheck
+        .as_ref()
+        .is_some_and(|h| h.test.first().map(String::as_str) == Some("NONE"))
 }
 
 /// A healthcheck that is not disabled.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::container::{Check, check, has_healthcheck, human_duration};
+use super::container::{Check, check, has_healthcheck, healthcheck_disabled, human_duration};
 use super::*;
 use crate::model::Healthcheck;
 use crate::model::{ContainerState, Health, ServiceSpec};
@@ -242,10 +242,7 @@ impl Driver for Fake {
         if self.0.lock().unwrap().fail_create.iter().any(|n| n == name) {
             return Err(engine_err("create"));
         }
-        let disabled = spec
-            .healthcheck
-            .as_ref()
-            .is_some_and(|h| h.test.first().map(String::as_str) == Some("NONE"));
+        let disabled = healthcheck_disabled(spec);
         let image_has = self
             .0
             .lock()

@@ -430,19 +430,24 @@ impl<D: Driver, H: HostDriver> Exec<'_, D, H> {
         if healthcheck_disabled(spec) {
             return Ok(());
         }
-        let (state, health) = match self.driver.inspect_state(id).await {
-            Ok(s) => s,
+        let info = match self.driver.inspect(id).await {
+            Ok(i) => i,
             Err(e) if e.is_not_found() => return Err(WaitError::Gone),
             Err(e) => return Err(WaitError::Docker(e)),
         };
-        match check(Wait::Ready, &state, health) {
+        match check(Wait::Ready, &info.state, info.health) {
             Check::Done => Ok(()),
             Check::Failed(why) => Err(WaitError::Failed(why)),
-            // The image's health check: its interval is the image's (30 s unless it says
-            // otherwise), so the first look comes after at most FIRST_LOOK_MAX.
+            // The image's health check, which the Compose file did not choose: it gets the
+            // time it needs to decide (its start period, interval and retries), at least
+            // --health-timeout. The first look comes after at most FIRST_LOOK_MAX.
             Check::Wait => {
+                let timeout = info.health_budget.map_or(self.opts.health_timeout, |b| {
+                    b.max(self.opts.health_timeout)
+                });
                 tokio::time::sleep(FIRST_LOOK_MAX).await;
-                self.wait_for(stack, service, id, Wait::Ready).await
+                self.wait_within(stack, service, id, Wait::Ready, timeout)
+                    .await
             }
         }
     }
@@ -480,6 +485,19 @@ impl<D: Driver, H: HostDriver> Exec<'_, D, H> {
             Wait::Completed => self.opts.completion_timeout,
             _ => self.opts.health_timeout,
         };
+        self.wait_within(stack, service, container, until, timeout)
+            .await
+    }
+
+    /// [`Self::wait_for`] with its own deadline.
+    async fn wait_within(
+        &self,
+        stack: &str,
+        service: &str,
+        container: &str,
+        until: Wait,
+        timeout: Duration,
+    ) -> Result<(), WaitError> {
         let start = Instant::now();
         let mut next_event = Duration::ZERO;
         loop {
@@ -548,11 +566,17 @@ pub(super) fn check(until: Wait, state: &ContainerState, health: Option<Health>)
             (_, Some(Health::Starting)) | (S::Restarting, None) => Check::Wait,
         },
         Wait::Ready => match (state, health) {
+            // A one-shot (a migration from the app's image) that finished is done, whatever
+            // its image's health check last said.
+            (S::Exited(0), _) => Check::Done,
             (S::Exited(code), Some(_)) => {
                 Check::Failed(format!("exited (code {code}) before becoming healthy"))
             }
             (_, Some(Health::Healthy)) => Check::Done,
             (_, Some(Health::Unhealthy)) => Check::Failed("unhealthy".into()),
+            (S::Dead | S::Removing | S::Created, Some(_)) => {
+                Check::Failed(format!("is not running ({state})"))
+            }
             (_, Some(Health::Starting)) => Check::Wait,
             // No health check: up is running (or done, for a one-shot).
             (_, None) => check(Wait::Running, state, None),

@@ -61,6 +61,23 @@ fn health_checks() {
         check(Wait::Ready, &S::Running, Some(Health::Unhealthy)),
         Check::Failed(_)
     ));
+    // A one-shot from an image with a HEALTHCHECK: exit 0 is done, another exit is not.
+    assert!(matches!(
+        check(Wait::Ready, &S::Exited(0), Some(Health::Starting)),
+        Check::Done
+    ));
+    assert!(matches!(
+        check(Wait::Ready, &S::Exited(1), Some(Health::Starting)),
+        Check::Failed(m) if m.contains("code 1")
+    ));
+    assert!(matches!(
+        check(Wait::Ready, &S::Exited(0), None),
+        Check::Done
+    ));
+    assert!(matches!(
+        check(Wait::Ready, &S::Dead, Some(Health::Starting)),
+        Check::Failed(_)
+    ));
     assert!(matches!(
         check(Wait::Running, &S::Created, None),
         Check::Failed(_)
@@ -355,6 +372,7 @@ impl Driver for Fake {
             name: c.0.clone(),
             state: c.1.clone(),
             health: c.2,
+            health_budget: c.2.map(|_| Duration::from_secs(5)),
             volumes: vec![],
             stop_timeout: None,
             addresses: [("edge".to_string(), format!("10.0.0.{n}"))].into(),

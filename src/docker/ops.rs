@@ -367,10 +367,38 @@ impl Engine {
             state: cs,
             health,
             volumes,
+            health_budget: resp
+                .config
+                .as_ref()
+                .and_then(|c| c.healthcheck.as_ref())
+                .and_then(health_budget),
             stop_timeout: resp.config.and_then(|c| c.stop_timeout),
             addresses,
         })
     }
+}
+
+/// How long Docker may take to call a container with this health check healthy or
+/// unhealthy: start period + (interval + timeout) × retries, with Docker's defaults (30 s, 30 s,
+/// 3, 0). `None` for no health check (`NONE`, or no test).
+fn health_budget(h: &bollard::models::HealthConfig) -> Option<std::time::Duration> {
+    let test = h.test.as_deref().unwrap_or_default();
+    if test.first().map(String::as_str) == Some("NONE") {
+        return None;
+    }
+    let ns = |v: Option<i64>, default: u64| {
+        std::time::Duration::from_nanos(
+            v.and_then(|n| u64::try_from(n).ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(default * 1_000_000_000),
+        )
+    };
+    let retries = h
+        .retries
+        .and_then(|r| u32::try_from(r).ok())
+        .filter(|r| *r > 0)
+        .unwrap_or(3);
+    Some(ns(h.start_period, 0) + (ns(h.interval, 30) + ns(h.timeout, 30)) * retries)
 }
 
 /// One container, inspected.
@@ -387,6 +415,10 @@ pub struct ContainerInfo {
     pub stop_timeout: Option<i64>,
     /// Engine-side network name → its IPv4 address there.
     pub addresses: BTreeMap<String, String>,
+    /// How long its health check (the Compose file's or the image's) may take to decide:
+    /// start period + (interval + timeout) × retries, Docker's defaults where unset. `None`:
+    /// it has none.
+    pub health_budget: Option<std::time::Duration>,
 }
 
 impl ContainerInfo {
@@ -486,6 +518,33 @@ mod tests {
         assert!(discarded_warnings(&[]).is_empty());
     }
 
+    /// The time an image's own health check may take: what berth waits for beyond
+    /// --health-timeout (vaultwarden's 60 s interval must not time out at 60 s).
+    #[test]
+    fn a_health_checks_budget_follows_its_interval_retries_and_start_period() {
+        use bollard::models::HealthConfig;
+        let s = |n: i64| n * 1_000_000_000;
+        let vaultwarden = HealthConfig {
+            test: Some(vec!["CMD".into(), "/healthcheck.sh".into()]),
+            interval: Some(s(60)),
+            timeout: Some(s(10)),
+            ..Default::default()
+        };
+        assert_eq!(health_budget(&vaultwarden), Some(Duration::from_secs(210)));
+        let started = HealthConfig {
+            test: Some(vec!["CMD".into(), "true".into()]),
+            start_period: Some(s(40)),
+            retries: Some(5),
+            ..Default::default()
+        };
+        assert_eq!(health_budget(&started), Some(Duration::from_secs(40 + 60 * 5)));
+        let none = HealthConfig {
+            test: Some(vec!["NONE".into()]),
+            ..Default::default()
+        };
+        assert_eq!(health_budget(&none), None);
+    }
+
     #[test]
     fn anonymous_volumes_are_reused_at_the_same_path() {
         let spec = ServiceSpec {
@@ -514,6 +573,7 @@ mod tests {
             name: "web-app-1".into(),
             state: ContainerState::Running,
             health: None,
+            health_budget: None,
             stop_timeout: None,
             addresses: Default::default(),
             volumes: vec![

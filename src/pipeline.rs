@@ -5,7 +5,7 @@
 //! Loading the config is not part of it: the CLI reads a folder, serve a git commit (cached per
 //! commit), and both hand over a [`Desired`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::apply::{self, ApplyError, ApplyEvent, ApplyOptions, ApplyReport};
@@ -195,7 +195,7 @@ pub async fn reconcile(
         }
     }
     // The routes Caddy was given, when it took them: the next plan tells drift from new.
-    if let (Some(dir), Some(loaded)) = (opts.state_dir.as_deref(), proxy_loaded(&to_apply, &result))
+    if let (Some(dir), Some(loaded)) = (opts.state_dir.as_deref(), proxy_loaded(&result))
         && let Err(e) = loaded.save(dir, &plan_opts.instance)
     {
         tracing::warn!(error = %e, "cannot record the loaded routes in the state dir");
@@ -278,9 +278,10 @@ impl Reloads {
     }
 }
 
-/// `proxy-<instance>.json`: the routes (Caddy `@id`s) of the last config Caddy took.
+/// `proxy-<instance>.json`: the routes of the last config Caddy took (`@id` → the address
+/// dialled).
 #[derive(Debug, Default)]
-struct ProxyLoaded(BTreeSet<String>);
+struct ProxyLoaded(BTreeMap<String, String>);
 
 impl ProxyLoaded {
     fn file(instance: &str) -> String {
@@ -298,31 +299,14 @@ impl ProxyLoaded {
     }
 }
 
-/// The routes Caddy took in this apply: those of the proxy change, when it did not fail.
-fn proxy_loaded(applied: &Plan, result: &Result<ApplyReport, ApplyError>) -> Option<ProxyLoaded> {
-    let change = applied
-        .changes
-        .iter()
-        .find(|c| c.payload.kind() == plan::Kind::Proxy)?;
-    let plan::Payload::Proxy(p) = &change.payload else {
-        return None;
+/// What Caddy took in this apply (its last successful load), from the report.
+fn proxy_loaded(result: &Result<ApplyReport, ApplyError>) -> Option<ProxyLoaded> {
+    let report = match result {
+        Ok(r) => r,
+        Err(ApplyError::Failed { report }) => report,
+        Err(_) => return None,
     };
-    let failed = match result {
-        Ok(_) => false,
-        Err(ApplyError::Failed { report }) => {
-            report.failed.iter().any(|f| f.addr == change.addr)
-                || report.not_attempted.contains(&change.addr)
-        }
-        Err(_) => true,
-    };
-    (!failed).then(|| {
-        ProxyLoaded(
-            p.sites
-                .iter()
-                .map(|s| crate::caddy::render::route_id(&s.host, s.path.as_deref()))
-                .collect(),
-        )
-    })
+    report.proxy_loaded.clone().map(ProxyLoaded)
 }
 
 /// A record of the state dir; missing or unreadable is the default.

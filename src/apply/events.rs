@@ -156,6 +156,9 @@ pub struct ApplyReport {
     pub jobs: usize,
     /// Containers reloaded: (container ID, the config digest they now hold).
     pub reloads: Vec<(String, String)>,
+    /// The routes of the last config Caddy took in this apply (`@id` → the address dialled),
+    /// `None` when none was loaded: what the next plan tells drift by.
+    pub proxy_loaded: Option<std::collections::BTreeMap<String, String>>,
     /// Changes that failed, in the order they failed.
     pub failed: Vec<Failure>,
     /// Changes not attempted because a change they need failed.

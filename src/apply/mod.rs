@@ -160,6 +160,7 @@ pub async fn apply_with_proxy<D: Driver, H: HostDriver>(
         proxy,
         opts,
         progress: Mutex::new(progress),
+        proxy_loaded: Mutex::new(None),
     };
     let changes = &plan.changes;
     let index: BTreeMap<&Addr, usize> = changes
@@ -226,6 +227,12 @@ pub async fn apply_with_proxy<D: Driver, H: HostDriver>(
             }
         }
     }
+    drop(running);
+    report.proxy_loaded = ex
+        .proxy_loaded
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
     // Only a plan built by hand with a cycle can leave changes waiting on each other.
     for (i, c) in changes.iter().enumerate() {
         if status[i] == Status::Pending {
@@ -272,6 +279,8 @@ struct Exec<'a, D, H> {
     proxy: &'a dyn ProxyDriver,
     opts: &'a ApplyOptions,
     progress: Mutex<&'a mut (dyn FnMut(ApplyEvent) + Send)>,
+    /// The routes of the last config Caddy took (`@id` → dial), for the report.
+    proxy_loaded: Mutex<Option<BTreeMap<String, String>>>,
 }
 
 impl<D: Driver, H: HostDriver> Exec<'_, D, H> {

@@ -80,7 +80,7 @@ impl<D: Driver, H: HostDriver> Exec<'_, D, H> {
                 }
             }
         }
-        let n = self.load_config(p, &BTreeMap::new()).await?;
+        let n = self.load_config(p, &BTreeMap::new()).await?.len();
         self.emit(ApplyEvent::Host {
             addr: crate::kinds::route::addr().to_string(),
             did: format!("config loaded ({n} routes)"),
@@ -89,12 +89,13 @@ impl<D: Driver, H: HostDriver> Exec<'_, D, H> {
     }
 
     /// Resolve, render and load. `overrides`: container name → the address to dial instead
-    /// (the new container of a handover). Returns how many routes were loaded.
+    /// (the new container of a handover). Returns the routes loaded (`@id` → dial), also kept
+    /// for the apply's report.
     async fn load_config(
         &self,
         p: &ProxyPayload,
         overrides: &BTreeMap<String, String>,
-    ) -> Result<usize, StepError> {
+    ) -> Result<BTreeMap<String, String>, StepError> {
         let admin = match &p.admin {
             AdminTarget::Url(u) => u.clone(),
             AdminTarget::Container { name, network } => {
@@ -150,7 +151,10 @@ impl<D: Driver, H: HostDriver> Exec<'_, D, H> {
             .when(|e| matches!(e, CaddyError::Unreachable { .. }))
             .await
             .map_err(|e| fail(e.to_string(), e.is_transient()))?;
-        Ok(sites.len())
+        let loaded: BTreeMap<String, String> =
+            sites.iter().map(|s| (s.id(), s.dial.clone())).collect();
+        *self.proxy_loaded.lock().unwrap_or_else(|e| e.into_inner()) = Some(loaded.clone());
+        Ok(loaded)
     }
 
     /// A container's IPv4 address on `network` (any, when `None`), by inspecting it now.

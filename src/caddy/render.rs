@@ -256,10 +256,11 @@ pub fn live_sites(cfg: &Value) -> BTreeMap<String, (String, Option<Vec<String>>)
     out
 }
 
-/// The hosts Caddy serves with routes berth did not load (no `berth:` `@id`): a hand edit,
-/// or Caddy's own Caddyfile after a restart.
-pub fn foreign_hosts(cfg: &Value) -> std::collections::BTreeSet<String> {
-    let mut out = std::collections::BTreeSet::new();
+/// The hosts Caddy serves with routes berth did not load (no `berth:` `@id`: a hand edit, or
+/// Caddy's own Caddyfile after a restart), each with what those routes do
+/// (`static_response`, `reverse_proxy to 10.0.0.9:80`).
+pub fn foreign_hosts(cfg: &Value) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
     let Some(servers) = cfg.pointer("/apps/http/servers").and_then(Value::as_object) else {
         return out;
     };
@@ -275,6 +276,26 @@ pub fn foreign_hosts(cfg: &Value) -> std::collections::BTreeSet<String> {
         if berths {
             continue;
         }
+        let what: Vec<String> = r
+            .get("handle")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|h| {
+                let name = h.get("handler")?.as_str()?;
+                Some(
+                    match h.pointer("/upstreams/0/dial").and_then(Value::as_str) {
+                        Some(dial) => format!("{name} to {dial}"),
+                        None => name.to_string(),
+                    },
+                )
+            })
+            .collect();
+        let what = if what.is_empty() {
+            "no handler".to_string()
+        } else {
+            what.join(", ")
+        };
         for m in r
             .get("match")
             .and_then(Value::as_array)
@@ -288,7 +309,7 @@ pub fn foreign_hosts(cfg: &Value) -> std::collections::BTreeSet<String> {
                 .flatten()
             {
                 if let Some(h) = h.as_str() {
-                    out.insert(h.to_string());
+                    out.entry(h.to_string()).or_insert_with(|| what.clone());
                 }
             }
         }

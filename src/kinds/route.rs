@@ -175,11 +175,10 @@ pub fn plan(ctx: &Context, out: &mut Planned) {
         };
         match live_sites.get(&id) {
             // Loaded before and gone from Caddy: drift, with what Caddy has instead.
-            None if live.is_some() && ctx.observed.proxy_loaded.contains(&id) => {
-                let found = if foreign_hosts.contains(&s.host) {
-                    "a route of its own for this host"
-                } else {
-                    "nothing for it"
+            None if live.is_some() && ctx.observed.proxy_loaded.contains_key(&id) => {
+                let found = match foreign_hosts.get(&s.host) {
+                    Some(what) => format!("a route berth did not load for this host ({what})"),
+                    None => "nothing for it".to_string(),
                 };
                 reasons.push(Reason::Route {
                     line: format!(
@@ -210,8 +209,14 @@ pub fn plan(ctx: &Context, out: &mut Planned) {
                             s.upstream,
                             if renewed {
                                 "its container changes".to_string()
+                            } else if ctx.observed.proxy_loaded.get(&id) == Some(&r.dial) {
+                                // berth loaded the address it wants now: someone changed it.
+                                format!(
+                                    "Caddy sends it to {dial}, not to {} as berth loaded it (changed by hand: drift)",
+                                    r.dial
+                                )
                             } else {
-                                format!("Caddy sends it to {dial}, not {}", r.dial)
+                                format!("its upstream moved: Caddy sends it to {dial}, now {}", r.dial)
                             }
                         ),
                     });

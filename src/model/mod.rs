@@ -774,9 +774,10 @@ pub struct Observed {
     /// Caddy's config as its admin API returns it (`GET /config/`), when the config declares a
     /// `kind: Proxy`; `None` otherwise.
     pub proxy: Option<edge::ObservedProxy>,
-    /// The routes (Caddy `@id`s) berth last loaded into Caddy successfully, from the state dir
-    /// (`proxy-<instance>.json`): a route berth loaded that Caddy no longer serves is drift.
-    pub proxy_loaded: std::collections::BTreeSet<String>,
+    /// The routes berth last loaded into Caddy successfully (`@id` → the address dialled), from
+    /// the state dir (`proxy-<instance>.json`): a route berth loaded that Caddy no longer
+    /// serves, or sends elsewhere, is drift.
+    pub proxy_loaded: BTreeMap<String, String>,
     /// The job table recorded by the last apply (the state dir), when the config declares
     /// jobs or the state dir holds some.
     pub jobs: jobs::ObservedJobs,

@@ -147,12 +147,27 @@ fn routes_berth_loaded_and_caddy_lost_are_drift_with_what_was_found() {
     ]}}}}});
     let mut o = observed(&d, cfg);
     o.proxy_loaded = crate::caddy::render::live_sites(&loaded_before)
-        .into_keys()
+        .into_iter()
+        .map(|(id, (dial, _))| (id, dial))
         .collect();
     let p = check("proxy_hand_replaced", &d, &o, PlanOptions::default());
     let text = crate::render::plan_text(&p);
     assert!(
-        text.contains("berth loaded it, Caddy no longer serves it (changed by hand or by a restart: drift); found a route of its own for this host"),
+        text.contains("berth loaded it, Caddy no longer serves it (changed by hand or by a restart: drift); found a route berth did not load for this host (static_response)"),
+        "{text}"
+    );
+    // A route berth loaded to 172.18.0.5 that Caddy now sends elsewhere: changed by hand.
+    let moved = loaded_before
+        .to_string()
+        .replace("172.18.0.5", "172.18.0.9");
+    let mut o = observed(&d, serde_json::from_str(&moved).unwrap());
+    o.proxy_loaded = crate::caddy::render::live_sites(&loaded_before)
+        .into_iter()
+        .map(|(id, (dial, _))| (id, dial))
+        .collect();
+    let text = crate::render::plan_text(&plan(&d, &o, &PlanOptions::default()));
+    assert!(
+        text.contains("Caddy sends it to 172.18.0.9:3000, not to 172.18.0.5:3000 as berth loaded it (changed by hand: drift)"),
         "{text}"
     );
 }

@@ -102,9 +102,9 @@ for kind in container network volume; do
     found "$kind" "$id" "$name${instance:+ (instance $instance)}"
   done <<<"$lines"
 done
-root=$(cd "$(dirname "$0")/.." && pwd)
+target=${CARGO_TARGET_DIR:-$(cd "$(dirname "$0")/.." && pwd)/target}
 for dir in "$tmp"/berth-state-it-* "$tmp"/berth-test-images.* \
-           "$root"/target/tmp/host-* /var/lib/berth-it/host-*; do
+           "$target"/tmp/host-* /var/lib/berth-it/host-*; do
   [[ -e $dir ]] || continue
   pid=
   [[ ${dir##*/} =~ ^berth-state-it-.*-([0-9]+)$ || ${dir##*/} =~ ^berth-test-images\.([0-9]+)\. \
@@ -114,6 +114,8 @@ for dir in "$tmp"/berth-state-it-* "$tmp"/berth-test-images.* \
   found folder "$dir" "$dir"
 done
 
+# The test hosts' folder for a checkout under /tmp, once empty.
+rmdir /var/lib/berth-it 2>/dev/null || true
 if [[ $mode == clean ]]; then
   exit "$failed"
 fi

@@ -232,7 +232,7 @@ impl Remote {
             return GitError::Remote {
                 op,
                 url: self.url_redacted.clone(),
-                message,
+                message: self.scrub(&message),
             };
         }
         let message = self.scrub(&error_text(err));
@@ -996,11 +996,12 @@ fn error_text(err: &(dyn std::error::Error + 'static)) -> String {
 /// gives berth a /tmp and /var/tmp of its own). `None` for other remotes, or when it is there.
 fn local_remote_missing(url: &str) -> Option<String> {
     let path = match url.strip_prefix("file://") {
-        Some(p) => Path::new(p),
+        Some(p) => Path::new(p.strip_prefix("localhost").unwrap_or(p)),
         None if url.starts_with('/') => Path::new(url),
         None => return None,
     };
-    if path.exists() {
+    // A percent-encoded or relative path is not guessed at: gix's own error stands.
+    if path.exists() || !path.is_absolute() || path.as_os_str().as_encoded_bytes().contains(&b'%') {
         return None;
     }
     let sandboxed = own_mount_namespace();
@@ -1121,6 +1122,15 @@ mod tests {
 
     #[test]
     fn refusals_are_told_from_outages() {
+        assert!(
+            local_remote_missing("file:///nonexistent/berth/origin.git").is_some_and(
+                |m| m.contains("no such repository folder /nonexistent/berth/origin.git")
+            )
+        );
+        assert!(local_remote_missing("file://localhost/nonexistent/x.git").is_some());
+        assert_eq!(local_remote_missing("file:///"), None);
+        assert_eq!(local_remote_missing("file:///srv/my%20repo.git"), None);
+        assert_eq!(local_remote_missing("https://github.com/a/b.git"), None);
         assert!(remote_refused("handshake failed: Received HTTP status 404"));
         assert!(remote_refused("Received HTTP status 403"));
         assert!(!remote_refused("Received HTTP status 429"));

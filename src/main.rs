@@ -224,7 +224,7 @@ async fn run(command: Command, instance: &str) -> Result<u8> {
                     eprintln!("{e}");
                 }
                 eprintln!(
-                    "{} problem(s) found that `plan` and `apply` refuse; nothing was changed.",
+                    "{} problem(s) that `plan` reports as errors whatever runs; nothing was changed.",
                     errors.len()
                 );
                 return Ok(1);
@@ -319,7 +319,7 @@ async fn run(command: Command, instance: &str) -> Result<u8> {
 
 /// `plan --json`'s format. 2: `changes` with addresses, verbs and `needs` edges (1 had
 /// kind-by-verb `actions`).
-const JSON_PLAN_VERSION: u32 = 2;
+const JSON_PLAN_VERSION: u32 = 3;
 
 #[derive(serde::Serialize)]
 struct JsonPlan<'a> {

@@ -212,16 +212,23 @@ fn text(plan: &Plan, by_group: bool) -> String {
         return out;
     }
     let (Some(held), false) = (held, refused_whole) else {
-        let whole = if by_group {
-            " concern the whole config"
+        if by_group {
+            let whole = plan
+                .errors
+                .iter()
+                .filter(|e| e.withholds() == crate::plan::Withholds::Everything)
+                .count();
+            let _ = writeln!(
+                out,
+                "Plan cannot be applied: {whole} error(s) concern the whole config. Nothing will be changed."
+            );
         } else {
-            ""
-        };
-        let _ = writeln!(
-            out,
-            "Plan cannot be applied: {} error(s){whole}. Nothing will be changed.",
-            plan.errors.len()
-        );
+            let _ = writeln!(
+                out,
+                "Plan cannot be applied: {} error(s). Nothing will be changed.",
+                plan.errors.len()
+            );
+        }
         return out;
     };
     let rest = plan.without_withheld();

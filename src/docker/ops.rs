@@ -537,7 +537,10 @@ mod tests {
             retries: Some(5),
             ..Default::default()
         };
-        assert_eq!(health_budget(&started), Some(Duration::from_secs(40 + 60 * 5)));
+        assert_eq!(
+            health_budget(&started),
+            Some(Duration::from_secs(40 + 60 * 5))
+        );
         let none = HealthConfig {
             test: Some(vec!["NONE".into()]),
             ..Default::default()

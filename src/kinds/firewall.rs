@@ -121,6 +121,28 @@ fn declared(
     out: &mut Planned,
 ) {
     let origin = fw.origin.to_string();
+    // The lockout guard is the files' alone: checked before the host is looked at (so that
+    // `validate` finds it too).
+    let allowed = allowed(fw, edge);
+    let payload_probe = FirewallPayload {
+        backend: String::new(),
+        script: String::new(),
+        digest: String::new(),
+        rules: Vec::new(),
+        allowed: allowed.clone(),
+        confirm_timeout: 0,
+        allow_no_ssh: fw.allow_no_ssh,
+        zone: None,
+        zone_record: None,
+        record: Record::default(),
+    };
+    if !fw.allow_no_ssh && !payload_probe.allows_tcp(fw.ssh_port) {
+        out.plan.errors.push(PlanError::Lockout {
+            origin: origin.clone(),
+            ssh_port: fw.ssh_port,
+        });
+        return;
+    }
     let observed = ctx.observed.host.firewall.clone().unwrap_or_default();
     if let Some(e) = &observed.error {
         out.plan.errors.push(PlanError::FirewallRefused {
@@ -145,26 +167,6 @@ fn declared(
         out.plan.errors.push(PlanError::FirewallRefused {
             origin,
             reason: "firewalld runs but its default zone could not be read".into(),
-        });
-        return;
-    }
-    let allowed = allowed(fw, edge);
-    let payload_probe = FirewallPayload {
-        backend: String::new(),
-        script: String::new(),
-        digest: String::new(),
-        rules: Vec::new(),
-        allowed: allowed.clone(),
-        confirm_timeout: 0,
-        allow_no_ssh: fw.allow_no_ssh,
-        zone: None,
-        zone_record: None,
-        record: Record::default(),
-    };
-    if !fw.allow_no_ssh && !payload_probe.allows_tcp(fw.ssh_port) {
-        out.plan.errors.push(PlanError::Lockout {
-            origin,
-            ssh_port: fw.ssh_port,
         });
         return;
     }

@@ -133,8 +133,7 @@ impl Addr {
 /// berth's own groups are variants, never strings, so no stack name can stand for one of them
 /// (a stack may be called `edge` or `proxy`); the one name they share with stacks on GitHub,
 /// `host`, is refused as a stack name by the loader.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Group {
     /// A stack: its containers, networks and volumes (`berth/<instance>/<stack>`).
     Stack(String),
@@ -170,6 +169,13 @@ impl Group {
             Group::Proxy => format!("{HOST_GROUP}/proxy"),
             Group::Jobs => format!("{HOST_GROUP}/jobs"),
         }
+    }
+}
+
+/// In `plan --json`: its status context's suffix (`web`, `host`, `host/proxy`, `host/jobs`).
+impl Serialize for Group {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.context_suffix())
     }
 }
 

@@ -113,10 +113,11 @@ impl Hooks for BranchHooks<'_> {
         if self.new_commit && self.pending_posted.as_deref() != Some(self.head) {
             *self.pending_posted = Some(self.head.to_string());
             let by_group = report::split_by_group(plan);
-            // Withheld groups (with an error) are not applied: their status is the failure.
+            // Withheld groups are not applied: their status is the failure.
+            let held = plan.withheld_groups().unwrap_or_default();
             let changing = by_group
                 .iter()
-                .filter(|(_, sub)| sub.has_changes() && sub.errors.is_empty());
+                .filter(|(g, sub)| sub.has_changes() && !held.contains_key(*g));
             for (group, _) in changing {
                 self.writeback.status(
                     self.head,
@@ -507,7 +508,8 @@ impl Daemon {
     ) {
         let markdown = report::markdown(
             &format!("berth applied {}", report::short(head)),
-            &the_plan.summary().to_string(),
+            // What went ahead: withheld changes are marked in the plan text, not counted.
+            &the_plan.without_withheld().summary().to_string(),
             &crate::render::plan_text_by_group(the_plan),
             log,
         );
@@ -548,7 +550,13 @@ fn group_outcomes(
             outcomes.insert(group.clone(), StackOutcome::UpToDate);
             continue;
         };
-        if let Some(e) = sub.errors.first() {
+        // A withheld group's status is its error; a group whose errors hold nothing back (a
+        // bad route to an address) was applied: its own failures come first, then the error.
+        let held = sub
+            .errors
+            .iter()
+            .find(|e| e.withholds() != crate::plan::Withholds::Nothing);
+        if let Some(e) = held {
             outcomes.insert(
                 group.clone(),
                 StackOutcome::Failed {
@@ -557,8 +565,13 @@ fn group_outcomes(
             );
             continue;
         }
+        let left_out = sub.errors.first().map(ToString::to_string);
         if !sub.has_changes() {
-            outcomes.insert(group.clone(), StackOutcome::UpToDate);
+            let outcome = match left_out {
+                Some(message) => StackOutcome::Failed { message },
+                None => StackOutcome::UpToDate,
+            };
+            outcomes.insert(group.clone(), outcome);
             continue;
         }
         let mine: Vec<_> = failed
@@ -590,10 +603,86 @@ fn group_outcomes(
                     reason: format!("{} need a change that failed", skipped.join(", ")),
                 },
             );
+        } else if let Some(message) = left_out {
+            changed = true;
+            outcomes.insert(group.clone(), StackOutcome::Failed { message });
         } else {
             changed = true;
             outcomes.insert(group.clone(), report::planned_outcome(group, sub));
         }
     }
     (outcomes, changed, transient)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::{ApplyReport, Failure, StepError};
+    use crate::model::edge::Headers;
+    use crate::plan::{AdminTarget, Change, Op, Payload, PlanError, ProxyPayload};
+
+    /// A bad route to an address holds nothing back, so the proxy change was applied: when that
+    /// load fails transiently, the proxy's status says so and the reconcile is retried — the
+    /// route's error does not hide it.
+    #[test]
+    fn a_left_out_route_does_not_hide_the_proxys_own_failure() {
+        let addr = crate::kinds::route::addr();
+        let plan = Plan {
+            changes: vec![Change {
+                addr: addr.clone(),
+                op: Op::Update,
+                reasons: vec![],
+                needs: vec![],
+                payload: Payload::Proxy(Box::new(ProxyPayload {
+                    admin: AdminTarget::Url("http://127.0.0.1:2019".into()),
+                    settings: crate::caddy::render::Settings {
+                        admin_listen: "127.0.0.1:2019".into(),
+                        email: None,
+                        acme_ca: None,
+                        acme_ca_root: None,
+                        headers: Headers::None,
+                    },
+                    sites: vec![],
+                })),
+            }],
+            errors: vec![PlanError::Route {
+                group: Group::Proxy,
+                origin: "proxy/berth.yaml:4:9".into(),
+                route: "old.example.org".into(),
+                reason: "access: unknown address set `office`".into(),
+            }],
+            ..Plan::default()
+        };
+        let by_group = report::split_by_group(&plan);
+        let failed = Err(ApplyError::Failed {
+            report: ApplyReport {
+                failed: vec![Failure {
+                    addr: addr.clone(),
+                    error: StepError::Host {
+                        addr,
+                        message: "Caddy's admin API is unreachable".into(),
+                        transient: true,
+                    },
+                }],
+                ..ApplyReport::default()
+            },
+        });
+        let (outcomes, _, transient) = group_outcomes(&[Group::Proxy], &by_group, Some(&failed));
+        assert!(transient);
+        assert!(
+            matches!(&outcomes[&Group::Proxy], StackOutcome::Retrying { message } if message.contains("unreachable")),
+            "{outcomes:?}"
+        );
+        // Loaded fine: the route that was left out is the group's failure.
+        let (outcomes, changed, transient) = group_outcomes(
+            &[Group::Proxy],
+            &by_group,
+            Some(&Ok(ApplyReport::default())),
+        );
+        assert!(changed && !transient);
+        assert!(
+            matches!(&outcomes[&Group::Proxy], StackOutcome::Failed { message } if message.contains("office")),
+            "{outcomes:?}"
+        );
+    }
 }

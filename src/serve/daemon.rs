@@ -227,9 +227,10 @@ pub(super) struct Daemon {
     pub(super) pending_posted: Option<String>,
     /// Pull request → failed preview attempts in a row.
     pub(super) preview_attempts: BTreeMap<u64, u32>,
-    /// The permanent failure last logged: the same one again (the next poll finds the
-    /// repository still missing) is not logged again.
-    pub(super) last_permanent: Option<String>,
+    /// The permanent failure last logged, with the head it was met at: the same one again
+    /// (the next poll finds the repository still missing) is not logged again; a new commit
+    /// failing the same way is.
+    pub(super) last_permanent: Option<(Option<String>, String)>,
 }
 
 /// What a branch reconcile did.
@@ -318,7 +319,8 @@ impl Daemon {
                     // repository missing) is not news. A new commit, a config change, or a
                     // resync that finds the Engine changed tries again; so does the next poll
                     // while no commit could be read at all.
-                    if self.last_permanent.as_deref() == Some(reason.as_str()) {
+                    let key = (self.last_seen.clone(), reason.clone());
+                    if self.last_permanent.as_ref() == Some(&key) {
                         tracing::debug!(%reason, "reconcile failed again, the same way");
                     } else {
                         tracing::error!(
@@ -326,7 +328,7 @@ impl Daemon {
                             "reconcile failed permanently (logged once; tried again on a new commit, a config change, or a changed Engine)"
                         );
                     }
-                    self.last_permanent = Some(reason.clone());
+                    self.last_permanent = Some(key);
                     self.readiness.reconcile_permanent_failure(&reason);
                     self.retry = None;
                 }

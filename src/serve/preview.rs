@@ -147,7 +147,20 @@ impl Daemon {
                         "no changes".to_string()
                     }
                 } else {
-                    format!("cannot be applied: {}", p.errors[0])
+                    match p.withheld_groups() {
+                        // Serve would apply the rest: say what it would hold back, and why.
+                        Some(held) if !held.is_empty() => {
+                            let groups: Vec<String> =
+                                held.keys().map(ToString::to_string).collect();
+                            format!(
+                                "would withhold {} and apply the rest: {}",
+                                groups.join(", "),
+                                p.errors[0]
+                            )
+                        }
+                        Some(_) => format!("would apply the rest: {}", p.errors[0]),
+                        None => format!("cannot be applied: {}", p.errors[0]),
+                    }
                 };
                 let state = if p.errors.is_empty() {
                     report::State::Success

@@ -430,6 +430,13 @@ fn routes_are_served_with_https_access_sets_and_headers() {
         out.stdout
     );
     let after = docker(&["inspect", "-f", "{{.Id}} {{.Config.Image}}", "edge-web-1"]);
+    let owner = docker(&[
+        "inspect",
+        "-f",
+        "{{index .Config.Labels \"io.berth.instance\"}}",
+        "edge-web-1",
+    ]);
+    assert_eq!(owner, c.world.instance, "edge-web-1 is not this test's");
     assert!(
         !after.starts_with(&before) && after.ends_with("berth-test/app:2"),
         "edge/web was not replaced: {after}"

@@ -588,6 +588,14 @@ fn invalid_manifests_fail_the_commit_and_touch_nothing() {
         s.metric("berth_git_fetch_duration_seconds_count", ""),
         fetches
     );
+    // Logged once; a new commit that fails the same way is logged again.
+    assert_eq!(s.log().matches("failed permanently").count(), 1);
+    s.push(&[("README.md", "still broken\n")], "broken again");
+    s.wait_until(
+        "the new commit's failure logged",
+        Duration::from_secs(60),
+        || s.log().matches("failed permanently").count() >= 2,
+    );
     fake.assert_no_violations();
 }
 

@@ -372,13 +372,28 @@ fn routes_are_served_with_https_access_sets_and_headers() {
     );
     // Readiness: Caddy has the new host's certificate (tight TLS polling while it is being
     // obtained was seen to keep failing on a loaded machine), then it must be served.
-    let issued = poll(Duration::from_secs(90), || {
+    let obtained = || {
         host.ok("journalctl -u caddy --no-pager -o cat")
             .lines()
             .any(|l| {
                 l.contains("certificate obtained successfully") && l.contains("app2.example.org")
             })
-    });
+    };
+    let mut issued = poll(Duration::from_secs(90), obtained);
+    // Caddy 2.6 and pebble 2.4 sometimes disagree on the ACME account after the first two
+    // certificates were obtained side by side ("JWS verification error: … error in
+    // cryptographic primitive" on every retry, seen once in five runs): not berth's. A Caddy
+    // restart reloads the account from its storage; berth then loads its config again (the
+    // restart is drift), and the certificate must follow.
+    let jws = host
+        .ok("journalctl -u caddy --no-pager -o cat")
+        .contains("JWS verification error");
+    if !issued && jws {
+        eprintln!("caddy/pebble account mismatch: restarting caddy");
+        host.ok("systemctl restart caddy");
+        c.berth("apply").expect(1);
+        issued = poll(Duration::from_secs(90), obtained);
+    }
     assert!(issued, "{}", host.journal("caddy.service"));
     e.wait_for(&e.inet, "app2.example.org", "200");
     e.wait_for(&e.inet, "app1.example.org", "200");

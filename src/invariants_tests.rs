@@ -10,10 +10,10 @@ const ADAPTERS: &[(&str, &[&str])] = &[
     ("hyper", &["src/docker/", "src/serve/server.rs"]),
     ("hyper_util", &["src/docker/", "src/serve/server.rs"]),
     ("hyperlocal", &["src/docker/"]),
-    ("gix", &["src/git.rs"]),
+    ("gix", &["src/git/"]),
     (
         "reqwest",
-        &["src/git.rs", "src/github.rs", "src/caddy/client.rs"],
+        &["src/git/", "src/github.rs", "src/caddy/client.rs"],
     ),
     ("jsonwebtoken", &["src/github.rs", "src/github/"]),
     ("ring", &["src/github/jwt.rs"]),

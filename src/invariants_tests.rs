@@ -13,9 +13,9 @@ const ADAPTERS: &[(&str, &[&str])] = &[
     ("gix", &["src/git/"]),
     (
         "reqwest",
-        &["src/git/", "src/github.rs", "src/caddy/client.rs"],
+        &["src/git/", "src/github/", "src/caddy/client.rs"],
     ),
-    ("jsonwebtoken", &["src/github.rs", "src/github/"]),
+    ("jsonwebtoken", &["src/github/"]),
     ("ring", &["src/github/jwt.rs"]),
     ("rustls", &["src/tls.rs"]),
     // The HTTP edge: the router (http.rs) and the connection handling (server.rs).

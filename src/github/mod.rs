@@ -22,7 +22,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+mod api;
+mod app;
 mod jwt;
+
+use app::*;
 
 pub use jwt::install as install_jwt_provider;
 
@@ -31,7 +35,7 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::Mutex;
 
 use crate::model::Secret;
@@ -382,60 +386,9 @@ enum AuthState {
     App(AppAuth),
 }
 
-struct AppAuth {
-    app_id: u64,
-    key: jsonwebtoken::EncodingKey,
-    cache: Mutex<AppCache>,
-}
-
-#[derive(Default)]
-struct AppCache {
-    installation_id: Option<u64>,
-    token: Option<(Secret, SystemTime)>,
-}
-
-#[derive(Serialize)]
-struct JwtClaims {
-    iat: u64,
-    exp: u64,
-    iss: String,
-}
-
 #[derive(Deserialize)]
 struct Id {
     id: u64,
-}
-
-#[derive(Deserialize)]
-struct InstallationToken {
-    token: String,
-    expires_at: String,
-}
-
-#[derive(Deserialize)]
-struct CommentItem {
-    id: u64,
-    #[serde(default)]
-    body: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct PullResponse {
-    number: u64,
-    state: PullState,
-    #[serde(default)]
-    merged: Option<bool>,
-    #[serde(default)]
-    draft: Option<bool>,
-    base: PullRef,
-    head: PullRef,
-}
-
-#[derive(Deserialize)]
-struct PullRef {
-    #[serde(rename = "ref")]
-    ref_: String,
-    sha: String,
 }
 
 impl GitHub {
@@ -515,102 +468,6 @@ impl GitHub {
         format!("{}/{}", self.inner.owner, self.inner.name)
     }
 
-    /// `POST /repos/{owner}/{repo}/statuses/{sha}`.
-    pub async fn create_status(&self, sha: &str, s: &StatusUpdate) -> Result<(), GitHubError> {
-        let url = self.repo_url(&["statuses", sha]);
-        let mut body = json!({
-            "state": s.state,
-            "context": s.context,
-            "description": truncate_chars(&s.description, STATUS_DESCRIPTION_MAX_CHARS),
-        });
-        if let Some(t) = &s.target_url {
-            body["target_url"] = json!(t);
-        }
-        let _: Value = self.call(Method::POST, url, Some(&body)).await?;
-        Ok(())
-    }
-
-    /// `POST /repos/{owner}/{repo}/check-runs`; returns the check run's id.
-    pub async fn create_check_run(&self, sha: &str, c: &CheckRun) -> Result<u64, GitHubError> {
-        let url = self.repo_url(&["check-runs"]);
-        let mut body = check_run_body(c);
-        body["head_sha"] = json!(sha);
-        let created: Id = self.call(Method::POST, url, Some(&body)).await?;
-        Ok(created.id)
-    }
-
-    /// `PATCH /repos/{owner}/{repo}/check-runs/{id}`.
-    pub async fn update_check_run(&self, id: u64, c: &CheckRun) -> Result<(), GitHubError> {
-        let url = self.repo_url(&["check-runs", &id.to_string()]);
-        let body = check_run_body(c);
-        let _: Value = self.call(Method::PATCH, url, Some(&body)).await?;
-        Ok(())
-    }
-
-    /// Creates or updates berth's comment on pull request `pr`, identified by `marker`: an
-    /// HTML comment such as `<!-- berth:preview:default -->` (plain text is wrapped into one).
-    /// The marker is put at the top of the body. All comment pages are searched, the first
-    /// (oldest) comment carrying the marker is edited in place; a comment is created only when
-    /// none carries it. Returns the comment id.
-    pub async fn upsert_comment(
-        &self,
-        pr: u64,
-        marker: &str,
-        body: &str,
-    ) -> Result<u64, GitHubError> {
-        let marker = normalize_marker(marker)?;
-        let full = compose_comment(&marker, body);
-        let payload = json!({ "body": full });
-        match self.find_comment(pr, &marker).await? {
-            Some(id) => {
-                let url = self.repo_url(&["issues", "comments", &id.to_string()]);
-                let _: Value = self.call(Method::PATCH, url, Some(&payload)).await?;
-                Ok(id)
-            }
-            None => {
-                let url = self.repo_url(&["issues", &pr.to_string(), "comments"]);
-                let created: Id = self.call(Method::POST, url, Some(&payload)).await?;
-                Ok(created.id)
-            }
-        }
-    }
-
-    /// `GET /repos/{owner}/{repo}/pulls/{n}`.
-    pub async fn pull_request(&self, pr: u64) -> Result<PullInfo, GitHubError> {
-        let url = self.repo_url(&["pulls", &pr.to_string()]);
-        let p: PullResponse = self.call(Method::GET, url, None).await?;
-        Ok(PullInfo {
-            number: p.number,
-            state: p.state,
-            merged: p.merged.unwrap_or(false),
-            draft: p.draft.unwrap_or(false),
-            base_ref: p.base.ref_,
-            base_sha: p.base.sha,
-            head_ref: p.head.ref_,
-            head_sha: p.head.sha,
-        })
-    }
-
-    async fn find_comment(&self, pr: u64, marker: &str) -> Result<Option<u64>, GitHubError> {
-        for page in 1..=MAX_COMMENT_PAGES {
-            let mut url = self.repo_url(&["issues", &pr.to_string(), "comments"]);
-            url.query_pairs_mut()
-                .append_pair("per_page", &COMMENTS_PER_PAGE.to_string())
-                .append_pair("page", &page.to_string());
-            let items: Vec<CommentItem> = self.call(Method::GET, url, None).await?;
-            if let Some(c) = items
-                .iter()
-                .find(|c| c.body.as_deref().is_some_and(|b| b.contains(marker)))
-            {
-                return Ok(Some(c.id));
-            }
-            if items.len() < COMMENTS_PER_PAGE {
-                return Ok(None);
-            }
-        }
-        Ok(None)
-    }
-
     fn url(&self, segments: &[&str]) -> Url {
         let mut url = self.inner.api.clone();
         url.path_segments_mut()
@@ -683,113 +540,6 @@ impl GitHub {
         }
         .await;
         result.map_err(|e| e.scrub(bearer.expose()))
-    }
-
-    /// The token for API calls: the configured one, or a (cached) App installation token.
-    async fn bearer(&self) -> Result<Secret, GitHubError> {
-        let app = match &self.inner.auth {
-            AuthState::Token(t) => return Ok(t.clone()),
-            AuthState::App(app) => app,
-        };
-        // Held across the refresh so that concurrent callers mint one token, not many.
-        let mut cache = app.cache.lock().await;
-        if let Some((token, expires)) = &cache.token {
-            if SystemTime::now() + TOKEN_REFRESH_MARGIN < *expires {
-                return Ok(token.clone());
-            }
-        }
-        let jwt = Secret::new(app.jwt()?);
-        let installation = match cache.installation_id {
-            Some(id) => id,
-            None => {
-                let url = self.repo_url(&["installation"]);
-                let inst: Id = self
-                    .send(Method::GET, url, None, &jwt)
-                    .await
-                    .map_err(|e| app_step("find installation", e))?;
-                cache.installation_id = Some(inst.id);
-                inst.id
-            }
-        };
-        let url = self.url(&[
-            "app",
-            "installations",
-            &installation.to_string(),
-            "access_tokens",
-        ]);
-        // Narrowed to the one repository berth works on.
-        let body = json!({ "repositories": [self.inner.name] });
-        let minted: Result<InstallationToken, _> =
-            self.send(Method::POST, url, Some(&body), &jwt).await;
-        let minted = match minted {
-            Ok(t) => t,
-            Err(e) => {
-                if e.status() == Some(404) {
-                    cache.installation_id = None; // re-installed App: look it up again next time
-                }
-                return Err(app_step("create installation token", e));
-            }
-        };
-        let expires = parse_rfc3339(&minted.expires_at).ok_or_else(|| {
-            GitHubError::AppAuth(format!(
-                "installation token has an unreadable expires_at {:?}",
-                minted.expires_at
-            ))
-        })?;
-        let token = Secret::new(minted.token);
-        cache.token = Some((token.clone(), expires));
-        tracing::debug!(installation, "minted GitHub App installation token");
-        Ok(token)
-    }
-}
-
-impl AppAuth {
-    fn jwt(&self) -> Result<String, GitHubError> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        // iat in the past tolerates clock drift; exp within GitHub's 10-minute maximum.
-        let claims = JwtClaims {
-            iat: now.saturating_sub(60),
-            exp: now + 9 * 60,
-            iss: self.app_id.to_string(),
-        };
-        jsonwebtoken::encode(
-            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
-            &claims,
-            &self.key,
-        )
-        .map_err(|e| GitHubError::AppAuth(format!("signing the App JWT: {e}")))
-    }
-}
-
-/// Keeps the classification (a 5xx while minting is still transient) but says which step failed.
-fn app_step(step: &str, e: GitHubError) -> GitHubError {
-    match e {
-        GitHubError::Api {
-            method,
-            path,
-            status,
-            message,
-            retry_after,
-            rate_limited,
-        } => GitHubError::Api {
-            method,
-            path,
-            status,
-            message: format!("GitHub App {step}: {message}"),
-            retry_after,
-            rate_limited,
-        },
-        GitHubError::Decode {
-            method,
-            path,
-            message,
-        } => GitHubError::AppAuth(format!(
-            "{step}: {method} {path}: unexpected response: {message}"
-        )),
-        other => other,
     }
 }
 
@@ -876,46 +626,6 @@ fn api_error(
     }
 }
 
-fn check_run_body(c: &CheckRun) -> Value {
-    let mut output = json!({
-        "title": c.title,
-        "summary": truncate_with_note(&c.summary, CHECK_OUTPUT_MAX),
-    });
-    if let Some(text) = &c.text {
-        output["text"] = json!(truncate_with_note(text, CHECK_OUTPUT_MAX));
-    }
-    let mut body = json!({ "name": c.name, "status": c.status, "output": output });
-    // A conclusion only goes with `completed`: GitHub would complete the run otherwise.
-    if c.status == CheckStatus::Completed {
-        body["conclusion"] = json!(c.conclusion.unwrap_or(CheckConclusion::Neutral));
-    }
-    body
-}
-
-fn normalize_marker(marker: &str) -> Result<String, GitHubError> {
-    let m = marker.trim();
-    let inner = m
-        .strip_prefix("<!--")
-        .and_then(|s| s.strip_suffix("-->"))
-        .unwrap_or(m)
-        .trim();
-    if inner.is_empty() || inner.contains("--") || inner.contains('\n') {
-        return Err(GitHubError::Config(format!(
-            "comment marker {marker:?} must be a one-line text without \"--\""
-        )));
-    }
-    Ok(format!("<!-- {inner} -->"))
-}
-
-fn compose_comment(marker: &str, body: &str) -> String {
-    let body = body.replace(marker, "");
-    let room = COMMENT_BODY_MAX - marker.len() - 1;
-    format!(
-        "{marker}\n{}",
-        truncate_with_note(body.trim_start_matches('\n'), room)
-    )
-}
-
 /// Cuts `s` to at most `max` characters, ending with `…` when cut (on a char boundary).
 pub fn truncate_chars(s: &str, max: usize) -> Cow<'_, str> {
     if s.chars().count() <= max {
@@ -943,51 +653,9 @@ pub fn truncate_with_note(s: &str, max: usize) -> Cow<'_, str> {
     Cow::Owned(format!("{}{note}", &s[..end]))
 }
 
-/// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` → time. Enough for GitHub's timestamps.
-fn parse_rfc3339(s: &str) -> Option<SystemTime> {
-    let b = s.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't' | b' ')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    let mut rest = &s[19..];
-    if let Some(r) = rest.strip_prefix('.') {
-        let digits = r.bytes().take_while(u8::is_ascii_digit).count();
-        rest = &r[digits..];
-    }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        _ if rest.len() == 6 && matches!(&rest[..1], "+" | "-") && &rest[3..4] == ":" => {
-            let sign = if rest.starts_with('-') { -1 } else { 1 };
-            sign * (rest[1..3].parse::<i64>().ok()? * 3600 + rest[4..6].parse::<i64>().ok()? * 60)
-        }
-        _ => return None,
-    };
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset;
-    Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
-}
-
 #[cfg(test)]
 mod tests {
+    use super::api::normalize_marker;
     use super::*;
 
     #[test]

@@ -117,7 +117,7 @@ impl PlanArgs {
             instance: instance.to_string(),
             allow_empty: self.allow_empty,
             prune_volumes: self.prune_volumes,
-            clock: Some(berth::plan::PlanClock::now()),
+            clock: Some(berth::pipeline::plan_clock()),
         }
     }
 }

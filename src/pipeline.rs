@@ -100,6 +100,15 @@ pub struct Options {
     pub commit: Option<String>,
 }
 
+/// Now, in the host's zone (UTC when it cannot be told): the clock and zone a plan is made
+/// with, read here so that the planner reads neither.
+pub fn plan_clock() -> plan::PlanClock {
+    plan::PlanClock {
+        now: chrono::Utc::now(),
+        host_zone: crate::jobs::schedule::host_zone().unwrap_or(chrono_tz::UTC),
+    }
+}
+
 /// Runs one pass.
 pub async fn reconcile(
     engine: &Engine,

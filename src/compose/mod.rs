@@ -42,8 +42,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::model::HOST_GROUP;
 use crate::model::{Desired, StackSpec};
-use crate::plan::HOST_GROUP;
 
 use read::{Cx, interpolate_tree};
 use yaml::{Node, Value};

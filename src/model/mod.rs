@@ -109,6 +109,10 @@ pub fn container_name(stack: &str, service: &str, spec: &ServiceSpec, number: u3
     }
 }
 
+/// The status context of host settings (`berth/<instance>/host`), and so a stack name the
+/// loader refuses.
+pub const HOST_GROUP: &str = "host";
+
 /// The instance name when none is given.
 pub const DEFAULT_INSTANCE: &str = "default";
 

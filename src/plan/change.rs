@@ -191,9 +191,7 @@ impl fmt::Display for Group {
     }
 }
 
-/// The status context of host settings (`berth/<instance>/host`), and so a stack name the
-/// loader refuses.
-pub const HOST_GROUP: &str = "host";
+pub use crate::model::HOST_GROUP;
 
 impl fmt::Display for Addr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

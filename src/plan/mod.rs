@@ -44,21 +44,12 @@ pub struct PlanOptions {
     pub clock: Option<PlanClock>,
 }
 
-/// When a plan is made, and the host's time zone (for jobs without `timezone:`).
+/// When a plan is made, and the host's time zone (for jobs without `timezone:`): inputs, read
+/// by the caller ([`crate::pipeline::plan_clock`]), so that planning stays pure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanClock {
     pub now: chrono::DateTime<chrono::Utc>,
     pub host_zone: chrono_tz::Tz,
-}
-
-impl PlanClock {
-    /// Now, in the host's zone (UTC when it cannot be told).
-    pub fn now() -> PlanClock {
-        PlanClock {
-            now: chrono::Utc::now(),
-            host_zone: crate::jobs::schedule::host_zone().unwrap_or(chrono_tz::UTC),
-        }
-    }
 }
 
 impl Default for PlanOptions {

@@ -531,7 +531,7 @@ impl Daemon {
             instance: self.config.instance.clone(),
             allow_empty: self.config.allow_empty,
             prune_volumes: self.config.prune_volumes,
-            clock: Some(crate::plan::PlanClock::now()),
+            clock: Some(crate::pipeline::plan_clock()),
         }
     }
 

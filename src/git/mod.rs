@@ -27,9 +27,9 @@ mod export;
 mod mirror;
 mod remote;
 
+pub use crate::model::redact_url;
 use export::*;
 use mirror::*;
-pub use remote::redact_url;
 use remote::*;
 
 /// The refspec that mirrors every branch, forced (the caller decides about force pushes).

@@ -388,31 +388,7 @@ pub(super) fn remote_refused(message: &str) -> bool {
     .any(|needle| m.contains(needle))
 }
 
-/// The userinfo (`user[:password]`) of a `scheme://userinfo@host/…` URL.
-pub(super) fn url_userinfo(url: &str) -> Option<&str> {
-    let (_, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-    authority.rsplit_once('@').map(|(userinfo, _)| userinfo)
-}
-
-/// `url` without credentials: the userinfo of `scheme://userinfo@host/…` becomes `***` (for
-/// ssh:// only a password is removed: the user name is no secret there).
-pub fn redact_url(url: &str) -> String {
-    let Some(userinfo) = url_userinfo(url) else {
-        return url.to_owned();
-    };
-    let (scheme, rest) = url.split_once("://").expect("url_userinfo found ://");
-    let host_and_path = &rest[userinfo.len() + 1..];
-    let kept = if scheme.eq_ignore_ascii_case("ssh") {
-        match userinfo.split_once(':') {
-            Some((user, _)) => format!("{user}:***"),
-            None => userinfo.to_owned(),
-        }
-    } else {
-        "***".to_owned()
-    };
-    format!("{scheme}://{kept}@{host_and_path}")
-}
+pub(super) use crate::model::{redact_url, url_userinfo};
 
 /// Standard base64 (RFC 4648, padded), as HTTP Basic authentication wants.
 pub(super) fn base64(input: &[u8]) -> String {

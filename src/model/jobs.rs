@@ -260,25 +260,12 @@ pub const DEFAULT_MIN_SIZE_RATIO: f64 = 0.5;
 impl BackupSpec {
     /// The repository with any `user:password@` taken out: what plans and logs may show.
     pub fn repository_display(&self) -> String {
-        redact_userinfo(self.repository.expose())
+        crate::model::redact_url(self.repository.expose())
     }
 
     /// Whether the repository is a host path (mounted into the restic container).
     pub fn repository_is_path(&self) -> bool {
         self.repository.expose().starts_with('/')
-    }
-}
-
-/// `scheme://user:pass@host/...` → `scheme://***@host/...`; anything else as it is.
-pub fn redact_userinfo(url: &str) -> String {
-    let Some(start) = url.find("://").map(|i| i + 3) else {
-        return url.to_string();
-    };
-    let rest = &url[start..];
-    let end = rest.find('/').unwrap_or(rest.len());
-    match rest[..end].rfind('@') {
-        Some(at) => format!("{}***{}", &url[..start], &rest[at..]),
-        None => url.to_string(),
     }
 }
 
@@ -437,12 +424,12 @@ mod tests {
     #[test]
     fn userinfo_is_redacted() {
         assert_eq!(
-            redact_userinfo("rest:https://u:p@backup.example:8000/x"),
+            crate::model::redact_url("rest:https://u:p@backup.example:8000/x"),
             "rest:https://***@backup.example:8000/x"
         );
-        assert_eq!(redact_userinfo("/srv/restic"), "/srv/restic");
+        assert_eq!(crate::model::redact_url("/srv/restic"), "/srv/restic");
         assert_eq!(
-            redact_userinfo("s3:https://s3.example/bucket"),
+            crate::model::redact_url("s3:https://s3.example/bucket"),
             "s3:https://s3.example/bucket"
         );
     }

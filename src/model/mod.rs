@@ -109,6 +109,33 @@ pub fn container_name(stack: &str, service: &str, spec: &ServiceSpec, number: u3
     }
 }
 
+/// The userinfo (`user[:password]`) of a `scheme://userinfo@host/…` URL.
+pub fn url_userinfo(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    authority.rsplit_once('@').map(|(userinfo, _)| userinfo)
+}
+
+/// `url` without credentials — the one scrubber for every URL berth shows (git remotes, restic
+/// repositories): the userinfo of `scheme://userinfo@host/…` becomes `***` (for
+/// ssh:// only a password is removed: the user name is no secret there).
+pub fn redact_url(url: &str) -> String {
+    let Some(userinfo) = url_userinfo(url) else {
+        return url.to_owned();
+    };
+    let (scheme, rest) = url.split_once("://").unwrap_or((url, ""));
+    let host_and_path = &rest[userinfo.len() + 1..];
+    let kept = if scheme.eq_ignore_ascii_case("ssh") {
+        match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***"),
+            None => userinfo.to_owned(),
+        }
+    } else {
+        "***".to_owned()
+    };
+    format!("{scheme}://{kept}@{host_and_path}")
+}
+
 /// The status context of host settings (`berth/<instance>/host`), and so a stack name the
 /// loader refuses.
 pub const HOST_GROUP: &str = "host";
@@ -174,6 +201,21 @@ mod tests {
         );
         assert_eq!(normalize_image_ref("ghcr.io/a/b:1.2"), "ghcr.io/a/b:1.2");
         assert_eq!(normalize_image_ref("x@sha256:abc"), "x@sha256:abc");
+    }
+
+    #[test]
+    fn credentials_are_redacted_from_urls() {
+        assert_eq!(
+            redact_url("https://x-access-token:ghs_abc@github.com/a/b.git"),
+            "https://***@github.com/a/b.git"
+        );
+        assert_eq!(
+            redact_url("rest:https://u:p@backup.example:8000/x"),
+            "rest:https://***@backup.example:8000/x"
+        );
+        assert_eq!(redact_url("file:///srv/repo.git"), "file:///srv/repo.git");
+        assert_eq!(redact_url("git://127.0.0.1/repo"), "git://127.0.0.1/repo");
+        assert_eq!(redact_url("/srv/restic"), "/srv/restic");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::daemon::{Daemon, Reconciled, blocking, observed_fingerprint, redact, unix_now};
+use super::daemon::{Daemon, Reconciled, blocking, observed_fingerprint, unix_now};
 use super::error::ServeError;
 use super::metrics::Metrics;
 use super::queue::Cause;
@@ -182,7 +182,7 @@ impl Daemon {
             .await?
             .ok_or_else(|| ServeError::NoBranch {
                 branch: self.config.branch.clone(),
-                repo: redact(&self.config.repo),
+                repo: crate::model::redact_url(&self.config.repo),
             })?;
         if let Some(a) = &announced
             && *a != head

@@ -627,34 +627,3 @@ pub(super) fn unix_now() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
-
-/// A URL without credentials, for logs and statuses.
-pub fn redact(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((_, host))
-                if !rest[..rest.find('/').unwrap_or(rest.len())].is_empty()
-                    && rest.find('@') < rest.find('/') =>
-            {
-                format!("{scheme}://***@{host}")
-            }
-            _ => url.to_string(),
-        },
-        None => url.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn credentials_are_redacted_from_urls() {
-        assert_eq!(
-            redact("https://x-access-token:ghs_abc@github.com/a/b.git"),
-            "https://***@github.com/a/b.git"
-        );
-        assert_eq!(redact("file:///srv/repo.git"), "file:///srv/repo.git");
-        assert_eq!(redact("git://127.0.0.1/repo"), "git://127.0.0.1/repo");
-    }
-}

@@ -70,13 +70,7 @@ impl Applied {
     /// Written beside and renamed over: a crash never leaves half a file.
     pub fn save(&self, state_dir: &Path, instance: &str) -> Result<(), AppliedError> {
         let path = Self::path(state_dir, instance);
-        let write = || -> std::io::Result<()> {
-            std::fs::create_dir_all(state_dir)?;
-            let tmp = state_dir.join(format!(".applied-{instance}.json.tmp"));
-            std::fs::write(&tmp, serde_json::to_vec_pretty(self).unwrap_or_default())?;
-            std::fs::rename(&tmp, &path)
-        };
-        write().map_err(|e| AppliedError::Write {
+        crate::statefile::write_json(&path, self).map_err(|e| AppliedError::Write {
             path: path.clone(),
             cause: e.to_string(),
         })

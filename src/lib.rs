@@ -18,6 +18,7 @@ pub mod plan;
 pub mod render;
 pub mod restic;
 pub mod serve;
+pub mod statefile;
 pub mod tls;
 
 #[cfg(test)]

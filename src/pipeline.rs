@@ -326,12 +326,8 @@ fn load_record<T: serde::de::DeserializeOwned + Default>(dir: &Path, file: &str)
         .unwrap_or_default()
 }
 
-/// Written beside and renamed over, so a crash never leaves half a file.
 fn save_record<T: serde::Serialize>(dir: &Path, file: &str, value: &T) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{file}.tmp"));
-    std::fs::write(&tmp, serde_json::to_vec_pretty(value).unwrap_or_default())?;
-    std::fs::rename(&tmp, dir.join(file))
+    crate::statefile::write_json(&dir.join(file), value)
 }
 
 /// The host settings the config declares or the inventory holds. A config without host

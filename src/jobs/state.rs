@@ -8,9 +8,7 @@
 //! lose each other's records.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -256,21 +254,7 @@ fn save(state_dir: &Path, instance: &str, state: &JobsState) -> Result<(), JobsE
         jobs: state.jobs.clone(),
         next_run_id: state.next_run_id,
     };
-    let text = serde_json::to_vec_pretty(&file).map_err(|e| JobsError::Io {
-        path: path.clone(),
-        cause: e.to_string(),
-    })?;
-    let tmp = path.with_extension("json.tmp");
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io)?;
-    f.write_all(&text).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, &path).map_err(io)
+    crate::statefile::write_json(&path, &file).map_err(io)
 }
 
 fn ensure_dir(state_dir: &Path) -> Result<(), JobsError> {

@@ -5,7 +5,6 @@
 //! failed permanently, what was posted where.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -157,24 +156,10 @@ impl StateStore {
 
     /// Write atomically: temp file in the same folder, fsync, rename over, fsync the folder.
     pub fn save(&self, state: &State) -> Result<(), StateError> {
-        let err = |source| StateError::Write {
+        crate::statefile::write_json(&self.path, state).map_err(|source| StateError::Write {
             path: self.path.clone(),
             source,
-        };
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(err)?;
-        let tmp = self.path.with_extension("json.tmp");
-        let json = serde_json::to_vec_pretty(state).map_err(|e| err(std::io::Error::other(e)))?;
-        {
-            let mut f = std::fs::File::create(&tmp).map_err(err)?;
-            f.write_all(&json).map_err(err)?;
-            f.sync_all().map_err(err)?;
-        }
-        std::fs::rename(&tmp, &self.path).map_err(err)?;
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(err)?;
-        Ok(())
+        })
     }
 }
 

@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::watch;
 
 use super::config::{GitHubAuth, ServeConfig};
@@ -140,7 +139,7 @@ pub async fn run(config: ServeConfig, shutdown: watch::Receiver<bool>) -> Result
         found,
         loaded: None,
         pending_posted: None,
-        preview_attempts: BTreeMap::new(),
+        preview_retries: BTreeMap::new(),
         last_permanent: None,
     };
     daemon.queue.push(Work::Branch {
@@ -225,8 +224,8 @@ pub(super) struct Daemon {
     pub(super) loaded: Option<(String, Desired, PathBuf)>,
     /// The commit whose `pending` statuses were posted: retries do not post them again.
     pub(super) pending_posted: Option<String>,
-    /// Pull request → failed preview attempts in a row.
-    pub(super) preview_attempts: BTreeMap<u64, u32>,
+    /// Pull request → the backoff of its failed previews in a row (gone once one succeeds).
+    pub(super) preview_retries: BTreeMap<u64, backon::ExponentialBackoff>,
     /// The permanent failure last logged, with the head it was met at: the same one again
     /// (the next poll finds the repository still missing) is not logged again; a new commit
     /// failing the same way is.
@@ -337,7 +336,7 @@ impl Daemon {
         for (number, work) in batch.previews {
             match self.preview(number, &work).await {
                 Ok(()) => {
-                    self.preview_attempts.remove(&number);
+                    self.preview_retries.remove(&number);
                 }
                 Err(e) => self.preview_failed(number, &work, &e),
             }
@@ -347,9 +346,16 @@ impl Daemon {
     /// A preview that failed is reported on its head (never left pending); a transient failure is
     /// retried through the queue with capped backoff (5s … 5min, at most 8 attempts).
     fn preview_failed(&mut self, number: u64, work: &PreviewWork, e: &ServeError) {
-        let attempt = self.preview_attempts.entry(number).or_insert(0);
-        *attempt += 1;
-        let retry = e.is_transient() && *attempt <= 8;
+        let delays = self
+            .preview_retries
+            .entry(number)
+            .or_insert_with(super::retry::preview);
+        let delay = if e.is_transient() {
+            delays.next()
+        } else {
+            None
+        };
+        let retry = delay.is_some();
         tracing::warn!(pr = number, error = %e, retry, "preview failed");
         let description = if retry {
             format!("preview failed, retrying: {e}")
@@ -365,9 +371,7 @@ impl Daemon {
                 markdown: None,
             },
         );
-        if retry {
-            let delay =
-                Duration::from_secs(5 << (*attempt - 1).min(6)).min(Duration::from_secs(300));
+        if let Some(delay) = delay {
             let queue = self.queue.clone();
             let again = Work::Preview {
                 number,
@@ -379,7 +383,7 @@ impl Daemon {
                 queue.push(again);
             });
         } else {
-            self.preview_attempts.remove(&number);
+            self.preview_retries.remove(&number);
         }
     }
 
@@ -387,12 +391,7 @@ impl Daemon {
     /// One log line per failed attempt: the reason and when the next one comes.
     fn schedule_retry(&mut self, reason: &str) {
         let mut retry = self.retry.take().unwrap_or_else(|| Retry {
-            delays: ExponentialBuilder::default()
-                .with_min_delay(Duration::from_secs(1))
-                .with_max_delay(Duration::from_secs(300))
-                .without_max_times()
-                .with_jitter()
-                .build(),
+            delays: super::retry::reconcile(),
             timer: tokio::spawn(async {}),
             attempts: 0,
         });

@@ -11,6 +11,7 @@ mod preview;
 pub mod queue;
 pub mod redact;
 pub mod report;
+mod retry;
 pub mod server;
 pub mod state;
 mod systemd;

@@ -4,7 +4,6 @@
 //! exponential backoff; permanent ones are logged. A GitHub outage never blocks or fails an apply.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use tokio::sync::mpsc;
@@ -250,11 +249,6 @@ impl Worker {
     }
 }
 
-/// Capped, jittered exponential backoff for GitHub write-back: 1s, 2s, 4s … 60s, 8 attempts.
 fn backoff() -> ExponentialBuilder {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_secs(1))
-        .with_max_delay(Duration::from_secs(60))
-        .with_max_times(8)
-        .with_jitter()
+    super::retry::writeback()
 }

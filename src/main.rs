@@ -113,12 +113,7 @@ struct PlanArgs {
 
 impl PlanArgs {
     fn options(&self, instance: &str) -> PlanOptions {
-        PlanOptions {
-            instance: instance.to_string(),
-            allow_empty: self.allow_empty,
-            prune_volumes: self.prune_volumes,
-            clock: Some(berth::pipeline::plan_clock()),
-        }
+        pipeline::plan_options(instance, self.allow_empty, self.prune_volumes)
     }
 }
 

@@ -100,9 +100,20 @@ pub struct Options {
     pub commit: Option<String>,
 }
 
+/// The plan options of a run now: the CLI's and serve's switches, with the clock and the host's
+/// zone read here (the planner reads neither).
+pub fn plan_options(instance: &str, allow_empty: bool, prune_volumes: bool) -> PlanOptions {
+    PlanOptions {
+        instance: instance.to_string(),
+        allow_empty,
+        prune_volumes,
+        clock: Some(plan_clock()),
+    }
+}
+
 /// Now, in the host's zone (UTC when it cannot be told): the clock and zone a plan is made
 /// with, read here so that the planner reads neither.
-pub fn plan_clock() -> plan::PlanClock {
+fn plan_clock() -> plan::PlanClock {
     plan::PlanClock {
         now: chrono::Utc::now(),
         host_zone: crate::jobs::schedule::host_zone().unwrap_or(chrono_tz::UTC),

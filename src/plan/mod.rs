@@ -45,7 +45,7 @@ pub struct PlanOptions {
 }
 
 /// When a plan is made, and the host's time zone (for jobs without `timezone:`): inputs, read
-/// by the caller ([`crate::pipeline::plan_clock`]), so that planning stays pure.
+/// by the caller ([`crate::pipeline::plan_options`]), so that planning stays pure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanClock {
     pub now: chrono::DateTime<chrono::Utc>,

@@ -526,12 +526,11 @@ impl Daemon {
     }
 
     pub(super) fn plan_options(&self) -> PlanOptions {
-        PlanOptions {
-            instance: self.config.instance.clone(),
-            allow_empty: self.config.allow_empty,
-            prune_volumes: self.config.prune_volumes,
-            clock: Some(crate::pipeline::plan_clock()),
-        }
+        crate::pipeline::plan_options(
+            &self.config.instance,
+            self.config.allow_empty,
+            self.config.prune_volumes,
+        )
     }
 
     /// `<state>/<kind>/<commit>`: the commit's files, exported once (via a temp folder and a

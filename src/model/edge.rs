@@ -9,7 +9,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Serialize;
 
-use super::host::Origin;
+use super::Origin;
 
 /// The name of the address set that is defined without being declared.
 pub const TAILNET: &str = "tailnet";

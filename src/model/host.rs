@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::Origin;
+
 /// Every host resource the config declares, by address name.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HostSpec {
@@ -39,20 +41,6 @@ impl HostSpec {
             .values()
             .map(|f| &f.owner)
             .chain(self.dirs.values().map(|d| &d.owner))
-    }
-}
-
-/// Where a document was declared: `file:line:col` of its `kind:` key, relative to the config root.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
-pub struct Origin {
-    pub file: PathBuf,
-    pub line: u64,
-    pub col: u64,
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.file.display(), self.line, self.col)
     }
 }
 

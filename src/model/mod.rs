@@ -136,6 +136,21 @@ pub fn redact_url(url: &str) -> String {
     format!("{scheme}://{kept}@{host_and_path}")
 }
 
+/// Where a document was declared: `file:line:col` of its `kind:` key (or of the key at fault),
+/// relative to the config root. Shared by host settings, the edge and jobs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Origin {
+    pub file: std::path::PathBuf,
+    pub line: u64,
+    pub col: u64,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.col)
+    }
+}
+
 /// The status context of host settings (`berth/<instance>/host`), and so a stack name the
 /// loader refuses.
 pub const HOST_GROUP: &str = "host";

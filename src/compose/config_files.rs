@@ -19,7 +19,6 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::read::*;
-use super::service::command;
 use super::yaml::{Node, Pos, Value};
 use crate::model::{ConfigChangeAction, MountSource, ServiceSpec};
 

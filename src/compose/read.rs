@@ -568,3 +568,24 @@ pub(crate) fn interpolate_tree(
         _ => {}
     }
 }
+
+/// `command:`/`entrypoint:`-like values: a list, or a string split into words like a shell.
+pub(super) fn command(cx: &mut Cx, n: &Node, path: &str) -> Option<Vec<String>> {
+    match &n.value {
+        Value::Seq(_) => Some(str_list(cx, n, path).into_iter().map(|(s, _)| s).collect()),
+        _ => {
+            let s = string(cx, n, path)?;
+            match shlex::split(&s) {
+                Some(v) => Some(v),
+                None => {
+                    cx.err(
+                        n.pos,
+                        path,
+                        format!("cannot split {s:?} into words (unbalanced quotes?)"),
+                    );
+                    None
+                }
+            }
+        }
+    }
+}

@@ -417,26 +417,6 @@ pub(super) fn restart_ok(v: &str) -> bool {
     }
 }
 
-pub(super) fn command(cx: &mut Cx, n: &Node, path: &str) -> Option<Vec<String>> {
-    match &n.value {
-        Value::Seq(_) => Some(str_list(cx, n, path).into_iter().map(|(s, _)| s).collect()),
-        _ => {
-            let s = string(cx, n, path)?;
-            match shlex::split(&s) {
-                Some(v) => Some(v),
-                None => {
-                    cx.err(
-                        n.pos,
-                        path,
-                        format!("cannot split {s:?} into words (unbalanced quotes?)"),
-                    );
-                    None
-                }
-            }
-        }
-    }
-}
-
 pub(super) fn healthcheck(cx: &mut Cx, n: &Node, path: &str) -> Option<Healthcheck> {
     let m = as_map(cx, n, path)?;
     check_keys(cx, m, path, keys::HEALTHCHECK, &[]);

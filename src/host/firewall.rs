@@ -141,7 +141,7 @@ impl Host {
         let new_path = dir.join(format!("firewall-{instance}.nft.new"));
         let previous = match (&current, std::fs::read_to_string(&applied_path)) {
             (Some(_), Ok(s)) => s,
-            _ => crate::kinds::firewall_render::nft_delete_script(),
+            _ => crate::model::edge::nft_delete_script(),
         };
         let rollback = format!("{previous}{bans}");
         let next = if remove {

@@ -366,8 +366,4 @@ fn script(fw: &FirewallSpec, edge: &EdgeSpec, input: bool) -> String {
     s
 }
 
-/// The script that removes berth's table (the firewall left the config, or a rollback to
-/// "no firewall").
-pub fn nft_delete_script() -> String {
-    "table inet berth {}\ndelete table inet berth\n".to_string()
-}
+pub use crate::model::edge::nft_delete_script;

@@ -420,3 +420,9 @@ impl ZoneWanted {
 
 /// The names of the timeout sets Fail2Ban bans into (dropped on input and forward).
 pub const BAN_SETS: [&str; 2] = ["banned4", "banned6"];
+
+/// The nft script that removes berth's table (the firewall left the config, or a rollback to
+/// "no firewall"): shared by the planner and the host adapter.
+pub fn nft_delete_script() -> String {
+    "table inet berth {}\ndelete table inet berth\n".to_string()
+}

@@ -176,7 +176,7 @@ fn plan_stack(ctx: &Context, stack_arc: &Arc<StackSpec>, out: &mut Planned) {
         };
     // Services being replaced or created, for `restart: true` and `network_mode: service:x`.
     let mut replaced: BTreeSet<&str> = BTreeSet::new();
-    for service in crate::plan::dependency_order(stack_spec) {
+    for service in dependency_order(stack_spec) {
         let spec = &stack_spec.services[service];
         let sref = ServiceRef {
             stack: stack.clone(),
@@ -371,4 +371,53 @@ fn plan_stack(ctx: &Context, stack_arc: &Arc<StackSpec>, out: &mut Planned) {
                 .push(delete(c, stack, Reason::ServiceRemoved, None));
         }
     }
+}
+
+/// Services in an order where every dependency (depends_on, links, volumes_from,
+/// `network_mode: service:x`) comes before its dependents; ties by name. A cycle (refused by validation) cannot hang or
+/// drop services: the rest follow in name order.
+pub fn dependency_order(stack: &StackSpec) -> Vec<&str> {
+    let deps = |spec: &ServiceSpec| -> Vec<String> {
+        let mut d: Vec<String> = spec.depends_on.keys().cloned().collect();
+        if let Some(s) = spec
+            .network_mode
+            .as_deref()
+            .and_then(|m| m.strip_prefix("service:"))
+        {
+            d.push(s.to_string());
+        }
+        for link in &spec.links {
+            d.push(link.split(':').next().unwrap_or(link).to_string());
+        }
+        // `volumes_from: [svc]` mounts the other service's container: it must exist first.
+        for from in spec
+            .volumes_from
+            .iter()
+            .filter(|v| !v.starts_with("container:"))
+        {
+            d.push(from.split(':').next().unwrap_or(from).to_string());
+        }
+        d
+    };
+    let mut done: BTreeSet<&str> = BTreeSet::new();
+    let mut order = Vec::new();
+    while order.len() < stack.services.len() {
+        let ready = stack.services.iter().find(|(name, spec)| {
+            !done.contains(name.as_str())
+                && deps(spec)
+                    .iter()
+                    .all(|d| done.contains(d.as_str()) || !stack.services.contains_key(d))
+        });
+        let name = match ready {
+            Some((name, _)) => name.as_str(),
+            // A cycle: take the first remaining by name.
+            None => match stack.services.keys().find(|n| !done.contains(n.as_str())) {
+                Some(n) => n.as_str(),
+                None => break,
+            },
+        };
+        done.insert(name);
+        order.push(name);
+    }
+    order
 }

@@ -7,9 +7,9 @@ use std::time::Duration;
 use super::tests::check;
 use super::*;
 use crate::kinds::job::recorded;
-use crate::model::Secret;
 use crate::model::host::Origin;
 use crate::model::jobs::*;
+use crate::model::{Desired, Observed, Secret};
 
 fn job(name: &str, schedule: &str, task: Task) -> JobSpec {
     JobSpec {

@@ -652,7 +652,10 @@ fn volumes_from_orders_the_source_first() {
         "s",
         &[("a-reader", reader), ("writer", svc("test/app:1"))],
     )]);
-    assert_eq!(dependency_order(&d.stacks["s"]), ["writer", "a-reader"]);
+    assert_eq!(
+        crate::kinds::container::dependency_order(&d.stacks["s"]),
+        ["writer", "a-reader"]
+    );
 }
 
 fn published(port: u16) -> crate::model::PortSpec {

@@ -163,10 +163,12 @@ fn text(plan: &Plan, by_group: bool) -> String {
     } else {
         !plan.errors.iter().all(crate::plan::PlanError::is_contained)
     };
+    // What goes ahead; what it leaves out is marked below (a refused plan says so once, at the
+    // end).
+    let rest = plan.without_withheld();
     let mut out = String::new();
     for c in &plan.changes {
-        // A refused plan says so once at the end; else each change left out says it here.
-        let mark = if !refused_whole && plan.is_withheld(c) {
+        let mark = if !refused_whole && rest.withheld.contains(&c.addr) {
             "(withheld) "
         } else {
             ""
@@ -231,7 +233,6 @@ fn text(plan: &Plan, by_group: bool) -> String {
         }
         return out;
     };
-    let rest = plan.without_withheld();
     if rest.has_changes() {
         let _ = writeln!(out, "Plan: {}.", rest.summary());
     } else {

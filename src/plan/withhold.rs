@@ -22,15 +22,6 @@ impl Plan {
         Some(held)
     }
 
-    /// Whether a group-by-group apply leaves `c` out (a pull: when none of the stacks it is
-    /// for goes ahead).
-    pub fn is_withheld(&self, c: &Change) -> bool {
-        match self.withheld_groups() {
-            None => true,
-            Some(held) => withheld_by(&held, c),
-        }
-    }
-
     /// The plan without what its errors withhold: those groups' changes go, pulls serve only
     /// the rest, and [`Plan::withheld`] lists what was left out. No errors are kept: what is
     /// left can be applied.

@@ -221,30 +221,11 @@ pub fn live_sites(cfg: &Value) -> BTreeMap<String, (String, Option<Vec<String>>)
             out.insert(id.to_string(), (dial, None));
         }
     };
-    if let Some(servers) = cfg.pointer("/apps/http/servers").and_then(Value::as_object) {
-        for srv in servers.values() {
-            for r in srv
-                .get("routes")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                visit(r, &mut out);
-                for h in r
-                    .get("handle")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    for sub in h
-                        .get("routes")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                    {
-                        visit(sub, &mut out);
-                    }
-                }
+    for r in server_routes(cfg) {
+        visit(r, &mut out);
+        for h in items(r, "handle") {
+            for sub in items(h, "routes") {
+                visit(sub, &mut out);
             }
         }
     }
@@ -261,14 +242,7 @@ pub fn live_sites(cfg: &Value) -> BTreeMap<String, (String, Option<Vec<String>>)
 /// (`static_response`, `reverse_proxy to 10.0.0.9:80`).
 pub fn foreign_hosts(cfg: &Value) -> BTreeMap<String, String> {
     let mut out: BTreeMap<String, String> = BTreeMap::new();
-    let Some(servers) = cfg.pointer("/apps/http/servers").and_then(Value::as_object) else {
-        return out;
-    };
-    for r in servers
-        .values()
-        .filter_map(|srv| srv.get("routes").and_then(Value::as_array))
-        .flatten()
-    {
+    for r in server_routes(cfg) {
         let berths = r
             .get("@id")
             .and_then(Value::as_str)
@@ -276,11 +250,7 @@ pub fn foreign_hosts(cfg: &Value) -> BTreeMap<String, String> {
         if berths {
             continue;
         }
-        let what: Vec<String> = r
-            .get("handle")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
+        let what: Vec<String> = items(r, "handle")
             .filter_map(|h| {
                 let name = h.get("handler")?.as_str()?;
                 Some(
@@ -296,25 +266,27 @@ pub fn foreign_hosts(cfg: &Value) -> BTreeMap<String, String> {
         } else {
             what.join(", ")
         };
-        for m in r
-            .get("match")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            for h in m
-                .get("host")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                if let Some(h) = h.as_str() {
-                    out.entry(h.to_string()).or_insert_with(|| what.clone());
-                }
+        for m in items(r, "match") {
+            for h in items(m, "host").filter_map(Value::as_str) {
+                out.entry(h.to_string()).or_insert_with(|| what.clone());
             }
         }
     }
     out
+}
+
+/// Every top-level route of every HTTP server of a Caddy config.
+fn server_routes(cfg: &Value) -> impl Iterator<Item = &Value> {
+    cfg.pointer("/apps/http/servers")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|servers| servers.values())
+        .flat_map(|srv| items(srv, "routes"))
+}
+
+/// The items of the array at `key` (none when it is missing or not an array).
+fn items<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
+    v.get(key).and_then(Value::as_array).into_iter().flatten()
 }
 
 #[cfg(test)]
